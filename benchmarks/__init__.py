@@ -1,0 +1,1 @@
+"""Benchmark scripts for gradjit (run them as ``python benchmarks/<name>.py``)."""

@@ -1,0 +1,1 @@
+"""Analyses over the SSA model: CFG order, dominators, loops, types, activity."""

@@ -1,0 +1,73 @@
+"""Classification of call targets: math with derivative rules, NRT runtime,
+memory intrinsics, no-op intrinsics, Numba-compiled callees, unknown externals."""
+from __future__ import annotations
+
+import re
+
+NRT_ALLOC = {"NRT_MemInfo_alloc_aligned", "NRT_MemInfo_alloc_safe_aligned",
+             "NRT_MemInfo_alloc", "NRT_MemInfo_alloc_safe"}
+NRT_REFCT = {"NRT_incref", "NRT_decref"}
+NOOP_INTRINSICS = ("llvm.lifetime.", "llvm.assume", "llvm.experimental.noalias.scope.decl",
+                   "llvm.dbg.", "llvm.prefetch", "llvm.invariant.", "llvm.sideeffect",
+                   "llvm.stacksave", "llvm.stackrestore", "llvm.trap", "llvm.debugtrap")
+PURE_INT_INTRINSICS = ("llvm.smax.", "llvm.smin.", "llvm.umax.", "llvm.umin.", "llvm.abs.",
+                       "llvm.ctpop.", "llvm.ctlz.", "llvm.cttz.", "llvm.bswap.", "llvm.fshl.",
+                       "llvm.fshr.", "llvm.sadd.with.overflow.", "llvm.uadd.with.overflow.",
+                       "llvm.ssub.with.overflow.", "llvm.usub.with.overflow.",
+                       "llvm.smul.with.overflow.", "llvm.umul.with.overflow.",
+                       "llvm.expect.", "llvm.is.fpclass.", "llvm.sadd.sat.", "llvm.uadd.sat.")
+MEMORY = ("llvm.memcpy.", "llvm.memmove.", "llvm.memset.")
+# exception/GIL/runtime helpers that touch no floating-point data
+INACTIVE_EXTERNALS = {"NRT_MemInfo_call_dtor", "numba_gil_ensure", "numba_gil_release",
+                      "NRT_decref", "NRT_incref", "numba_do_raise", "NRT_Free",
+                      "numba_unpickle", "PyErr_SetString", "puts", "printf"}
+
+_SUFFIX = re.compile(r"\.(f32|f64|f80|f128|i32|i64|v\d+f\d+)$")
+
+
+def math_name(callee: str):
+    """Canonical math name of an intrinsic or libm callee ('llvm.sin.f64' -> 'sin',
+    'sinf' -> 'sin'), or None."""
+    if callee.startswith("llvm."):
+        base = callee[5:]
+        while True:
+            nb = _SUFFIX.sub("", base)
+            if nb == base:
+                break
+            base = nb
+        return base
+    if callee.startswith("__nv_"):
+        callee = callee[5:]
+    if callee.endswith("f") and callee[:-1] in LIBM_F:
+        return callee[:-1]
+    return callee
+
+
+LIBM_F = {"sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "sinh", "cosh",
+          "asin", "acos", "atan", "atan2", "hypot", "floor", "ceil", "fabs", "copysign", "erf",
+          "erfc", "pow", "log10", "log2", "exp2", "asinh", "acosh", "atanh", "cbrt", "fmod",
+          "trunc", "round", "rint", "fmin", "fmax", "lgamma", "tgamma", "powi"}
+
+
+def classify(callee: str, defined: bool) -> str:
+    """One of 'math', 'nrt_alloc', 'nrt_refct', 'memory', 'noop', 'pure_int',
+    'defined', 'inactive_external', 'external'."""
+    from ..ad.rules import has_rule
+    if callee in NRT_ALLOC:
+        return "nrt_alloc"
+    if callee in NRT_REFCT:
+        return "nrt_refct"
+    if callee.startswith(MEMORY):
+        return "memory"
+    if callee.startswith(NOOP_INTRINSICS):
+        return "noop"
+    if callee.startswith(PURE_INT_INTRINSICS):
+        return "pure_int"
+    name = math_name(callee)
+    if name and has_rule(name):
+        return "math"
+    if defined:
+        return "defined"
+    if callee in INACTIVE_EXTERNALS:
+        return "inactive_external"
+    return "external"

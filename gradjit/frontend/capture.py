@@ -1,0 +1,128 @@
+"""Capture a Numba function's LLVM IR *before* Numba's final optimization.
+
+Numba lowers each compiled function to an ``llvmlite.ir`` module and hands it to
+``CPUCodeLibrary.add_ir_module``; afterwards it runs function passes and, on
+``finalize``, the full O3 pipeline with unrolling and vectorization.  gradjit
+records the raw text at ``add_ir_module`` (a hook installed on import), links the
+raw modules of the function's library and of every library it links (callees,
+``@overload`` implementations such as ``np.sum``), internalizes everything but
+the target and runs its own pre-AD pipeline (:func:`gradjit.ir.pipeline.pre_ad`).
+Libraries compiled before gradjit was imported have no raw IR: the top-level
+function is then recompiled, and a callee falls back to its optimized module.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import llvmlite.binding as llvm
+import numba
+from numba.core import cgutils, codegen
+
+from ..ir import pipeline
+
+_lock = threading.RLock()
+_installed = False
+
+
+def install_hook():
+    """Record the raw IR of every Numba CPU library compiled from now on."""
+    global _installed
+    if _installed:
+        return
+    orig = codegen.CPUCodeLibrary.add_ir_module
+
+    def add_ir_module(self, ir_module):
+        raw = self.__dict__.setdefault("_gradjit_raw_ir", [])
+        raw.append(cgutils.normalize_ir_text(str(ir_module)))
+        return orig(self, ir_module)
+
+    add_ir_module.__wrapped__ = orig
+    codegen.CPUCodeLibrary.add_ir_module = add_ir_module
+    _installed = True
+
+
+@dataclass
+class Captured:
+    """A captured function: pre-AD-optimized LLVM module and Numba metadata."""
+    module: "llvm.ModuleRef"
+    name: str                 # LLVM symbol of the function
+    argtypes: tuple           # numba types of the arguments
+    restype: object           # numba return type
+    py_func: object
+    context: object           # numba target context
+    debug: bool = False
+
+
+def _collect(lib, seen, out):
+    if id(lib) in seen:
+        return
+    seen.add(id(lib))
+    raw = getattr(lib, "_gradjit_raw_ir", None)
+    if raw:
+        out.extend(raw)
+    else:
+        out.append(str(lib._get_module_for_linking()))
+    for sub in getattr(lib, "_linking_libraries", ()):
+        _collect(sub, seen, out)
+
+
+def _dispatcher_of(fn):
+    if isinstance(fn, numba.core.registry.CPUDispatcher):
+        return fn
+    if hasattr(fn, "py_func") and hasattr(fn, "overloads"):
+        return fn
+    return numba.njit(fn)
+
+
+def compile_overload(disp, argtypes, debug=False):
+    """Compile ``disp`` for ``argtypes``; return Numba's compile result.
+
+    With ``debug`` (or when the existing overload predates the hook) a fresh
+    dispatcher of the same Python function is compiled so its raw IR is recorded.
+    """
+    argtypes = tuple(argtypes)
+    if not debug:
+        cres = disp.overloads.get(argtypes)
+        if cres is None:
+            disp.compile(argtypes)
+            cres = disp.overloads[argtypes]
+        if getattr(cres.library, "_gradjit_raw_ir", None):
+            return cres
+    opts = dict(disp.targetoptions)
+    if debug:
+        opts.update(debug=True, boundscheck=False)
+    fresh = numba.njit(**opts)(disp.py_func)
+    fresh.compile(argtypes)
+    return fresh.overloads[argtypes]
+
+
+def capture(fn, argtypes, debug=False) -> Captured:
+    """Capture ``fn`` (dispatcher or Python function) for numba ``argtypes``.
+
+    Returns a :class:`Captured` whose module holds the target, external, plus
+    its callees, internal, after the pre-AD pipeline.
+    Raises ``numba.core.errors.TypingError`` if Numba cannot compile ``fn``.
+    """
+    install_hook()
+    disp = _dispatcher_of(fn)
+    with _lock:
+        cres = compile_overload(disp, argtypes, debug)
+        texts = []
+        _collect(cres.library, set(), texts)
+        mod = llvm.parse_assembly(texts[0])
+        for t in texts[1:]:
+            other = llvm.parse_assembly(t)
+            # drop definitions the module already has (shared helpers)
+            mod.link_in(other)
+    name = cres.fndesc.llvm_func_name
+    for f in mod.functions:
+        if f.is_declaration:
+            continue
+        if f.name == name:
+            f.linkage = "external"
+        else:
+            f.linkage = "internal"
+    pipeline.pre_ad(mod)
+    return Captured(mod, name, tuple(argtypes), cres.signature.return_type,
+                    disp.py_func, cres.target_context, debug)

@@ -1,0 +1,53 @@
+"""LLVM pass pipelines around AD (through llvmlite's new pass manager).
+
+* pre-AD: O2 with loop unrolling and (loop, SLP) vectorization off, so the AD
+  sees scalar loops with their induction variables intact (Enzyme's rule, see
+  shared/seeds: "If you selected a release build, we will disable vectorization
+  and loop unrolling").
+* post-AD: O3 with unrolling and vectorization on.
+"""
+from __future__ import annotations
+
+import functools
+
+import llvmlite.binding as llvm
+
+
+@functools.lru_cache(maxsize=None)
+def target_machine(opt: int = 3):
+    """Host target machine (host CPU name and features)."""
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                        features=llvm.get_host_cpu_features().flatten(),
+                                        opt=opt, jit=True)
+
+
+def _run(mod, speed: int, unroll: bool, vectorize: bool):
+    pto = llvm.create_pipeline_tuning_options(speed_level=speed)
+    pto.loop_unrolling = unroll
+    pto.loop_vectorization = vectorize
+    pto.slp_vectorization = vectorize
+    pb = llvm.create_pass_builder(target_machine(), pto)
+    pm = pb.getModulePassManager()
+    pm.run(mod, pb)
+    return mod
+
+
+def pre_ad(mod):
+    """Run the pre-AD pipeline (O2, no unroll, no vectorize) on ``mod`` in place."""
+    return _run(mod, 2, False, False)
+
+
+def post_ad(mod, vectorize: bool = True):
+    """Run the post-AD pipeline (O3 with unroll and vectorize) on ``mod`` in place."""
+    return _run(mod, 3, vectorize, vectorize)
+
+
+def parse(text: str, name: str = "gradjit"):
+    """Parse and verify LLVM text with llvmlite; raises ``RuntimeError`` on bad IR."""
+    mod = llvm.parse_assembly(text)
+    mod.name = name
+    mod.verify()
+    return mod

@@ -1,0 +1,1 @@
+"""Benchmark kernels: plain Numba ``@njit`` objectives that gradjit differentiates."""
