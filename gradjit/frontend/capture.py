@@ -67,12 +67,19 @@ def _collect(lib, seen, out):
         _collect(sub, seen, out)
 
 
-def _dispatcher_of(fn):
+def dispatcher_of(fn):
+    """The Numba dispatcher of ``fn`` (compiled with ``numba.njit`` if it is a plain function)."""
     if isinstance(fn, numba.core.registry.CPUDispatcher):
         return fn
     if hasattr(fn, "py_func") and hasattr(fn, "overloads"):
         return fn
-    return numba.njit(fn)
+    cached = _plain.get(fn)
+    if cached is None:
+        cached = _plain[fn] = numba.njit(fn)
+    return cached
+
+
+_plain = {}
 
 
 def compile_overload(disp, argtypes, debug=False):
@@ -105,7 +112,7 @@ def capture(fn, argtypes, debug=False) -> Captured:
     Raises ``numba.core.errors.TypingError`` if Numba cannot compile ``fn``.
     """
     install_hook()
-    disp = _dispatcher_of(fn)
+    disp = dispatcher_of(fn)
     with _lock:
         cres = compile_overload(disp, argtypes, debug)
         texts = []

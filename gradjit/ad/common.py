@@ -1,0 +1,84 @@
+"""Pieces shared by the forward sweep (forward mode and augmented primal) and the
+reverse sweep: parameter lists of derivative versions, placeholder resolution,
+and the classification of memory by element type."""
+from __future__ import annotations
+
+import re
+
+from ..analysis.activity import element_types, root
+from ..ir.model import local_ref
+
+TAPE = "%gj.tape"
+_PLACEHOLDER = re.compile("\x01([^\x02]*)\x02")
+
+
+def shadow_name(name: str) -> str:
+    return local_ref(name + ".s")
+
+
+def placeholder(name: str) -> str:
+    """A stand-in for the shadow of ``name``, resolved once the function is done
+    (phis refer to shadows defined later in the block order)."""
+    return f"\x01{name}\x02"
+
+
+def resolve(text: str, table: dict) -> str:
+    def sub(m):
+        return table[m.group(1)]
+    return _PLACEHOLDER.sub(sub, text)
+
+
+def shadow_params(version, sweep: str):
+    """(arg, is_float) pairs of the arguments that get a shadow parameter.
+
+    Forward mode: every active argument (tangents of floats, shadows of pointers).
+    Augmented primal and reverse sweep: active pointers only (float adjoints are
+    returned through ``out`` pointers by the reverse sweep).
+    """
+    out = []
+    for a, m in zip(version.fn.args, version.mask):
+        if not m:
+            continue
+        if sweep == "forward" or a.type == "ptr":
+            out.append(a)
+    return out
+
+
+def float_outs(version):
+    """Active float arguments: the reverse sweep adds their adjoints to ``out`` pointers."""
+    return [a for a, m in zip(version.fn.args, version.mask) if m and a.type != "ptr"]
+
+
+def out_name(a) -> str:
+    return local_ref(a.name + ".out")
+
+
+class MemoryTypes:
+    """Element type of the memory a pointer addresses (TypeTree of the argument it
+    comes from, else the loads and stores made through the same allocation)."""
+
+    def __init__(self, ctx, fn):
+        self.ctx, self.fn = ctx, fn
+        self._by_root = None
+
+    def kind(self, ptr) -> str:
+        """'double' / 'float' for float memory, 'ptr' for pointer slots, 'int', or
+        'unknown'."""
+        r = root(ptr)
+        if r is None:
+            return "unknown"
+        if r.kind == "arg":
+            t = self.ctx.arg_elem_types.get((self.fn.name, r.name))
+            if t:
+                return t
+        if self._by_root is None:
+            self._by_root = element_types(self.fn)
+        tys = self._by_root.get(id(r), set())
+        floats = [t for t in tys if t in ("double", "float")]
+        if len(floats) == 1:
+            return floats[0]
+        if floats:
+            return "double" if "double" in floats else floats[0]
+        if "ptr" in tys:
+            return "ptr"
+        return "int" if tys else "unknown"

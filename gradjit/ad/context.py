@@ -1,0 +1,88 @@
+"""Shared state of one AD transformation: the source module, the queue of
+derivative *versions* (function x mode x activity of its arguments) still to be
+generated, and the declarations the generated code needs."""
+from __future__ import annotations
+
+from ..analysis.activity import Activity, carries
+from ..errors import UnsupportedError
+from ..ir import types as T
+
+
+class Version:
+    """One derivative of function ``fn``.
+
+    ``mask[k]`` says whether argument k is active (a pointer with a shadow or a
+    float with a derivative); ``ret_active`` whether the return value is.
+    For mode ``"forward"`` one function ``names[0]`` is made; for ``"reverse"``
+    the augmented primal ``names[0]`` and the reverse sweep ``names[1]``.
+    """
+
+    def __init__(self, fn, mode, mask, ret_active, atomic=False):
+        self.fn, self.mode, self.mask, self.ret_active = fn, mode, mask, ret_active
+        self.atomic = atomic
+        tag = "".join("a" if m else "c" for m in mask) + ("r" if ret_active else "") + (
+            "A" if atomic else "")
+        base = f"{fn.name}.gj.{mode[0]}.{tag}"
+        self.names = (base + ".fwd",) if mode == "forward" else (base + ".aug", base + ".rev")
+        active = [a.name for a, m in zip(fn.args, mask) if m]
+        self.activity = None
+        self._active_args = active
+
+    def analyze(self, ctx):
+        if self.activity is None:
+            self.activity = Activity(self.fn, self._active_args, ctx.defined)
+        return self.activity
+
+    @property
+    def ret_float(self):
+        return self.ret_active and T.has_float(self.fn.ret_type)
+
+
+class ADContext:
+    """Generates versions on demand (a worklist, so recursion terminates)."""
+
+    def __init__(self, module, arg_elem_types=None):
+        self.module = module
+        self.defined = {n for n, f in module.functions.items() if not f.is_declaration}
+        self.versions = {}
+        self.queue = []
+        self.decls = {}
+        self.arg_elem_types = arg_elem_types or {}   # (fname, argname) -> float type
+        self.extra = {}                              # name -> helper function text
+        self.counter = [0]
+
+    def version(self, fname, mode, mask, ret_active, atomic=False) -> Version:
+        fn = self.module.functions[fname]
+        key = (fname, mode, tuple(mask), bool(ret_active), atomic)
+        v = self.versions.get(key)
+        if v is None:
+            for a, m in zip(fn.args, mask):
+                if m and not carries(a.type):
+                    raise AssertionError(f"argument {a.name} of {fname} cannot be active")
+            v = Version(fn, mode, tuple(mask), bool(ret_active), atomic)
+            self.versions[key] = v
+            self.queue.append(v)
+        return v
+
+    def generate(self) -> list:
+        """Generate every queued version; returns the function texts."""
+        from .forward_sweep import ForwardSweep
+        from .reverse_sweep import ReverseSweep
+        out = []
+        while self.queue:
+            v = self.queue.pop()
+            v.analyze(self)
+            if v.mode == "forward":
+                out.append(ForwardSweep(self, v, "forward").text())
+            else:
+                rev = ReverseSweep(self, v)
+                rev_text = rev.text()
+                out.append(ForwardSweep(self, v, "augmented", needs=rev.needs).text())
+                out.append(rev_text)
+        return out
+
+    def unsupported(self, what, ins=None):
+        loc = None
+        if ins is not None and ins.line:
+            loc = f"{ins.line[0]}:{ins.line[1]}"
+        return UnsupportedError(what, loc, ins.text if ins is not None else None)

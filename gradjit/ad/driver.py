@@ -1,0 +1,203 @@
+"""From a captured function to the text of a derivative module.
+
+:func:`differentiate` picks the derivative version of the captured function for
+the user's activities, generates it and everything it calls, and writes an *entry*
+function with Numba's CPU calling convention for the derivative's own Numba
+signature, so the derivative is called like any Numba-compiled function::
+
+    i32 entry(ptr retptr, ptr excinfo, <flattened arguments of df>)
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..errors import UnsupportedError
+from ..frontend.typetree import leaves
+from ..ir import types as T
+from ..ir.model import local_ref
+from ..ir.writer import function_text
+from . import tape
+from .common import float_outs, shadow_params
+from .context import ADContext
+from .forward_sweep import _global
+
+_ENV = re.compile(r"^(@\S+) = (?:common |weak |linkonce_odr |internal )?(?:local_unnamed_addr |unnamed_addr )*global ptr null")
+
+
+@dataclass
+class ArgPlan:
+    """How one argument of the primal appears in ``df``.
+
+    ``slots``: flattened index ranges ``(start, stop)`` of ``df``'s parameters for
+    the primal and, when shadowed, the shadow; ``active_float``: it is an Active
+    float scalar whose gradient ``df`` returns; ``tangent``: a forward-mode float
+    tangent.
+    """
+    numba_type: object
+    leaves: list
+    shadowed: bool = False
+    active_float: bool = False
+    primal_slots: tuple = ()
+    shadow_slots: tuple = ()
+
+
+@dataclass
+class Plan:
+    mode: str
+    args: list = field(default_factory=list)
+    ret_float: str = None            # LLVM float type of the primal return, if any
+    ret_active: bool = False         # the return has a derivative (seed / tangent)
+    return_primal: bool = True
+    return_derivative: bool = False  # forward: the tangent of the return
+    seed: bool = False               # reverse: df takes a trailing seed
+
+
+def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name) -> str:
+    """Numba-ABI entry that runs the derivative version of ``top``.
+
+    ``df_params``: LLVM types of df's flattened parameters; ``ret_llvm``: the LLVM
+    type Numba stores through ``retptr`` (None for no result); ``result_parts``:
+    what goes in the result, in order: ``("primal",)``, ``("tangent",)`` or
+    ``("grad", k)`` for the k-th float out.
+    """
+    p = [f"%p{k}" for k in range(len(df_params))]
+    lines = [f"define i32 @{name}(ptr noalias %retptr, ptr noalias %excinfo, "
+             + ", ".join(f"{t} {r}" for t, r in zip(df_params, p)) + ") {", "entry:"]
+    rty = plan.ret_float or "i8"
+    lines += [f"  %gj.ret = alloca {rty}", f"  %gj.dret = alloca {rty}",
+              f"  store {rty} {T.zero(rty)}, ptr %gj.dret"]
+    # arguments of the version: retptr, excinfo, the primal's flattened args
+    primal = ["%gj.ret", "%excinfo"]
+    shadows = {}
+    if plan.ret_active:
+        shadows[0] = "%gj.dret"
+    idx = 2
+    for a in plan.args:
+        lo, hi = a.primal_slots
+        primal.extend(p[lo:hi])
+        if a.shadowed:
+            slo, shi = a.shadow_slots
+            for k, leaf in enumerate(a.leaves):
+                if leaf[0] == "data" or leaf[0] == "float":
+                    shadows[idx + k] = p[slo + k]
+        idx += len(a.leaves)
+    fargs = top.args
+    call_args = [f"{x.type} {v}" for x, v in zip(fargs, primal)]
+    sweep = "forward" if plan.mode == "forward" else "reverse"
+    for a in shadow_params(version, sweep):
+        k = fargs.index(a)
+        call_args.append(f"{a.type} {shadows[k]}")
+    outs = float_outs(version)
+    if plan.mode == "forward":
+        lines.append(f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)})")
+    else:
+        lines.append("  %gj.tape = alloca " + tape.TAPE_TYPE)
+        lines.append(f"  call void @gj.tape.init(ptr %gj.tape, i64 {tape.INITIAL_BYTES})")
+        lines.append(f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)}, ptr %gj.tape)")
+    lines += ["  %ok = icmp eq i32 %st, 0", "  br i1 %ok, label %done, label %fail", "fail:"]
+    if plan.mode != "forward":
+        lines.append("  call void @gj.tape.free(ptr %gj.tape)")
+    lines += ["  ret i32 %st", "done:"]
+    if plan.mode != "forward":
+        rargs = list(call_args) + ["ptr %gj.tape"]
+        for k, a in enumerate(outs):
+            lines += [f"  %out{k} = alloca {a.type}", f"  store {a.type} {T.zero(a.type)}, ptr %out{k}"]
+            rargs.append(f"ptr %out{k}")
+        if plan.seed:
+            lines.append(f"  store {rty} %p{len(df_params) - 1}, ptr %gj.dret")
+        lines.append(f"  call void @{_global(version.names[1])}({', '.join(rargs)})")
+        lines.append("  call void @gj.tape.free(ptr %gj.tape)")
+    values = []
+    for part in result_parts:
+        if part[0] == "primal":
+            values.append((rty, local_ref(f"r.primal")))
+            lines.append(f"  %r.primal = load {rty}, ptr %gj.ret")
+        elif part[0] == "tangent":
+            values.append((rty, "%r.tangent"))
+            lines.append(f"  %r.tangent = load {rty}, ptr %gj.dret")
+        else:
+            a = outs[part[1]]
+            values.append((a.type, f"%r.g{part[1]}"))
+            lines.append(f"  %r.g{part[1]} = load {a.type}, ptr %out{part[1]}")
+    if ret_llvm is not None:
+        if len(values) == 1 and ret_llvm in T.FLOATS:
+            lines.append(f"  store {ret_llvm} {values[0][1]}, ptr %retptr")
+        else:
+            acc = "undef"
+            for k, (ty, v) in enumerate(values):
+                lines.append(f"  %agg{k} = insertvalue {ret_llvm} {acc}, {ty} {v}, {k}")
+                acc = f"%agg{k}"
+            lines.append(f"  store {ret_llvm} {acc}, ptr %retptr")
+    lines += ["  ret i32 0", "}"]
+    return "\n".join(lines)
+
+
+def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts, entry_name):
+    """Generate the derivative module text for ``plan``; returns the text.
+
+    Raises :class:`~gradjit.UnsupportedError` for constructs without derivative.
+    """
+    top = model.functions[top_name]
+    nleaves = sum(len(a.leaves) for a in plan.args)
+    if len(top.args) != 2 + nleaves:
+        raise UnsupportedError(f"a function whose compiled signature has {len(top.args)} "
+                               f"arguments where {2 + nleaves} were expected")
+    mask = [plan.ret_active, False]
+    elem = {}
+    for a in plan.args:
+        for leaf in a.leaves:
+            k = len(mask)
+            if leaf[0] == "data":
+                mask.append(a.shadowed and leaf[1] is not None)
+                if leaf[1]:
+                    elem[(top_name, top.args[k].name)] = leaf[1]
+            elif leaf[0] == "float":
+                mask.append(a.shadowed or a.active_float)
+            else:
+                mask.append(False)
+    ctx = ADContext(model, elem)
+    mode = "forward" if plan.mode == "forward" else "reverse"
+    version = ctx.version(top_name, mode, mask, False)
+    bodies = ctx.generate()
+    entry = entry_text(plan, top, version, df_params, ret_llvm, result_parts, entry_name)
+    return assemble(model, ctx, bodies + [entry])
+
+
+def assemble(model, ctx, bodies) -> str:
+    out = [f'target datalayout = "{model.datalayout}"', f'target triple = "{model.triple}"', ""]
+    for g in model.globals_text:
+        m = _ENV.match(g)
+        out.append(f"{m.group(1)} = external global ptr" if m else g)
+    defined, declared = set(), set()
+    for f in model.functions.values():
+        if f.is_declaration:
+            declared.add(f.name)
+            out.append(f.header)
+        else:
+            defined.add(f.name)
+            out.append(_internal(function_text(f)))
+    runtime_decls = {"realloc": "declare ptr @realloc(ptr, i64)", "free": "declare void @free(ptr)",
+                     "calloc": "declare ptr @calloc(i64, i64)",
+                     "llvm.memset.p0.i64": "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)",
+                     "NRT_MemInfo_call_dtor": "declare void @NRT_MemInfo_call_dtor(ptr)",
+                     "llvm.umax.i64": "declare i64 @llvm.umax.i64(i64, i64)"}
+    for name, text in {**runtime_decls, **ctx.decls}.items():
+        if name not in declared and name not in defined:
+            declared.add(name)
+            out.append(text)
+    out.append(_strip_declares(tape.RUNTIME))
+    out.extend(ctx.extra.values())
+    out.extend(bodies)
+    return "\n".join(out) + "\n"
+
+
+def _internal(text: str) -> str:
+    if text.startswith(("define internal ", "define private ")):
+        return text
+    return re.sub(r"^define\s+(?:(?:external|linkonce_odr|weak_odr|available_externally|linkonce|weak|dso_local)\s+)*",
+                  "define internal ", text, count=1)
+
+
+def _strip_declares(text: str) -> str:
+    return "\n".join(l for l in text.splitlines() if not l.startswith("declare "))

@@ -1,0 +1,309 @@
+"""The forward sweep, shared by forward mode and the augmented primal of reverse
+mode: the primal instructions, the shadow of every active pointer (same address
+arithmetic on the shadow base), and
+
+* in forward mode, the tangent of every active float, ``sum_i partial_i * dx_i``
+  from the rule table (:mod:`gradjit.ad.rules`);
+* in the augmented primal, one tape record per executed block holding what the
+  reverse sweep of that block needs (:mod:`gradjit.ad.tape`).
+
+Calls to functions defined in the module call their derivative versions.
+"""
+from __future__ import annotations
+
+from ..analysis.activity import alloca_type
+from ..analysis.calls import classify, math_name
+from ..ir import types as T
+from ..ir.model import local_ref, rename
+from ..ir.writer import label
+from . import rules, tape
+from .builder import Builder, fconst
+from .common import (TAPE, MemoryTypes, placeholder, resolve, shadow_name,
+                     shadow_params)
+
+_SHADOW_BY_RENAME = {"getelementptr", "bitcast", "addrspacecast", "freeze", "extractvalue",
+                     "insertvalue", "fpext", "fptrunc", "select", "load", "phi"}
+_LOSES_DERIVATIVE = {"bitcast", "ptrtoint", "fptosi", "fptoui", "fcmp", "store", "ret",
+                     "call", "extractelement", "insertelement", "shufflevector"}
+
+
+class ForwardSweep:
+    def __init__(self, ctx, version, sweep, needs=None):
+        assert sweep in ("forward", "augmented")
+        self.ctx, self.v, self.sweep = ctx, version, sweep
+        self.fn, self.act = version.fn, version.activity
+        self.needs = needs or {}
+        self.b = Builder("gj.t", ctx.decls, ctx.counter)
+        self.table = {}                  # name -> shadow ref
+        self.mem = MemoryTypes(ctx, self.fn)
+        self.values = {a.name: a for a in self.fn.args}
+        for ins in self.fn.instructions():
+            if ins.name:
+                self.values[ins.name] = ins
+
+    @property
+    def fwd(self):
+        return self.sweep == "forward"
+
+    # shadows --------------------------------------------------------------
+    def shadow(self, v) -> str:
+        """Shadow (pointer) or tangent (float) of ``v``; zero / the primal when inactive."""
+        if v.kind in ("arg", "inst") and self.act.is_active(v):
+            return placeholder(v.name)
+        if T.has_float(v.type):
+            return T.zero(v.type)
+        return v.ref
+
+    def wants_shadow(self, ins) -> bool:
+        if not (ins.has_value and self.act.is_active(ins)):
+            return False
+        return self.fwd or ins.type == "ptr"
+
+    def _rename_shadow(self, ins, ops):
+        mapping = {ins.name: shadow_name(ins.name)}
+        for o in ops:
+            if o.kind in ("arg", "inst") and (o.type == "ptr" or T.has_float(o.type)):
+                mapping[o.name] = self.shadow(o)
+        self.b.emit(rename(ins.text, mapping))
+        self.table[ins.name] = shadow_name(ins.name)
+
+    # text -------------------------------------------------------------------
+    def header(self) -> str:
+        v, fn = self.v, self.fn
+        params = [f"{a.type} {a.ref}" for a in fn.args]
+        params += [f"{a.type} {shadow_name(a.name)}" for a in shadow_params(v, self.sweep)]
+        ret = fn.ret_type
+        if self.fwd:
+            if v.ret_float:
+                ret = f"{{ {ret}, {ret} }}"
+            name = v.names[0]
+        else:
+            params.append(f"ptr {TAPE}")
+            name = v.names[0]
+        return f"define internal {ret} @{_global(name)}({', '.join(params)})"
+
+    def text(self) -> str:
+        fn = self.fn
+        for a in shadow_params(self.v, self.sweep):
+            self.table[a.name] = shadow_name(a.name)
+        rets = [blk for blk in fn.blocks if blk.terminator.opcode == "ret"]
+        lines = [self.header() + " {"]
+        for blk in fn.blocks:
+            self.b.lines = []
+            for ins in blk.instructions[:-1]:
+                if ins.opcode == "phi":
+                    self.b.emit(ins.text)
+                    if self.wants_shadow(ins):
+                        self._rename_shadow(ins, ins.operands)
+                else:
+                    self.instruction(ins)
+            phis = [l for l in self.b.lines if _is_phi(l)]
+            body = [l for l in self.b.lines if not _is_phi(l)]
+            self.b.lines = []
+            if not self.fwd:
+                items = []
+                if len(blk.preds) > 1:
+                    items.append(("i32", self._from_phi(blk, phis)))
+                for name, kind, ty in self.needs.get(blk.name, ()):
+                    ref = self.values[name].ref if kind == "v" else placeholder(name)
+                    items.append((ty, ref))
+                tape.push_record(self.b, TAPE, items)
+                if blk.terminator.opcode == "ret" and len(rets) > 1:
+                    tape.push_record(self.b, TAPE, [("i32", str(rets.index(blk)))])
+            self.terminator(blk.terminator)
+            lines.append(f"{label(blk.name)}:")
+            lines.extend("  " + l for l in phis + body + self.b.lines)
+        lines.append("}")
+        table = dict(self.table)
+        return resolve("\n".join(lines), _Resolver(table, self))
+
+    def _from_phi(self, blk, phis) -> str:
+        ref = local_ref(blk.name + ".from")
+        entries = []
+        for k, p in enumerate(blk.preds):
+            term = self.fn.block(p).terminator
+            mult = max(1, term.successors().count(blk.name))
+            entries += [f"[ {k}, {local_ref(p)} ]"] * mult
+        phis.append(f"{ref} = phi i32 " + ", ".join(entries))
+        return ref
+
+    # instructions -----------------------------------------------------------
+    def instruction(self, ins):
+        op = ins.opcode
+        if op == "call":
+            return self.call(ins)
+        self.b.emit(ins.text)
+        if op == "store":
+            return self.store(ins)
+        if op == "alloca":
+            if self.act.is_active(ins):
+                self.alloca(ins)
+            return
+        if not self.wants_shadow(ins):
+            if (not ins.has_value or not self.act.is_active(ins)) and op in ("bitcast", "ptrtoint") \
+                    and any(self.act.is_active(o) and T.has_float(o.type) for o in ins.operands):
+                raise self.ctx.unsupported(f"a bit cast of an active float ({op})", ins)
+            return
+        if op in _SHADOW_BY_RENAME:
+            ops = ins.operands[1:] if op == "select" else ins.operands
+            return self._rename_shadow(ins, ops)
+        if op in rules.RULES:
+            return self.tangent(ins, op, ins.operands)
+        raise self.ctx.unsupported(f"the instruction '{op}' on active values", ins)
+
+    def tangent(self, ins, name, fops):
+        ty, b = ins.type, self.b
+        parts = rules.partials(name)
+        terms = []
+        for k, o in enumerate(fops):
+            if k >= len(parts) or not self.act.is_active(o) or not T.has_float(o.type):
+                continue
+            p = parts[k]
+            if callable(p):
+                p = p(b, ty, lambda j: fops[j].ref, lambda: ins.ref)
+            t = rules.scale(b, ty, p, self.shadow(o))
+            if t is not None:
+                terms.append(t)
+        acc = terms[0] if terms else fconst(0.0, ty)
+        for t in terms[1:]:
+            acc = b.fadd(ty, acc, t)
+        self.table[ins.name] = acc
+
+    def alloca(self, ins):
+        aty = alloca_type(ins)
+        if "," in ins.text.split("alloca", 1)[1].replace(aty, "", 1).split("align")[0]:
+            raise self.ctx.unsupported("an alloca with a dynamic element count", ins)
+        size = T.size(aty) if aty != "ptr" else 8
+        if self.fwd:
+            self.b.emit(rename(ins.text, {ins.name: shadow_name(ins.name)}))
+            self.b.call("llvm.memset.p0.i64", "void", [("ptr", shadow_name(ins.name)),
+                        ("i8", "0"), ("i64", str(size)), ("i1", "false")])
+        else:
+            self.b.emit(f"{shadow_name(ins.name)} = call ptr @calloc(i64 1, i64 {size})")
+        self.table[ins.name] = shadow_name(ins.name)
+
+    def store(self, ins):
+        val, ptr = ins.operands[0], ins.operands[1]
+        if not self.act.is_active(ptr):
+            return
+        vt = val.type
+        if vt == "ptr":
+            self.b.emit(f"store ptr {self.shadow(val)}, ptr {self.shadow(ptr)}")
+        elif T.has_ptr(vt) and T.has_float(vt):
+            raise self.ctx.unsupported("a store of an aggregate holding pointers and floats", ins)
+        elif T.has_ptr(vt):
+            if self.act.is_active(val):
+                raise self.ctx.unsupported("a store of an aggregate of pointers", ins)
+        elif T.has_float(vt) and self.fwd:
+            self.b.emit(f"store {vt} {self.shadow(val)}, ptr {self.shadow(ptr)}")
+
+    def call(self, ins):
+        kind = classify(ins.callee, ins.callee in self.ctx.defined)
+        args = ins.operands[:-1]
+        if kind == "defined":
+            return self.call_defined(ins, args)
+        self.b.emit(ins.text)
+        active = [a for a in args if self.act.is_active(a)]
+        if kind in ("noop", "pure_int"):
+            return
+        if kind == "math":
+            if self.wants_shadow(ins):
+                self.tangent(ins, math_name(ins.callee), args)
+            return
+        if kind == "nrt_alloc":
+            s = shadow_name(ins.name)
+            self.b.emit(rename(ins.text, {ins.name: s}))
+            d = self.b.assign(f"getelementptr inbounds i8, ptr {s}, i64 24")
+            dp = self.b.assign(f"load ptr, ptr {d}")
+            n = self.b.assign(f"getelementptr inbounds i8, ptr {s}, i64 32")
+            nb = self.b.assign(f"load i64, ptr {n}")
+            self.b.emit(f"call void @llvm.memset.p0.i64(ptr {dp}, i8 0, i64 {nb}, i1 false)")
+            self.table[ins.name] = s
+            return
+        if kind == "nrt_refct" or ins.callee == "NRT_MemInfo_call_dtor":
+            if active and self.fwd:
+                self.b.emit(rename(ins.text, {a.name: self.shadow(a) for a in active}))
+            return
+        if kind == "memory":
+            return self.memory(ins, args)
+        if active and kind != "inactive_external":
+            raise self.ctx.unsupported(f"a call to '{ins.callee}' with active arguments", ins)
+
+    def memory(self, ins, args):
+        dst = args[0]
+        if not self.act.is_active(dst):
+            return
+        elem = self.mem.kind(dst)
+        is_float = elem in ("double", "float")
+        if self.sweep == "augmented" and is_float:
+            return                      # float shadows hold adjoints: the reverse handles it
+        n = args[2]
+        if ins.callee.startswith("llvm.memset."):
+            self.b.emit(f"call void @{ins.callee}(ptr {self.shadow(dst)}, i8 0, "
+                        f"{n.type} {n.ref}, i1 false)")
+            return
+        src = args[1]
+        if self.act.is_active(src):
+            self.b.emit(f"call void @{ins.callee}(ptr {self.shadow(dst)}, ptr {self.shadow(src)}, "
+                        f"{n.type} {n.ref}, i1 false)")
+        else:
+            self.b.call("llvm.memset.p0.i64", "void", [("ptr", self.shadow(dst)), ("i8", "0"),
+                        ("i64", n.ref if n.type == "i64" else self.b.assign(f"zext {n.type} {n.ref} to i64")),
+                        ("i1", "false")])
+
+    def call_defined(self, ins, args):
+        callee = self.ctx.module.functions[ins.callee]
+        mask = [self.act.is_active(a) for a in args]
+        ret_active = ins.has_value and self.act.is_active(ins)
+        if ret_active and not T.has_float(ins.type):
+            raise self.ctx.unsupported("a call returning an active pointer", ins)
+        ver = self.ctx.version(callee.name, "forward" if self.fwd else "reverse", mask, ret_active)
+        argtext = [f"{a.type} {a.ref}" for a in args]
+        argtext += [f"{a.type} {self.shadow(a)}" for a, m in zip(args, mask)
+                    if m and (self.fwd or a.type == "ptr")]
+        if not self.fwd:
+            argtext.append(f"ptr {TAPE}")
+        call = f"call {ins.type} @{_global(ver.names[0])}({', '.join(argtext)})"
+        if self.fwd and ret_active:
+            pair = f"{{ {ins.type}, {ins.type} }}"
+            t = self.b.assign(f"call {pair} @{_global(ver.names[0])}({', '.join(argtext)})")
+            self.b.emit(f"{ins.ref} = extractvalue {pair} {t}, 0")
+            self.b.emit(f"{shadow_name(ins.name)} = extractvalue {pair} {t}, 1")
+            self.table[ins.name] = shadow_name(ins.name)
+        elif ins.has_value:
+            self.b.emit(f"{ins.ref} = {call}")
+        else:
+            self.b.emit(call)
+
+    def terminator(self, term):
+        if term.opcode == "ret" and self.fwd and self.v.ret_float and term.operands:
+            val = term.operands[0]
+            ty = val.type
+            pair = f"{{ {ty}, {ty} }}"
+            a = self.b.assign(f"insertvalue {pair} undef, {ty} {val.ref}, 0")
+            c = self.b.assign(f"insertvalue {pair} {a}, {ty} {self.shadow(val)}, 1")
+            self.b.emit(f"ret {pair} {c}")
+        else:
+            self.b.emit(term.text)
+
+
+class _Resolver(dict):
+    """Placeholder table: a value whose shadow was never made (e.g. defined in an
+    unreachable block) resolves to zero / null."""
+
+    def __init__(self, table, sweep):
+        super().__init__(table)
+        self.sweep = sweep
+
+    def __missing__(self, name):
+        v = self.sweep.values[name]
+        return T.zero(v.type)
+
+
+def _is_phi(line: str) -> bool:
+    return " = phi " in line and line.lstrip().startswith("%") and line.split(" = ", 1)[1].startswith("phi ")
+
+
+def _global(name: str) -> str:
+    from ..ir.model import _PLAIN
+    return name if _PLAIN.match(name) else '"' + name + '"'

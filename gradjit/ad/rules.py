@@ -1,0 +1,150 @@
+"""The derivative rule table: partial derivatives of every differentiable opcode,
+LLVM intrinsic, libm and libdevice function, written once per argument.
+
+Both modes are derived from it (as Enzyme derives forward rules from its summed
+reverse rules in ``InstructionDerivatives.td``): the tangent of ``y = f(x_1..x_n)``
+is ``sum_i partial_i * dx_i`` and the adjoint update is ``dx_i += partial_i * dy``.
+
+A rule is a list with one entry per argument: ``None`` for an argument with no
+derivative (an integer exponent), :data:`ONE`, :data:`NEG_ONE`, :data:`ZERO`, or a
+function ``partial(b, ty, arg, res)`` that emits the partial with builder ``b``;
+``arg(k)`` returns the primal value of argument ``k`` and ``res()`` the primal
+result (calling them is what marks a primal value as needed by the reverse sweep,
+so a partial asks only for what it uses).  Sources: the standard derivatives of
+the elementary functions (Abramowitz & Stegun, ch. 4 and 7.1.19 for erf).
+"""
+from __future__ import annotations
+
+import math
+
+ONE, NEG_ONE, ZERO = "one", "neg_one", "zero"
+
+
+def _recip(b, ty, v):
+    return b.fdiv(ty, b.const(1.0, ty), v)
+
+
+def _sq(b, ty, v):
+    return b.fmul(ty, v, v)
+
+
+def _one_minus_sq(b, ty, v):
+    return b.fsub(ty, b.const(1.0, ty), _sq(b, ty, v))
+
+
+def _sign(b, ty, v):
+    return b.math("copysign", ty, b.const(1.0, ty), v)
+
+
+def _pick(first: bool, pred: str):
+    """Partial of min/max: 1 for the chosen argument (ties go to the first)."""
+    def partial(b, ty, arg, res):
+        c = b.fcmp(pred, ty, arg(0), arg(1))
+        if not first:
+            c = b.assign(f"xor i1 {c}, true")
+        return b.select(c, ty, b.const(1.0, ty), b.const(0.0, ty))
+    return partial
+
+
+def _pow_base(b, ty, arg, res):
+    y = arg(1)
+    return b.fmul(ty, y, b.math("pow", ty, arg(0), b.fsub(ty, y, b.const(1.0, ty))))
+
+
+def _powi_base(b, ty, arg, res):
+    n = arg(1)
+    nm1 = b.assign(f"sub i32 {n}, 1")
+    nf = b.assign(f"sitofp i32 {n} to {ty}")
+    return b.fmul(ty, nf, b.math("powi", ty, arg(0), nm1))
+
+
+def _atan2(k):
+    def partial(b, ty, arg, res):
+        y, x = arg(0), arg(1)
+        den = b.fadd(ty, _sq(b, ty, x), _sq(b, ty, y))
+        if k == 0:
+            return b.fdiv(ty, x, den)
+        return b.fneg(ty, b.fdiv(ty, y, den))
+    return partial
+
+
+def _erf(sign):
+    def partial(b, ty, arg, res):
+        x = arg(0)
+        e = b.math("exp", ty, b.fneg(ty, _sq(b, ty, x)))
+        return b.fmul(ty, b.const(sign * 2.0 / math.sqrt(math.pi), ty), e)
+    return partial
+
+
+RULES = {
+    # opcodes
+    "fadd": [ONE, ONE],
+    "fsub": [ONE, NEG_ONE],
+    "fneg": [NEG_ONE],
+    "fmul": [lambda b, ty, a, r: a(1), lambda b, ty, a, r: a(0)],
+    "fdiv": [lambda b, ty, a, r: _recip(b, ty, a(1)),
+             lambda b, ty, a, r: b.fneg(ty, b.fdiv(ty, r(), a(1)))],
+    "frem": [ONE, lambda b, ty, a, r: b.fneg(ty, b.math("trunc", ty, b.fdiv(ty, a(0), a(1))))],
+    # intrinsics and libm
+    "fmuladd": [lambda b, ty, a, r: a(1), lambda b, ty, a, r: a(0), ONE],
+    "fma": [lambda b, ty, a, r: a(1), lambda b, ty, a, r: a(0), ONE],
+    "sin": [lambda b, ty, a, r: b.math("cos", ty, a(0))],
+    "cos": [lambda b, ty, a, r: b.fneg(ty, b.math("sin", ty, a(0)))],
+    "tan": [lambda b, ty, a, r: b.fadd(ty, b.const(1.0, ty), _sq(b, ty, r()))],
+    "exp": [lambda b, ty, a, r: r()],
+    "exp2": [lambda b, ty, a, r: b.fmul(ty, r(), b.const(math.log(2.0), ty))],
+    "expm1": [lambda b, ty, a, r: b.fadd(ty, r(), b.const(1.0, ty))],
+    "log": [lambda b, ty, a, r: _recip(b, ty, a(0))],
+    "log2": [lambda b, ty, a, r: _recip(b, ty, b.fmul(ty, a(0), b.const(math.log(2.0), ty)))],
+    "log10": [lambda b, ty, a, r: _recip(b, ty, b.fmul(ty, a(0), b.const(math.log(10.0), ty)))],
+    "log1p": [lambda b, ty, a, r: _recip(b, ty, b.fadd(ty, a(0), b.const(1.0, ty)))],
+    "sqrt": [lambda b, ty, a, r: b.fdiv(ty, b.const(0.5, ty), r())],
+    "cbrt": [lambda b, ty, a, r: _recip(b, ty, b.fmul(ty, b.const(3.0, ty), _sq(b, ty, r())))],
+    "tanh": [lambda b, ty, a, r: _one_minus_sq(b, ty, r())],
+    "sinh": [lambda b, ty, a, r: b.math("cosh", ty, a(0))],
+    "cosh": [lambda b, ty, a, r: b.math("sinh", ty, a(0))],
+    "asin": [lambda b, ty, a, r: _recip(b, ty, b.math("sqrt", ty, _one_minus_sq(b, ty, a(0))))],
+    "acos": [lambda b, ty, a, r: b.fneg(ty, _recip(b, ty, b.math("sqrt", ty, _one_minus_sq(b, ty, a(0)))))],
+    "atan": [lambda b, ty, a, r: _recip(b, ty, b.fadd(ty, b.const(1.0, ty), _sq(b, ty, a(0))))],
+    "asinh": [lambda b, ty, a, r: _recip(b, ty, b.math("sqrt", ty, b.fadd(ty, _sq(b, ty, a(0)), b.const(1.0, ty))))],
+    "acosh": [lambda b, ty, a, r: _recip(b, ty, b.math("sqrt", ty, b.fsub(ty, _sq(b, ty, a(0)), b.const(1.0, ty))))],
+    "atanh": [lambda b, ty, a, r: _recip(b, ty, _one_minus_sq(b, ty, a(0)))],
+    "atan2": [_atan2(0), _atan2(1)],
+    "hypot": [lambda b, ty, a, r: b.fdiv(ty, a(0), r()), lambda b, ty, a, r: b.fdiv(ty, a(1), r())],
+    "pow": [_pow_base, lambda b, ty, a, r: b.fmul(ty, r(), b.math("log", ty, a(0)))],
+    "powi": [_powi_base, None],
+    "fabs": [lambda b, ty, a, r: _sign(b, ty, a(0))],
+    "copysign": [lambda b, ty, a, r: b.fmul(ty, _sign(b, ty, a(0)), _sign(b, ty, a(1))), ZERO],
+    "floor": [ZERO], "ceil": [ZERO], "trunc": [ZERO], "round": [ZERO], "rint": [ZERO],
+    "nearbyint": [ZERO], "roundeven": [ZERO],
+    "minnum": [_pick(True, "ole"), _pick(False, "ole")],
+    "maxnum": [_pick(True, "oge"), _pick(False, "oge")],
+    "minimum": [_pick(True, "ole"), _pick(False, "ole")],
+    "maximum": [_pick(True, "oge"), _pick(False, "oge")],
+    "erf": [_erf(1.0)],
+    "erfc": [_erf(-1.0)],
+}
+RULES["fmin"] = RULES["minnum"]
+RULES["fmax"] = RULES["maxnum"]
+RULES["fmod"] = RULES["frem"]
+RULES["arcsin"], RULES["arccos"], RULES["arctan"] = RULES["asin"], RULES["acos"], RULES["atan"]
+
+
+def has_rule(name: str) -> bool:
+    return name in RULES
+
+
+def partials(name: str):
+    """The per-argument partial list of ``name``; raises ``KeyError`` if none."""
+    return RULES[name]
+
+
+def scale(b, ty, partial, value):
+    """``partial * value`` with the constant partials folded (``None`` for zero)."""
+    if partial is ZERO or partial is None:
+        return None
+    if partial is ONE:
+        return value
+    if partial is NEG_ONE:
+        return b.fneg(ty, value)
+    return b.fmul(ty, partial, value)

@@ -1,0 +1,155 @@
+"""The tape: a growable byte stack shared by every function of one derivative call.
+
+The augmented primal pushes, at the end of each executed basic block, one *record*
+holding what that block's reverse needs (primal values, shadow pointers and, for a
+block with several predecessors, which predecessor it was entered from); the
+reverse sweep pops the records in the opposite order.  Nested calls push onto the
+same tape, so recursion needs nothing special.  Records are 8-byte slotted, so
+pushes and pops are aligned loads and stores; the stack doubles when full
+(amortised O(1) per push) and starts at ``INITIAL_BYTES`` or at the size the
+caller estimates from loop trip counts.
+
+Layout of the tape object: ``{ ptr data, i64 top, i64 capacity }``.
+"""
+from __future__ import annotations
+
+from ..ir import types as T
+
+TAPE_TYPE = "{ ptr, i64, i64 }"
+INITIAL_BYTES = 1 << 16
+
+RUNTIME = r"""
+declare ptr @realloc(ptr, i64)
+declare void @free(ptr)
+declare ptr @calloc(i64, i64)
+declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
+declare void @NRT_MemInfo_call_dtor(ptr)
+
+define internal void @gj.tape.grow(ptr %t, i64 %need) noinline {
+entry:
+  %capp = getelementptr inbounds i8, ptr %t, i64 16
+  %cap = load i64, ptr %capp
+  %c2 = shl i64 %cap, 1
+  %c3 = call i64 @llvm.umax.i64(i64 %c2, i64 %need)
+  %c4 = call i64 @llvm.umax.i64(i64 %c3, i64 65536)
+  %d = load ptr, ptr %t
+  %nd = call ptr @realloc(ptr %d, i64 %c4)
+  store ptr %nd, ptr %t
+  store i64 %c4, ptr %capp
+  ret void
+}
+
+declare i64 @llvm.umax.i64(i64, i64)
+
+define internal ptr @gj.tape.push(ptr %t, i64 %n) alwaysinline {
+entry:
+  %topp = getelementptr inbounds i8, ptr %t, i64 8
+  %capp = getelementptr inbounds i8, ptr %t, i64 16
+  %top = load i64, ptr %topp
+  %cap = load i64, ptr %capp
+  %new = add i64 %top, %n
+  %ok = icmp ule i64 %new, %cap
+  br i1 %ok, label %fast, label %slow, !prof !{!"branch_weights", i32 2000, i32 1}
+slow:
+  call void @gj.tape.grow(ptr %t, i64 %new)
+  br label %fast
+fast:
+  store i64 %new, ptr %topp
+  %d = load ptr, ptr %t
+  %p = getelementptr inbounds i8, ptr %d, i64 %top
+  ret ptr %p
+}
+
+define internal ptr @gj.tape.pop(ptr %t, i64 %n) alwaysinline {
+entry:
+  %topp = getelementptr inbounds i8, ptr %t, i64 8
+  %top = load i64, ptr %topp
+  %new = sub i64 %top, %n
+  store i64 %new, ptr %topp
+  %d = load ptr, ptr %t
+  %p = getelementptr inbounds i8, ptr %d, i64 %new
+  ret ptr %p
+}
+
+define internal void @gj.tape.init(ptr %t, i64 %bytes) {
+entry:
+  %d = call ptr @realloc(ptr null, i64 %bytes)
+  store ptr %d, ptr %t
+  %topp = getelementptr inbounds i8, ptr %t, i64 8
+  store i64 0, ptr %topp
+  %capp = getelementptr inbounds i8, ptr %t, i64 16
+  store i64 %bytes, ptr %capp
+  ret void
+}
+
+define internal void @gj.tape.free(ptr %t) {
+entry:
+  %d = load ptr, ptr %t
+  call void @free(ptr %d)
+  ret void
+}
+"""
+
+
+def memcpy_adjoint(ty: str) -> str:
+    """``gj.memcpy.adj.<ty>(ddst, dsrc, nbytes)``: the adjoint of ``memcpy`` on
+    ``ty`` elements, ``dsrc[i] += ddst[i]; ddst[i] = 0`` (``dsrc`` may be null)."""
+    sz = T.FLOATS[ty]
+    return f"""
+define internal void @gj.memcpy.adj.{ty}(ptr %dd, ptr %ds, i64 %nb) {{
+entry:
+  %n = udiv i64 %nb, {sz}
+  %has = icmp ne ptr %ds, null
+  %z = icmp eq i64 %n, 0
+  br i1 %z, label %done, label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i1, %next ]
+  %pd = getelementptr inbounds {ty}, ptr %dd, i64 %i
+  %v = load {ty}, ptr %pd
+  store {ty} 0.0, ptr %pd
+  br i1 %has, label %acc, label %next
+acc:
+  %ps = getelementptr inbounds {ty}, ptr %ds, i64 %i
+  %w = load {ty}, ptr %ps
+  %s = fadd {ty} %w, %v
+  store {ty} %s, ptr %ps
+  br label %next
+next:
+  %i1 = add i64 %i, 1
+  %c = icmp ult i64 %i1, %n
+  br i1 %c, label %loop, label %done
+done:
+  ret void
+}}
+"""
+
+
+def slot(ty: str) -> int:
+    """Bytes a value of type ``ty`` takes in a tape record (8-byte slots)."""
+    return (T.size(ty) + 7) // 8 * 8
+
+
+def push_record(b, tape: str, items) -> None:
+    """Emit the push of one record; ``items`` = [(type, ref)]."""
+    if not items:
+        return
+    total = sum(slot(t) for t, _ in items)
+    p = b.assign(f"call ptr @gj.tape.push(ptr {tape}, i64 {total})")
+    off = 0
+    for ty, ref in items:
+        q = p if off == 0 else b.assign(f"getelementptr inbounds i8, ptr {p}, i64 {off}")
+        b.emit(f"store {ty} {ref}, ptr {q}")
+        off += slot(ty)
+
+
+def pop_record(b, tape: str, items) -> None:
+    """Emit the pop of one record into the names given; ``items`` = [(type, ref)]."""
+    if not items:
+        return
+    total = sum(slot(t) for t, _ in items)
+    p = b.assign(f"call ptr @gj.tape.pop(ptr {tape}, i64 {total})")
+    off = 0
+    for ty, ref in items:
+        q = p if off == 0 else b.assign(f"getelementptr inbounds i8, ptr {p}, i64 {off}")
+        b.emit(f"{ref} = load {ty}, ptr {q}")
+        off += slot(ty)

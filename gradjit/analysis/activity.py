@@ -1,0 +1,122 @@
+"""Activity analysis: which SSA values carry derivatives.
+
+A float (or float-holding aggregate) value is *active* when it depends on an
+active input; a pointer is active when it may point to memory that has a shadow
+(it derives from an active pointer argument, a shadowed allocation, or is loaded
+from shadowed memory).  Integer and boolean code is never active.  The analysis
+is a forward fixpoint over the SSA graph (monotone, so it ends after at most
+loop-depth + 1 sweeps), in the spirit of Enzyme's activity analysis (Moses &
+Churavy, NeurIPS 2020, section 3.2) restricted to forward dependence.
+"""
+from __future__ import annotations
+
+import re
+
+from ..ir import types as T
+from .calls import classify, math_name
+
+_PTR_DERIVED = {"getelementptr", "bitcast", "addrspacecast", "phi", "select", "freeze"}
+_FLOAT_OPS = {"fadd", "fsub", "fmul", "fdiv", "frem", "fneg", "fpext", "fptrunc", "phi",
+              "select", "freeze", "extractvalue", "insertvalue"}
+_ALLOCA = re.compile(r"=\s*alloca\s+(?:inalloca\s+)?(.+?)(?:,\s*(?:i\d+\s+[^,]+|align\s+\d+|addrspace\(\d+\)))*\s*$")
+
+
+def alloca_type(ins) -> str:
+    """The allocated type text of an ``alloca`` instruction."""
+    m = _ALLOCA.search(ins.text)
+    return m.group(1).strip() if m else "i8"
+
+
+def carries(ty: str) -> bool:
+    """Can a value of this LLVM type carry a derivative or a shadow?"""
+    return ty == "ptr" or T.has_float(ty)
+
+
+class Activity:
+    """``active`` holds the names of active values (arguments and instructions).
+
+    ``defined`` is the set of function names defined in the module (calls to them
+    are differentiated recursively).
+    """
+
+    def __init__(self, fn, active_args, defined):
+        self.fn = fn
+        self.active = set(active_args)
+        self.defined = defined
+        changed = True
+        while changed:
+            changed = False
+            for ins in fn.instructions():
+                if ins.has_value and ins.name not in self.active and self._is_active(ins):
+                    self.active.add(ins.name)
+                    changed = True
+
+    def is_active(self, v) -> bool:
+        return v.kind in ("arg", "inst") and v.name in self.active
+
+    def _any(self, ops):
+        return any(self.is_active(o) for o in ops)
+
+    def _is_active(self, ins) -> bool:
+        op, ty = ins.opcode, ins.type
+        if not carries(ty):
+            return False
+        if op == "alloca":
+            return carries(alloca_type(ins)) or alloca_type(ins).startswith(("[", "{"))
+        if op == "load":
+            return self.is_active(ins.operands[0])
+        if ty == "ptr" and op in _PTR_DERIVED:
+            ops = ins.operands[1:] if op == "select" else ins.operands
+            if op == "getelementptr":
+                ops = ins.operands[:1]
+            return self._any(ops)
+        if op in _FLOAT_OPS:
+            ops = ins.operands[1:] if op == "select" else ins.operands
+            return self._any(ops)
+        if op == "call":
+            kind = classify(ins.callee, ins.callee in self.defined)
+            if kind == "nrt_alloc":
+                return True
+            if kind in ("math", "defined"):
+                return self._any(ins.operands[:-1])
+        return False
+
+
+def root(v, seen=None):
+    """The allocation or argument a pointer value derives from (through geps,
+    casts, phis and selects), or None when there are several or none."""
+    seen = seen if seen is not None else set()
+    while True:
+        if v.kind == "arg":
+            return v
+        if v.kind != "inst" or id(v) in seen:
+            return None
+        seen.add(id(v))
+        if v.opcode in ("getelementptr", "bitcast", "addrspacecast", "freeze"):
+            v = v.operands[0]
+            continue
+        if v.opcode in ("phi", "select"):
+            ops = v.operands[1:] if v.opcode == "select" else v.operands
+            roots = {id(r): r for r in (root(o, seen) for o in ops if o.kind != "const") if r}
+            return next(iter(roots.values())) if len(roots) == 1 else None
+        if v.opcode == "load" and v.type == "ptr":
+            base = root(v.operands[0], seen)
+            return v if base is None else base      # a meminfo's data pointer: its meminfo
+        return v
+
+
+def element_types(fn):
+    """Map root id -> set of scalar types loaded or stored through pointers with
+    that root (the type analysis used for ``memcpy`` adjoints)."""
+    out = {}
+    for ins in fn.instructions():
+        if ins.opcode == "load":
+            ptr, ty = ins.operands[0], ins.type
+        elif ins.opcode == "store":
+            ptr, ty = ins.operands[1], ins.operands[0].type
+        else:
+            continue
+        r = root(ptr)
+        if r is not None:
+            out.setdefault(id(r), set()).add(ty)
+    return out

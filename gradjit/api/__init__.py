@@ -1,0 +1,1 @@
+"""The public API: activities, ``autodiff`` and the JAX-style transforms."""

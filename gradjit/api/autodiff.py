@@ -1,0 +1,309 @@
+"""``gradjit.autodiff``: the Enzyme-style low-level interface (see shared/API.md)."""
+from __future__ import annotations
+
+import inspect
+import threading
+
+import numba
+import numpy as np
+from numba.core import types
+from numba.extending import typeof_impl
+
+from ..ad.driver import ArgPlan, Plan, differentiate
+from ..backend import cpu
+from ..errors import ActivityError, UnsupportedError
+from ..frontend.capture import capture, dispatcher_of
+from ..frontend.typetree import float_llvm, leaves
+from ..ir.reader import read_module
+from . import activities as A
+from .shadows import like_strides
+
+Reverse = "reverse"
+Forward = "forward"
+_MODES = {"reverse": "reverse", "forward": "forward", "rev": "reverse", "fwd": "forward"}
+
+
+def _is_float_scalar(t):
+    return t in (types.float64, types.float32)
+
+
+def _is_float_array(t):
+    return isinstance(t, types.Array) and _is_float_scalar(t.dtype)
+
+
+class Derivative:
+    """The derivative ``df`` made by :func:`autodiff`.
+
+    Call it with NumPy arrays and scalars from Python, or from inside ``@njit``
+    code (Numba types it as its compiled dispatcher).  Compiled lazily and cached
+    per argument-type signature.  ``df.signatures`` lists the compiled ones.
+    """
+
+    def __init__(self, fn, mode, acts, ret, width):
+        self.fn = fn
+        self.dispatcher = dispatcher_of(fn)
+        self.mode = mode
+        self.activities = acts
+        self.ret = ret
+        self.width = width
+        self.params = list(inspect.signature(self.dispatcher.py_func).parameters)
+        self._cache = {}
+        self._lock = threading.RLock()
+        call = cpu.make_intrinsic(self._resolve)
+
+        def df(*args):
+            return call(args)
+
+        df.__name__ = f"d_{getattr(self.dispatcher.py_func, '__name__', 'fn')}"
+        self.jit = numba.njit(df)
+
+    def __repr__(self):
+        acts = ", ".join(a.__name__ for a in self.activities)
+        return f"<gradjit derivative of {self.params and self.dispatcher.py_func.__name__} ({self.mode}; {acts})>"
+
+    @property
+    def signatures(self):
+        return list(self._cache)
+
+    # Python entry point -----------------------------------------------------------
+    def __call__(self, *args):
+        args = list(args)
+        writebacks = self._check_shadows(args)
+        argtys = tuple(numba.typeof(a) for a in args)
+        self.compile(argtys)
+        out = self.jit(*args)
+        for user, tmp in writebacks:
+            user[...] = tmp
+        return out
+
+    def _check_shadows(self, args):
+        """Shape/dtype checks of shadows; shadows laid out differently from their
+        primal are swapped for a same-strided temporary (copied back after)."""
+        writebacks = []
+        k = 0
+        for name, act in zip(self.params, self.activities):
+            if k >= len(args):
+                break
+            if act.shadowed and k + 1 < len(args):
+                x, dx = args[k], args[k + 1]
+                if isinstance(x, np.ndarray) or isinstance(dx, np.ndarray):
+                    if not (isinstance(x, np.ndarray) and isinstance(dx, np.ndarray)):
+                        raise ValueError(f"argument '{name}': the primal and its shadow must both "
+                                         f"be arrays (got {type(x).__name__} and {type(dx).__name__})")
+                    if x.shape != dx.shape:
+                        raise ValueError(f"argument '{name}': shadow shape {dx.shape} differs from "
+                                         f"the primal's shape {x.shape}")
+                    if x.dtype != dx.dtype:
+                        raise ValueError(f"argument '{name}': shadow dtype {dx.dtype} differs from "
+                                         f"the primal's dtype {x.dtype}")
+                    if x.strides != dx.strides and x.size > 1:
+                        tmp = like_strides(x)
+                        tmp[...] = dx
+                        args[k + 1] = tmp
+                        writebacks.append((dx, tmp))
+                k += 2
+            else:
+                k += 1
+        return writebacks
+
+    # compilation ---------------------------------------------------------------------
+    def _resolve(self, argtys):
+        c = self.compile(argtys)
+        return c.restype, c.library, c.entry
+
+    def compile(self, argtys):
+        """Compile for ``df`` argument types ``argtys`` (Numba types); cached."""
+        argtys = tuple(argtys)
+        with self._lock:
+            got = self._cache.get(argtys)
+            if got is None:
+                got = self._build(argtys)
+                self._cache[argtys] = got
+            return got
+
+    def _build(self, argtys):
+        plan, primal_types = self._plan(argtys)
+        try:
+            return self._generate(plan, primal_types, argtys, debug=False)
+        except UnsupportedError as e:
+            if e.location is None:
+                try:
+                    self._generate(plan, primal_types, argtys, debug=True)
+                except UnsupportedError as e2:
+                    if e2.location:
+                        raise e2 from None
+                code = self.dispatcher.py_func.__code__
+                e.with_location(f"{code.co_filename}:{code.co_firstlineno}")
+            if e.function is None:
+                e.with_location(e.location, self.dispatcher.py_func.__qualname__)
+            raise
+
+    def _plan(self, argtys):
+        acts = self.activities
+        n = sum(2 if a.shadowed else 1 for a in acts)
+        if len(argtys) not in (n, n + 1):
+            raise ActivityError(f"the derivative of {self.dispatcher.py_func.__name__} takes {n} "
+                                f"arguments (+1 seed in reverse mode with an Active return) for "
+                                f"activities {[a.__name__ for a in acts]}; got {len(argtys)}")
+        plan = Plan(self.mode)
+        primal_types = []
+        flat = [len(cpu.flat_param_types([t])) for t in argtys]
+        pos = k = 0
+        for name, act in zip(self.params, acts):
+            t = argtys[k]
+            a = ArgPlan(t, leaves(t), shadowed=act.shadowed,
+                        active_float=(act is A.Active or act is A.ActiveOnly))
+            if act.scalar_only and not _is_float_scalar(t):
+                raise ActivityError(f"argument '{name}': {act.__name__} needs a float64/float32 "
+                                    f"scalar, got {t}; use Duplicated for arrays")
+            if act.array_only and not _is_float_array(t):
+                raise ActivityError(f"argument '{name}': {act.__name__} needs a float array, got {t}")
+            if act.shadowed and not (_is_float_scalar(t) or _is_float_array(t)):
+                raise ActivityError(f"argument '{name}': {act.__name__} needs a float scalar or "
+                                    f"float array, got {t}")
+            a.primal_slots = (pos, pos + flat[k])
+            pos += flat[k]
+            primal_types.append(t)
+            k += 1
+            if act.shadowed:
+                s = argtys[k]
+                ok = (s == t) if not isinstance(t, types.Array) else (
+                    isinstance(s, types.Array) and s.dtype == t.dtype and s.ndim == t.ndim)
+                if not ok:
+                    raise ValueError(f"argument '{name}': shadow type {s} does not match the primal "
+                                     f"type {t}")
+                a.shadow_slots = (pos, pos + flat[k])
+                pos += flat[k]
+                k += 1
+            plan.args.append(a)
+        plan.seed = len(argtys) == n + 1
+        return plan, tuple(primal_types)
+
+    def _generate(self, plan, primal_types, argtys, debug):
+        cap = capture(self.dispatcher, primal_types, debug=debug)
+        rt = cap.restype
+        ret = self.ret
+        if ret is None:
+            if self.mode == "reverse":
+                ret = A.Active if _is_float_scalar(rt) else A.Const
+            else:
+                ret = A.Dual if _is_float_scalar(rt) else A.Const
+        if ret.modes and self.mode not in ret.modes:
+            raise ActivityError(f"return activity {ret.__name__} is not valid in {self.mode} mode")
+        if ret is not A.Const and not _is_float_scalar(rt):
+            raise TypeError(f"{self.dispatcher.py_func.__name__} returns {rt}, not a float scalar: "
+                            f"its return cannot be {ret.__name__}")
+        needs_seed = self.mode == "reverse" and ret is not A.Const
+        if needs_seed != plan.seed:
+            raise ActivityError("reverse mode with an Active return takes the seed as the last "
+                                "argument" if needs_seed else
+                                f"too many arguments for return activity {ret.__name__}")
+        plan.ret_float = float_llvm(rt)
+        plan.ret_active = ret is not A.Const
+        parts, rtypes = [], []
+        if self.mode == "reverse":
+            if ret is A.Active:
+                parts.append(("primal",))
+                rtypes.append(rt)
+            j = 0
+            for a in plan.args:
+                if a.active_float:
+                    parts.append(("grad", j))
+                    rtypes.append(a.numba_type)
+                    j += 1
+        else:
+            if ret is A.Dual or (ret is A.Const and plan.ret_float):
+                parts.append(("primal",))
+                rtypes.append(rt)
+            if ret is not A.Const:
+                parts.append(("tangent",))
+                rtypes.append(rt)
+        if not rtypes:
+            restype = types.none
+        elif len(rtypes) == 1:
+            restype = rtypes[0]
+        else:
+            restype = types.Tuple(tuple(rtypes))
+        entry = cpu.new_entry_name(self.dispatcher.py_func.__name__)
+        model = read_module(cap.module)
+        text = differentiate(model, cap.name, plan, cpu.flat_param_types(argtys),
+                             cpu.return_llvm(restype), parts, entry)
+        lib = cpu.build_library(text, entry)
+        return _Compiled(restype, lib, entry, text)
+
+
+class _Compiled:
+    def __init__(self, restype, library, entry, text):
+        self.restype, self.library, self.entry, self.text = restype, library, entry, text
+
+
+@typeof_impl.register(Derivative)
+def _typeof_derivative(val, c):
+    return types.Dispatcher(val.jit)
+
+
+def autodiff(fn, mode, *activities, ret=None, width=1):
+    """Differentiate ``fn`` (a ``@numba.njit`` dispatcher or a Python function).
+
+    Parameters
+    ----------
+    fn : numba dispatcher or function
+    mode : ``"reverse"`` / ``"forward"`` (or ``gradjit.Reverse`` / ``gradjit.Forward``)
+    *activities : one activity class or instance per argument of ``fn``
+        (``Const``, ``Active``, ``Duplicated``, ``DuplicatedNoNeed`` in reverse mode;
+        ``Const``, ``Dual``, ``DualOnly`` in forward mode).
+    ret : activity of the return value (default ``Active`` / ``Dual`` when ``fn``
+        returns a float scalar, else ``Const``).
+    width : vector width; only 1 is implemented.
+
+    Returns
+    -------
+    Derivative
+        ``df`` taking the arguments expanded per activity (see shared/API.md):
+        ``x`` for ``Const``/``Active``, ``x, dx`` for shadowed activities, plus the
+        seed last in reverse mode with an ``Active`` return.  Reverse mode returns
+        ``(primal, *grads of Active args)``; forward mode ``(primal, tangent)``.
+
+    Raises
+    ------
+    ActivityError
+        an activity does not fit its argument or the mode, or the count is wrong
+        (some checks happen at the first call, when argument types are known).
+    ValueError
+        a shadow's shape or dtype differs from its primal (at call time).
+    TypeError
+        ``ret`` asks for a derivative of a return value that is not a float scalar.
+    UnsupportedError
+        ``fn`` contains a construct without derivative (at the first call).
+    NotImplementedError
+        ``width`` > 1.
+
+    The transformation is Enzyme's (Moses & Churavy, NeurIPS 2020) applied to
+    Numba's optimized LLVM IR.
+    """
+    m = _MODES.get(str(mode).lower()) if isinstance(mode, str) else None
+    if m is None:
+        raise ValueError(f"mode must be 'reverse' or 'forward', got {mode!r}")
+    if width != 1:
+        raise NotImplementedError("vector mode (width > 1) is not implemented yet")
+    disp = dispatcher_of(fn)
+    params = list(inspect.signature(disp.py_func).parameters)
+    if len(activities) != len(params):
+        raise ActivityError(f"{disp.py_func.__name__} takes {len(params)} arguments "
+                            f"({', '.join(params)}) but {len(activities)} activities were given")
+    acts = []
+    for name, a in zip(params, activities):
+        c = A.as_class(a)
+        if c is None:
+            raise ActivityError(f"argument '{name}': {a!r} is not an activity")
+        if c is A.ActiveOnly:
+            raise ActivityError(f"argument '{name}': ActiveOnly is only a return activity")
+        if m not in c.modes:
+            raise ActivityError(f"argument '{name}': {c.__name__} is not valid in {m} mode")
+        acts.append(c)
+    r = None
+    if ret is not None:
+        r = A.as_class(ret)
+        if r is None or m not in r.modes or r in (A.Duplicated, A.DuplicatedNoNeed):
+            raise ActivityError(f"return activity {ret!r} is not valid in {m} mode")
+    return Derivative(fn, m, tuple(acts), r, width)

@@ -1,0 +1,236 @@
+"""JAX-style transforms built on :func:`gradjit.autodiff`: ``grad``,
+``value_and_grad``, ``jvp`` and ``vjp`` (argument and return conventions of
+``jax.grad`` / ``jax.jvp`` / ``jax.vjp``; see shared/API.md)."""
+from __future__ import annotations
+
+import functools
+import inspect
+
+import numba
+import numpy as np
+from numba.core import types
+
+from ..frontend.capture import dispatcher_of
+from . import activities as A
+from .autodiff import autodiff
+from .shadows import like_strides
+
+_wrappers = {}
+
+
+def _return_type(disp, args):
+    argtys = tuple(numba.typeof(a) for a in args)
+    disp.compile(argtys)
+    return disp.overloads[argtys].signature.return_type
+
+
+def _with_out(disp):
+    """``w(*args, out)``: calls ``disp`` and writes its array result into ``out``
+    (the way an array-returning function is differentiated: the result becomes
+    an argument the derivative can shadow)."""
+    w = _wrappers.get(disp)
+    if w is None:
+        params = list(inspect.signature(disp.py_func).parameters)
+        names = [f"a{k}" for k in range(len(params))]
+        src = (f"def _gradjit_out({', '.join(names + ['out'])}):\n"
+               f"    r = _fn({', '.join(names)})\n"
+               f"    out[...] = r\n")
+        ns = {"_fn": disp}
+        exec(src, ns)
+        w = _wrappers[disp] = numba.njit(ns["_gradjit_out"])
+    return w
+
+
+def _float_scalar(a):
+    return isinstance(a, (float, np.floating)) and not isinstance(a, bool)
+
+
+def _float_array(a):
+    return isinstance(a, np.ndarray) and a.dtype.kind == "f"
+
+
+class _Reverse:
+    """Reverse-mode gradients of ``fn`` for the arguments ``argnums``."""
+
+    def __init__(self, fn, argnums):
+        self.disp = dispatcher_of(fn)
+        self.single = isinstance(argnums, (int, np.integer))
+        self.argnums = (int(argnums),) if self.single else tuple(int(a) for a in argnums)
+        self._dfs = {}
+
+    def activities(self, args):
+        acts = []
+        for i, a in enumerate(args):
+            if i in self.argnums:
+                if _float_array(a):
+                    acts.append(A.Duplicated)
+                elif _float_scalar(a):
+                    acts.append(A.Active)
+                else:
+                    raise TypeError(f"argument {i} ({type(a).__name__}) is not a float scalar or a "
+                                    "float array and cannot be differentiated")
+            else:
+                acts.append(A.Const)
+        for i in self.argnums:
+            if not -len(args) <= i < len(args):
+                raise TypeError(f"argnums {i} is out of range for {len(args)} arguments")
+        return tuple(acts)
+
+    def derivative(self, fn, acts, ret):
+        key = (fn, acts, ret)
+        df = self._dfs.get(key)
+        if df is None:
+            df = self._dfs[key] = autodiff(fn, "reverse", *acts, ret=ret)
+        return df
+
+    def run(self, args, seed=1.0, out=None):
+        """Returns ``(value or None, grads)``; ``out`` = (array, seed array) for an
+        array-returning function."""
+        acts = self.activities(args)
+        fn = self.disp
+        dfargs, shadows = [], []
+        for a, act in zip(args, acts):
+            dfargs.append(a)
+            if act is A.Duplicated:
+                dx = like_strides(a)
+                dfargs.append(dx)
+                shadows.append(dx)
+        if out is not None:
+            fn = _with_out(self.disp)
+            acts = acts + (A.Duplicated,)
+            dfargs += [out[0], out[1]]
+            res = self.derivative(fn, acts, A.Const)(*dfargs)
+            value = None
+        else:
+            res = self.derivative(fn, acts, A.Active)(*dfargs, seed)
+            if not isinstance(res, tuple):
+                res = (res,)
+            value, res = res[0], res[1:]
+        if res is None:
+            res = ()
+        elif not isinstance(res, tuple):
+            res = (res,)
+        it_scalar, it_array = iter(res), iter(shadows)
+        grads = []
+        for i, act in enumerate(acts[:len(args)]):
+            if act is A.Active:
+                grads.append(float(next(it_scalar)))
+            elif act is A.Duplicated:
+                g = next(it_array)
+                grads.append(g if g.flags.owndata else np.array(g))
+        by_index = dict(zip([i for i, a in enumerate(acts[:len(args)]) if a is not A.Const], grads))
+        ordered = tuple(by_index[i % len(args)] for i in self.argnums)
+        return value, (ordered[0] if self.single else ordered)
+
+
+def grad(fn=None, argnums=0):
+    """Gradient of ``fn`` (which returns a float scalar) with respect to ``argnums``.
+
+    ``grad(fn, argnums)(*args)`` returns, for an int ``argnums``, the gradient of
+    that argument, and for a tuple a tuple in the same order: a Python float for a
+    float scalar argument, a new ndarray of the argument's shape and dtype for a
+    float array.  Usable as ``@gradjit.grad`` above ``@njit``.
+
+    Raises ``TypeError`` if ``fn`` does not return a float scalar or an
+    ``argnums`` argument is not a float scalar/array; see :func:`gradjit.autodiff`
+    for the rest.  Reverse mode (one augmented primal and one reverse sweep).
+    """
+    if fn is None:
+        return functools.partial(grad, argnums=argnums)
+    rev = _Reverse(fn, argnums)
+
+    @functools.wraps(rev.disp.py_func)
+    def g(*args):
+        return rev.run(args)[1]
+    g.derivative_cache = rev._dfs
+    return g
+
+
+def value_and_grad(fn=None, argnums=0):
+    """Like :func:`grad`, returning ``(value, grads)``."""
+    if fn is None:
+        return functools.partial(value_and_grad, argnums=argnums)
+    rev = _Reverse(fn, argnums)
+
+    @functools.wraps(rev.disp.py_func)
+    def vg(*args):
+        return rev.run(args)
+    return vg
+
+
+def vjp(fn, argnums=0):
+    """``vjp(fn, argnums)(*args) -> (primal_out, pullback)``.
+
+    ``pullback(cotangent)`` returns the gradients as :func:`grad` does; the
+    cotangent is a float when ``fn`` returns a float scalar, else an array of the
+    result's shape.
+    """
+    rev = _Reverse(fn, argnums)
+
+    def run(*args):
+        rev.activities(args)
+        out = rev.disp(*args)
+        if isinstance(out, np.ndarray):
+            def pullback(ct):
+                ct = np.asarray(ct, dtype=out.dtype)
+                if ct.shape != out.shape:
+                    raise ValueError(f"cotangent shape {ct.shape} differs from the output's {out.shape}")
+                buf = np.empty_like(out)
+                seed = like_strides(buf)
+                seed[...] = ct
+                return rev.run(args, out=(buf, seed))[1]
+        elif _float_scalar(out):
+            def pullback(ct):
+                return rev.run(args, seed=float(ct))[1]
+        else:
+            raise TypeError(f"vjp needs a function returning a float or a float array, got {type(out).__name__}")
+        return out, pullback
+    return run
+
+
+def jvp(fn):
+    """``jvp(fn)(primals, tangents) -> (primal_out, tangent_out)`` in forward mode.
+
+    One tangent per argument (``None`` for an argument held constant, and for
+    ints); ``tangent_out`` is a float when ``fn`` returns a float scalar, else an
+    array of the result's shape.
+    """
+    disp = dispatcher_of(fn)
+    cache = {}
+
+    def run(primals, tangents):
+        primals, tangents = tuple(primals), tuple(tangents)
+        if len(primals) != len(tangents):
+            raise ValueError(f"{len(primals)} primals but {len(tangents)} tangents")
+        acts, args = [], []
+        for k, (x, t) in enumerate(zip(primals, tangents)):
+            args.append(x)
+            if t is None:
+                acts.append(A.Const)
+                continue
+            if _float_array(x):
+                tx = like_strides(x)
+                tx[...] = t
+                args.append(tx)
+            elif _float_scalar(x):
+                args.append(type(x)(t) if isinstance(x, np.floating) else float(t))
+            else:
+                raise TypeError(f"argument {k} ({type(x).__name__}) cannot have a tangent")
+            acts.append(A.Dual)
+        rt = _return_type(disp, primals)
+        if isinstance(rt, types.Array):
+            out = disp(*primals)
+            buf = np.empty_like(out)
+            dbuf = like_strides(buf)
+            key = (tuple(acts), "array")
+            df = cache.get(key) or cache.setdefault(
+                key, autodiff(_with_out(disp), "forward", *acts, A.Dual, ret=A.Const))
+            df(*args, buf, dbuf)
+            return buf, np.array(dbuf)
+        if rt not in (types.float64, types.float32):
+            raise TypeError(f"jvp needs a function returning a float or a float array, got {rt}")
+        key = (tuple(acts), "scalar")
+        df = cache.get(key) or cache.setdefault(key, autodiff(disp, "forward", *acts, ret=A.Dual))
+        p, t = df(*args)
+        return p, t
+    return run

@@ -1,0 +1,1 @@
+"""Backends: compile derivative modules for the CPU (llvmlite JIT through Numba)."""

@@ -1,0 +1,107 @@
+"""CPU backend: turn derivative module text into something Numba can call.
+
+The module is parsed and verified by llvmlite, put in a Numba ``CodeLibrary``
+(whose ``finalize`` runs the post-AD O3 pipeline with unrolling and
+vectorization) and exposed through a Numba ``@intrinsic`` that emits a call to
+the entry function and links the library into the caller.  So the derivative is
+callable from Python (through a ``@njit`` wrapper) and from any ``@njit``
+function, and Numba caches it per argument-type signature like any dispatcher.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.core.compiler_lock import global_compiler_lock
+from numba.core.registry import cpu_target
+from numba.extending import intrinsic
+
+_ids = itertools.count()
+
+
+def context():
+    return cpu_target.target_context
+
+
+def flat_param_types(sig_args) -> list:
+    """LLVM types (opaque-pointer text) of the flattened parameters of ``sig_args``."""
+    packer = context().get_arg_packer(list(sig_args))
+    return [_opaque(t) for t in packer.argument_types]
+
+
+def return_llvm(restype):
+    """LLVM type Numba stores through ``retptr`` for ``restype`` (None for none)."""
+    if restype is types.none:
+        return None
+    return _opaque(context().get_return_type(restype))
+
+
+def _opaque(t) -> str:
+    """Text of an llvmlite ``ir`` type with opaque pointers."""
+    if isinstance(t, ir.PointerType):
+        return "ptr"
+    if isinstance(t, (ir.LiteralStructType,)):
+        return "{ " + ", ".join(_opaque(e) for e in t.elements) + " }"
+    if isinstance(t, ir.ArrayType):
+        return f"[{t.count} x {_opaque(t.element)}]"
+    return str(t)
+
+
+def new_entry_name(tag: str) -> str:
+    safe = "".join(c if c.isalnum() else "_" for c in tag)[:40]
+    return f"gradjit_entry_{safe}_{next(_ids)}"
+
+
+def build_library(text: str, name: str, debug_dir: str = None):
+    """Parse, verify and finalize derivative module ``text``; returns the library.
+
+    Raises ``RuntimeError`` (without the IR, which goes to ``debug_dir`` or the
+    ``GRADJIT_DEBUG_DIR`` directory when set) if LLVM rejects the module.
+    """
+    debug_dir = debug_dir or os.environ.get("GRADJIT_DEBUG_DIR")
+    if debug_dir:
+        os.makedirs(debug_dir, exist_ok=True)
+        with open(os.path.join(debug_dir, name + ".ll"), "w") as f:
+            f.write(text)
+    try:
+        mod = llvm.parse_assembly(text)
+        mod.verify()
+    except RuntimeError as e:
+        msg = str(e).splitlines()[0] if str(e) else "invalid IR"
+        raise RuntimeError(
+            f"gradjit generated an invalid derivative module ({msg}); this is a gradjit bug. "
+            "Set GRADJIT_DEBUG_DIR to a directory to keep the IR for a report.") from None
+    mod.name = name
+    with global_compiler_lock:
+        lib = context().codegen().create_library(name)
+        lib.add_llvm_module(mod)
+        lib.finalize()
+    return lib
+
+
+def make_intrinsic(resolve):
+    """An intrinsic ``call(args_tuple)``: ``resolve(arg_types)`` returns
+    ``(signature_return_type, library, entry_name)`` for the tuple's member types."""
+
+    @intrinsic
+    def call_derivative(typingctx, args):
+        argtys = tuple(args)
+        restype, lib, entry = resolve(argtys)
+        sig = restype(args)
+
+        def codegen(ctx, builder, signature, llargs):
+            ctx.active_code_library.add_linking_library(lib)
+            values = cgutils.unpack_tuple(builder, llargs[0], len(argtys))
+            fnty = ctx.call_conv.get_function_type(restype, argtys)
+            fn = cgutils.get_or_insert_function(builder.module, fnty, entry)
+            status, res = ctx.call_conv.call_function(builder, fn, restype, argtys, values)
+            with cgutils.if_unlikely(builder, status.is_error):
+                ctx.call_conv.return_status_propagate(builder, status)
+            return res if restype is not types.none else ctx.get_dummy_value()
+
+        return sig, codegen
+
+    return call_derivative

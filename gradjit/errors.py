@@ -1,0 +1,35 @@
+"""Exceptions raised by gradjit (see the errors table of the public API)."""
+from __future__ import annotations
+
+
+class ActivityError(TypeError):
+    """An activity does not fit its argument (``Active`` on an array, ``Dual`` in
+    reverse mode, a wrong number of activities, ...)."""
+
+
+class UnsupportedError(NotImplementedError):
+    """A construct the AD cannot differentiate.
+
+    ``construct`` names it, ``location`` is the Python ``file:line`` it came from
+    (``None`` until known); ``instruction`` keeps the LLVM text for the debug flags.
+    """
+
+    def __init__(self, construct: str, location: str = None, instruction: str = None,
+                 function: str = None):
+        self.construct = construct
+        self.location = location
+        self.instruction = instruction
+        self.function = function
+        super().__init__(self._message())
+
+    def _message(self):
+        where = f" at {self.location}" if self.location else ""
+        fn = f" in {self.function}" if self.function else ""
+        return f"gradjit cannot differentiate {self.construct}{fn}{where}"
+
+    def with_location(self, location: str, function: str = None):
+        self.location = location
+        if function:
+            self.function = function
+        self.args = (self._message(),)
+        return self

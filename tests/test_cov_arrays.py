@@ -1,0 +1,537 @@
+"""Coverage: arrays.
+
+1-D/2-D/3-D arguments in C, Fortran and strided layouts, float64 and float32;
+array expressions and reductions; local arrays (np.empty / np.zeros /
+np.empty_like); functions returning arrays (jvp, vjp); integer index
+arithmetic and boolean code (inactive); in-place overwrite with Duplicated and
+Dual shadows: seed semantics, accumulation and zeroing of consumed seeds.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from numba import njit
+
+import gradjit
+from gradjit import Dual, Duplicated, DuplicatedNoNeed
+from conftest import (
+    MODES,
+    ad_grads,
+    assert_close,
+    check_grads,
+    fd_grad,
+    fd_jvp,
+    fd_vjp,
+    final_state,
+    get_autodiff,
+    get_grad,
+    get_jvp,
+    get_vjp,
+    make_array,
+    state_fn,
+)
+
+
+# ------------------------------------------------------------- scalar output
+@njit
+def loop1d(x):
+    s = 0.0
+    n = x.shape[0]
+    for i in range(n):
+        s += x[i] * x[i] * (i + 1) + math.sin(x[i]) * x[(i + 1) % n]
+    return s
+
+
+@njit
+def loop2d(x):
+    s = 0.0
+    m, n = x.shape
+    for i in range(m):
+        for j in range(n):
+            s += x[i, j] ** 2 * (i + 1) - x[i, j] * x[(i + 1) % m, j] * (j + 0.5)
+    return s
+
+
+@njit
+def loop3d(x):
+    s = 0.0
+    a, b, c = x.shape
+    for i in range(a):
+        for j in range(b):
+            for k in range(c):
+                v = x[i, j, k]
+                s += math.exp(0.3 * v) * (i + 2 * j + 3 * k + 1) + v * x[i, j, (k + 1) % c]
+    return s
+
+
+LOOP_FNS = {1: loop1d, 2: loop2d, 3: loop3d}
+SHAPES = {1: (7,), 2: (3, 4), 3: (2, 3, 4)}
+LAYOUT_CASES = [
+    (1, "C", np.float64),
+    (1, "A", np.float64),
+    (1, "C", np.float32),
+    (1, "A", np.float32),
+    (2, "C", np.float64),
+    (2, "F", np.float64),
+    (2, "A", np.float64),
+    (2, "F", np.float32),
+    (3, "C", np.float64),
+    (3, "F", np.float64),
+    (3, "A", np.float64),
+    (3, "C", np.float32),
+]
+
+
+def _case_id(c):
+    nd, layout, dt = c
+    return f"{nd}d-{layout}-{np.dtype(dt).name}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=_case_id)
+def test_layouts(mode, case, rng):
+    nd, layout, dt = case
+    x = make_array(rng, SHAPES[nd], layout, dt)
+    x_before = x.copy()
+    (g,) = check_grads(mode, LOOP_FNS[nd], (x,))
+    np.testing.assert_array_equal(x, x_before)  # primal input untouched
+    if mode == "reverse":
+        assert isinstance(g, np.ndarray)
+        assert g.shape == x.shape and g.dtype == x.dtype
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_negative_stride_view(mode, rng):
+    # x[::-1] has the same numba type (1-D, layout A) as a forward strided view
+    base = rng.uniform(-1, 1, 15)
+    x = base[::-2]
+    check_grads(mode, loop1d, (x,))
+
+
+@njit
+def array_expr(x):
+    return np.sum(x * x) + x.sum() + np.sum(np.sin(x) * x)
+
+
+def array_expr_grad(x):
+    return 2 * x + 1 + np.cos(x) * x + np.sin(x)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "shape,layout", [((6,), "A"), ((3, 4), "F"), ((2, 3, 2), "C")], ids=["1d-A", "2d-F", "3d-C"]
+)
+def test_array_expressions(mode, shape, layout, rng):
+    x = make_array(rng, shape, layout)
+    (g,) = check_grads(mode, array_expr, (x,))
+    assert_close(g, array_expr_grad(x), np.float64, "ad")
+
+
+@njit
+def reductions(x):
+    return np.sum(x) * 0.5 + x.sum() ** 2 + np.mean(x) + np.sum(x[1:] * x[:-1])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_reductions(mode, dtype, rng):
+    x = rng.uniform(-1, 1, 6).astype(dtype)
+    (g,) = check_grads(mode, reductions, (x,))
+    x64 = x.astype(np.float64)
+    want = 0.5 + 2 * x64.sum() + 1.0 / x64.size + np.r_[x64[1:], 0.0] + np.r_[0.0, x64[:-1]]
+    assert_close(g, want, dtype, "ad")
+
+
+@njit
+def weighted(a, b):
+    s = 0.0
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            s += a[i, j] * b[j] * b[j] + math.tanh(a[i, j] * b[i])
+    return s
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_two_arrays_mixed_layouts(mode, rng):
+    a = make_array(rng, (3, 5), "F")
+    b = make_array(rng, (5,), "A")
+    check_grads(mode, weighted, (a, b))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_grad_wrt_one_of_two_arrays(mode, rng):
+    a = rng.uniform(-1, 1, (3, 5))
+    b = rng.uniform(-1, 1, 5)
+    if mode == "reverse":
+        g = get_grad(weighted, argnums=1)(a, b)
+    else:
+        (g,) = ad_grads("forward", weighted, (a, b), wrt=(1,))
+    assert_close(g, fd_grad(weighted, (a, b), 1))
+
+
+# ------------------------------------------------------------- local arrays
+@njit
+def local_arrays(x):
+    n = x.shape[0]
+    t = np.empty(n)
+    for i in range(n):
+        t[i] = x[i] * x[i]
+    c = np.zeros(n + 1)
+    for i in range(n):
+        c[i + 1] = c[i] + t[i]  # prefix sums in a local buffer
+    u = np.empty_like(x)
+    for i in range(n):
+        u[i] = math.sin(c[i + 1]) * x[i]
+    s = 0.0
+    for i in range(n):
+        s += u[i]
+    return s
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_local_arrays(mode, dtype, rng):
+    x = rng.uniform(-1, 1, 6).astype(dtype)
+    check_grads(mode, local_arrays, (x,))
+
+
+@njit
+def local_2d(x):
+    m, n = x.shape
+    w = np.zeros((n, m))
+    for i in range(m):
+        for j in range(n):
+            w[j, i] = x[i, j] * (i - j)
+    return np.sum(w * w) + np.sum(np.exp(0.1 * w))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_local_2d_array(mode, rng):
+    check_grads(mode, local_2d, (rng.uniform(-1, 1, (3, 4)),))
+
+
+# ------------------------------------------------- index arithmetic, booleans
+@njit
+def index_arith(x):
+    n = x.shape[0]
+    s = 0.0
+    cnt = 0
+    for i in range(n):
+        j = (i * 7 + 3) % n
+        k = n - 1 - i
+        pos = x[i] > 0.0
+        if pos:
+            cnt += 1
+        s += x[j] * x[k] * cnt + (x[i] if pos and (i & 1) == 0 else 0.0)
+    return s
+
+
+def index_arith_grad(x):
+    n = x.size
+    g = np.zeros(n)
+    cnt = 0
+    for i in range(n):
+        j = (i * 7 + 3) % n
+        k = n - 1 - i
+        if x[i] > 0:
+            cnt += 1
+        g[j] += x[k] * cnt
+        g[k] += x[j] * cnt
+        if x[i] > 0 and i % 2 == 0:
+            g[i] += 1.0
+    return g
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_index_arithmetic_and_booleans(mode, rng):
+    x = rng.uniform(-1, 1, 9)
+    (g,) = check_grads(mode, index_arith, (x,))
+    assert_close(g, index_arith_grad(x), np.float64, "ad")
+
+
+# ------------------------------------------------- functions returning arrays
+@njit
+def elementwise(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = math.sin(x[i]) * x[i] + x[i] ** 2
+    return out
+
+
+@njit
+def matvec(A, x):
+    m, n = A.shape
+    y = np.zeros(m)
+    for i in range(m):
+        for j in range(n):
+            y[i] += A[i, j] * math.tanh(x[j])
+    return y
+
+
+@njit
+def expr_out_2d(x):
+    return np.sin(x) * x + 2.0 * x
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_array_output_jvp(dtype, rng):
+    x = rng.uniform(-1, 1, 6).astype(dtype)
+    t = rng.standard_normal(6).astype(dtype)
+    out, t_out = get_jvp(elementwise)((x,), (t,))
+    assert isinstance(t_out, np.ndarray) and t_out.shape == x.shape
+    assert_close(out, elementwise(x), dtype, "ad")
+    x64 = x.astype(np.float64)
+    want = (np.cos(x64) * x64 + np.sin(x64) + 2 * x64) * t
+    assert_close(t_out, want, dtype, "ad")
+    assert_close(t_out, fd_jvp(elementwise, (x,), (t,)), dtype, "fd")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_array_output_vjp(dtype, rng):
+    x = rng.uniform(-1, 1, 6).astype(dtype)
+    cot = rng.standard_normal(6).astype(dtype)
+    out, pullback = get_vjp(elementwise)(x)
+    assert_close(out, elementwise(x), dtype, "ad")
+    g = pullback(cot)
+    assert isinstance(g, np.ndarray) and g.shape == x.shape and g.dtype == x.dtype
+    assert_close(g, fd_vjp(elementwise, (x,), 0, cot), dtype, "fd")
+
+
+def test_matvec_jvp_and_vjp_agree(rng):
+    A = rng.uniform(-1, 1, (4, 3))
+    x = rng.uniform(-1, 1, 3)
+    tA = rng.standard_normal(A.shape)
+    tx = rng.standard_normal(x.shape)
+    cot = rng.standard_normal(4)
+    y, t_out = get_jvp(matvec)((A, x), (tA, tx))
+    assert_close(y, A @ np.tanh(x), np.float64, "ad")
+    assert_close(t_out, tA @ np.tanh(x) + A @ ((1 - np.tanh(x) ** 2) * tx), np.float64, "ad")
+    y2, pullback = get_vjp(matvec, argnums=(0, 1))(A, x)
+    gA, gx = pullback(cot)
+    assert_close(gA, np.outer(cot, np.tanh(x)), np.float64, "ad")
+    assert_close(gx, (A.T @ cot) * (1 - np.tanh(x) ** 2), np.float64, "ad")
+    # <cot, J t> == <J^T cot, t>
+    assert_close(cot @ t_out, np.sum(gA * tA) + gx @ tx, np.float64, "ad")
+
+
+def test_array_output_2d_fortran(rng):
+    x = make_array(rng, (3, 4), "F")
+    t = rng.standard_normal((3, 4))
+    cot = rng.standard_normal((3, 4))
+    _, t_out = get_jvp(expr_out_2d)((x,), (t,))
+    assert t_out.shape == (3, 4)
+    assert_close(t_out, (np.cos(x) * x + np.sin(x) + 2) * t, np.float64, "ad")
+    _, pullback = get_vjp(expr_out_2d)(x)
+    assert_close(pullback(cot), (np.cos(x) * x + np.sin(x) + 2) * cot, np.float64, "ad")
+
+
+# --------------------------------------------------------- in-place, seeds
+@njit
+def inplace_map(x):
+    for i in range(x.shape[0]):
+        x[i] = math.sin(x[i]) * x[i] + 0.5
+
+
+@njit
+def inplace_scan(x):
+    # uses already-overwritten x[i - 1]: a lower-bidiagonal, non-diagonal Jacobian
+    for i in range(1, x.shape[0]):
+        x[i] = x[i] + 0.5 * x[i - 1] * x[i]
+
+
+@njit
+def inplace_and_return(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        x[i] = x[i] * x[i]
+        s += math.exp(0.2 * x[i])  # reads the new value
+    return s
+
+
+@njit
+def write_out(x, out):
+    for i in range(x.shape[0]):
+        out[i] = x[i] * x[i] + math.cos(x[i])
+
+
+@njit
+def accumulate_out(x, out):
+    # out is read and written: out_final = out0 * (1 + x)
+    for i in range(x.shape[0]):
+        out[i] += x[i] * out[i]
+
+
+@pytest.mark.parametrize("fn", [inplace_map, inplace_scan], ids=["map", "scan"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_inplace_reverse_seed_semantics(fn, dtype, rng):
+    x0 = rng.uniform(-1, 1, 6).astype(dtype)
+    seed = rng.standard_normal(6).astype(dtype)  # cotangent of the final x
+    x = x0.copy()
+    dx = seed.copy()
+    df = get_autodiff(fn, "reverse", Duplicated)
+    r = df(x, dx)
+    assert r is None
+    # primal effect happened
+    assert_close(x, final_state(fn, 0)(x0.astype(np.float64)), dtype, "ad")
+    # dx = J^T seed, J = d(final x)/d(initial x)
+    want = fd_grad(state_fn(fn, {0: seed}), (x0,), 0)
+    assert_close(dx, want, dtype, "fd")
+    if fn is inplace_map:
+        x64 = x0.astype(np.float64)
+        assert_close(dx, (np.cos(x64) * x64 + np.sin(x64)) * seed, dtype, "ad")
+
+
+def test_inplace_reverse_strided_view(rng):
+    base = rng.uniform(-1, 1, 12)
+    dbase = rng.standard_normal(12)
+    x0 = base[::2].copy()
+    seed = dbase[::2].copy()
+    untouched = dbase[1::2].copy()
+    df = get_autodiff(inplace_map, "reverse", Duplicated)
+    df(base[::2], dbase[::2])
+    assert_close(dbase[::2], fd_grad(state_fn(inplace_map, {0: seed}), (x0,), 0))
+    np.testing.assert_array_equal(dbase[1::2], untouched)
+
+
+def test_inplace_with_active_return(rng):
+    x0 = rng.uniform(-1, 1, 5)
+    seed = rng.standard_normal(5)
+    ret_seed = 1.7
+    x = x0.copy()
+    dx = seed.copy()
+    df = get_autodiff(inplace_and_return, "reverse", Duplicated)  # ret defaults to Active
+    primal = df(x, dx, ret_seed)
+    assert_close(primal, inplace_and_return(x0.copy()), np.float64, "ad")
+    assert_close(x, x0 * x0, np.float64, "ad")
+    want = fd_grad(state_fn(inplace_and_return, {0: seed}, ret_seed), (x0,), 0)
+    assert_close(dx, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_output_seed_is_consumed(dtype, rng):
+    x = rng.uniform(-1, 1, 6).astype(dtype)
+    out = np.full(6, 123.0, dtype=dtype)
+    seed = rng.standard_normal(6).astype(dtype)
+    dx = np.zeros_like(x)
+    dout = seed.copy()
+    df = get_autodiff(write_out, "reverse", Duplicated, Duplicated)
+    assert df(x, dx, out, dout) is None
+    x64 = x.astype(np.float64)
+    assert_close(out, x64 * x64 + np.cos(x64), dtype, "ad")
+    assert np.all(dout == 0.0), "seed in the shadow of an overwritten array must be zeroed"
+    assert_close(dx, (2 * x64 - np.sin(x64)) * seed, dtype, "ad")
+    assert_close(dx, fd_grad(state_fn(write_out, {1: seed}), (x, out), 0), dtype, "fd")
+
+
+def test_output_seed_prefilled_dx_accumulates(rng):
+    x = rng.uniform(-1, 1, 6)
+    out = np.zeros(6)
+    seed = rng.standard_normal(6)
+    prefill = rng.standard_normal(6)
+    dx = prefill.copy()
+    dout = seed.copy()
+    get_autodiff(write_out, "reverse", Duplicated, Duplicated)(x, dx, out, dout)
+    assert_close(dx, prefill + (2 * x - np.sin(x)) * seed, np.float64, "ad")
+
+
+def test_read_and_written_output(rng):
+    x = rng.uniform(-1, 1, 5)
+    out0 = rng.uniform(-1, 1, 5)
+    seed = rng.standard_normal(5)
+    out = out0.copy()
+    dx = np.zeros(5)
+    dout = seed.copy()
+    get_autodiff(accumulate_out, "reverse", Duplicated, Duplicated)(x, dx, out, dout)
+    assert_close(out, out0 * (1 + x), np.float64, "ad")
+    # the seed is consumed, then the read of out0 adds its adjoint back
+    assert_close(dout, (1 + x) * seed, np.float64, "ad")
+    assert_close(dx, out0 * seed, np.float64, "ad")
+    assert_close(dout, fd_grad(state_fn(accumulate_out, {1: seed}), (x, out0), 1))
+
+
+def test_gradients_accumulate(rng):
+    x = rng.uniform(-1, 1, 7)
+    g = fd_grad(loop1d, (x,), 0)
+    df = get_autodiff(loop1d, "reverse", Duplicated)
+    dx = np.zeros(7)
+    p1 = df(x, dx, 1.0)
+    assert_close(p1, loop1d(x), np.float64, "ad")
+    assert_close(dx, g)
+    df(x, dx, 1.0)
+    assert_close(dx, 2 * g)
+    df(x, dx, 2.5)
+    assert_close(dx, 4.5 * g)
+
+
+def test_duplicated_noneed(rng):
+    x = rng.uniform(-1, 1, 6)
+    out = np.zeros(6)
+    seed = rng.standard_normal(6)
+    x_keep = x.copy()
+    dx = np.zeros(6)
+    dout = seed.copy()
+    df = get_autodiff(write_out, "reverse", DuplicatedNoNeed, Duplicated)
+    df(x, dx, out, dout)
+    # x's contents are unspecified afterwards; the gradient is not
+    assert_close(dx, (2 * x_keep - np.sin(x_keep)) * seed, np.float64, "ad")
+    assert_close(out, x_keep**2 + np.cos(x_keep), np.float64, "ad")
+
+
+@pytest.mark.parametrize("fn", [inplace_map, inplace_scan], ids=["map", "scan"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_inplace_forward_output_tangent(fn, dtype, rng):
+    x0 = rng.uniform(-1, 1, 6).astype(dtype)
+    t = rng.standard_normal(6).astype(dtype)
+    x = x0.copy()
+    dx = t.copy()
+    df = get_autodiff(fn, "forward", Dual)
+    df(x, dx)
+    assert_close(x, final_state(fn, 0)(x0.astype(np.float64)), dtype, "ad")
+    # dx now holds the tangent of the final x
+    assert_close(dx, fd_jvp(final_state(fn, 0), (x0,), (t,)), dtype, "fd")
+
+
+def test_forward_written_output_receives_tangent(rng):
+    x = rng.uniform(-1, 1, 6)
+    t = rng.standard_normal(6)
+    out = np.zeros(6)
+    dout = rng.standard_normal(6)  # stale contents must be overwritten
+    df = get_autodiff(write_out, "forward", Dual, Dual)
+    df(x, t.copy(), out, dout)
+    assert_close(out, x * x + np.cos(x), np.float64, "ad")
+    assert_close(dout, (2 * x - np.sin(x)) * t, np.float64, "ad")
+
+
+def test_forward_read_and_written_output(rng):
+    x = rng.uniform(-1, 1, 5)
+    out0 = rng.uniform(-1, 1, 5)
+    tx = rng.standard_normal(5)
+    tout = rng.standard_normal(5)
+    out = out0.copy()
+    dout = tout.copy()
+    get_autodiff(accumulate_out, "forward", Dual, Dual)(x, tx.copy(), out, dout)
+    assert_close(dout, tout * (1 + x) + out0 * tx, np.float64, "ad")
+
+
+def test_forward_inplace_with_return(rng):
+    x0 = rng.uniform(-1, 1, 5)
+    t = rng.standard_normal(5)
+    x = x0.copy()
+    dx = t.copy()
+    primal, tangent = get_autodiff(inplace_and_return, "forward", Dual)(x, dx)
+    assert_close(primal, inplace_and_return(x0.copy()), np.float64, "ad")
+    assert_close(tangent, fd_jvp(inplace_and_return, (x0,), (t,)))
+    assert_close(dx, 2 * x0 * t, np.float64, "ad")
+
+
+def test_forward_and_reverse_agree_inplace(rng):
+    # <seed, J t> computed both ways for the scan (non-diagonal J)
+    x0 = rng.uniform(-1, 1, 6)
+    t = rng.standard_normal(6)
+    seed = rng.standard_normal(6)
+    dx_f = t.copy()
+    get_autodiff(inplace_scan, "forward", Dual)(x0.copy(), dx_f)
+    dx_r = seed.copy()
+    get_autodiff(inplace_scan, "reverse", Duplicated)(x0.copy(), dx_r)
+    assert_close(seed @ dx_f, dx_r @ t, np.float64, "ad")

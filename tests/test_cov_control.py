@@ -1,0 +1,264 @@
+"""Coverage: control flow.
+
+for-range loops (nested, data-dependent bounds, zero trips), break, continue,
+early return from inside a loop, while loops (counter driven and value
+driven), loop-carried scalar recurrences (needs the tape). Both modes, checked
+against central differences and analytic derivatives.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from numba import njit
+
+import gradjit  # noqa: F401
+from conftest import (
+    DTYPES,
+    MODES,
+    ad_grads,
+    assert_close,
+    check_grads,
+    dot_grads_tangents,
+    get_jvp,
+    random_tangents,
+    scalar,
+)
+
+
+@njit
+def nested_loops(x, n):
+    s = 0.0
+    for i in range(n):
+        for j in range(i + 1):
+            s += x[i] * x[j] * (j + 1)
+    return s
+
+
+def nested_loops_grad(x, n):
+    g = np.zeros_like(x, dtype=np.float64)
+    for i in range(n):
+        for j in range(i + 1):
+            g[i] += x[j] * (j + 1)
+            g[j] += x[i] * (j + 1)
+    return g
+
+
+@njit
+def nested_2d(a, b):
+    # triangular nest with continue on a 2-D array and a 1-D array
+    s = 0.0
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            if j > i:
+                continue
+            s += a[i, j] * b[j] * b[i]
+    return s
+
+
+@njit
+def data_dependent_bounds(x):
+    # trip counts computed from float data
+    m = int(abs(x[0]) * 4.0) + 1
+    s = 0.0
+    for i in range(m):
+        for j in range(i % x.shape[0], x.shape[0]):
+            s += x[j] * x[(i + j) % x.shape[0]] * 0.25
+    return s
+
+
+@njit
+def loop_break(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        if x[i] < 0.0:
+            break
+        s += x[i] * x[i] + math.sin(x[i]) * s
+    return s
+
+
+@njit
+def loop_continue(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        if x[i] < 0.0:
+            continue
+        s = 0.5 * s * x[i] + math.exp(0.3 * x[i])
+    return s
+
+
+@njit
+def early_return(x, thresh):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += math.sin(x[i]) * (i + 1)
+        if s > thresh:
+            return s * x[i]
+    return s + x[0]
+
+
+@njit
+def newton_sqrt(a):
+    y = a if a > 1.0 else 1.0
+    k = 0
+    while abs(y * y - a) > 1e-14 * a and k < 100:
+        y = 0.5 * (y + a / y)
+        k += 1
+    return y
+
+
+@njit
+def while_horner(c, x):
+    i = c.shape[0] - 1
+    s = 0.0
+    while i >= 0:
+        s = s * x + c[i]
+        i -= 1
+    return s
+
+
+@njit
+def while_value_driven(x):
+    s = x
+    k = 0
+    while s < 10.0 and k < 100:
+        s = s * 1.5 + x * x
+        k += 1
+    return s
+
+
+@njit
+def recurrence(x, n):
+    s = x
+    for i in range(n):
+        s = math.sin(s) + x * 0.5
+    return s
+
+
+@njit
+def pow_loop(x, n):
+    r = 1.0
+    for i in range(n):
+        r *= x
+    return r
+
+
+def _ids(dtype):
+    return "f32" if dtype == np.float32 else "f64"
+
+
+mode_p = pytest.mark.parametrize("mode", MODES)
+dtype_p = pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
+
+
+@mode_p
+@dtype_p
+@pytest.mark.parametrize("n", [0, 1, 4, 7])
+def test_nested_loops(mode, dtype, n):
+    x = np.linspace(-1.0, 1.2, 7).astype(dtype)
+    (g,) = check_grads(mode, nested_loops, (x, n))
+    if n == 0:
+        assert np.all(np.abs(np.asarray(g)) <= 1e-12)
+    assert_close(g, nested_loops_grad(x.astype(np.float64), n), dtype, "ad")
+
+
+@mode_p
+def test_nested_triangular_continue(mode, rng):
+    a = rng.uniform(-1, 1, (4, 5))
+    b = rng.uniform(-1, 1, 5)
+    check_grads(mode, nested_2d, (a, b))
+
+
+@mode_p
+@pytest.mark.parametrize("x0", [0.1, 0.6, -0.9])
+def test_data_dependent_bounds(mode, x0):
+    x = np.array([x0, 0.5, -0.3, 0.8, 1.1])
+    check_grads(mode, data_dependent_bounds, (x,))
+
+
+@mode_p
+@dtype_p
+@pytest.mark.parametrize("where", [0, 2, 5, None])
+def test_break(mode, dtype, where):
+    x = np.array([0.3, 0.9, 0.4, 1.2, 0.7, 0.2, 0.5], dtype=dtype)
+    if where is not None:
+        x[where] = -0.5
+    (g,) = check_grads(mode, loop_break, (x,))
+    g = np.asarray(g)
+    if where is not None:
+        # elements at and after the break never influence the result
+        assert np.all(np.abs(g[where:]) <= 1e-12)
+
+
+@mode_p
+@pytest.mark.parametrize("negatives", [(), (1,), (0, 3, 4)])
+def test_continue(mode, negatives):
+    x = np.array([0.3, 0.9, 0.4, 1.2, 0.7])
+    for k in negatives:
+        x[k] = -0.6
+    (g,) = check_grads(mode, loop_continue, (x,))
+    for k in negatives:
+        assert abs(g[k]) <= 1e-12
+
+
+@mode_p
+@pytest.mark.parametrize("thresh", [0.5, 2.0, 100.0])
+def test_early_return(mode, thresh):
+    x = np.array([0.4, 0.3, 0.9, 0.2, 0.6])
+    gx, gt = check_grads(mode, early_return, (x, thresh))
+    assert abs(gt) <= 1e-12  # the threshold only selects a branch
+
+
+@mode_p
+@pytest.mark.parametrize("a", [0.3, 2.0, 17.5])
+def test_while_newton_sqrt(mode, a):
+    (g,) = check_grads(mode, newton_sqrt, (a,))
+    assert_close(g, 0.5 / math.sqrt(a), np.float64, "fd", rtol=1e-6)
+
+
+@mode_p
+@dtype_p
+@pytest.mark.parametrize("x", [0.7, -1.4])
+def test_while_horner(mode, dtype, x):
+    c = np.array([0.5, -1.0, 2.0, 0.25, -0.75], dtype=dtype)
+    xs = scalar(x, dtype)
+    gc, gx = check_grads(mode, while_horner, (c, xs))
+    xf = float(xs)
+    assert_close(gc, xf ** np.arange(5), dtype, "ad")
+    dpoly = np.polynomial.polynomial.polyder(c.astype(np.float64))
+    assert_close(gx, np.polynomial.polynomial.polyval(xf, dpoly), dtype, "ad")
+
+
+@mode_p
+@pytest.mark.parametrize("x", [0.7, 1.3, 2.9])
+def test_while_value_driven(mode, x):
+    check_grads(mode, while_value_driven, (x,))
+
+
+@mode_p
+@dtype_p
+@pytest.mark.parametrize("n", [0, 1, 10, 50])
+def test_loop_carried_recurrence(mode, dtype, n):
+    x = scalar(0.8, dtype)
+    (g,) = check_grads(mode, recurrence, (x, n))
+    if n == 0:
+        assert_close(g, 1.0, dtype, "ad")
+
+
+@mode_p
+@pytest.mark.parametrize("n", [0, 1, 3, 8])
+def test_pow_loop(mode, n):
+    x = 1.1
+    (g,) = check_grads(mode, pow_loop, (x, n))
+    assert_close(g, n * x ** (n - 1) if n else 0.0, np.float64, "ad")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_forward_matches_reverse_random_tangent(seed):
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(-1, 1, 5)
+    args = (c, float(rng.uniform(-1.5, 1.5)))
+    grads = ad_grads("reverse", while_horner, args)
+    tangents = random_tangents(rng, args)
+    _, t_out = get_jvp(while_horner)(args, tuple(tangents))
+    assert_close(t_out, dot_grads_tangents(grads, (0, 1), tangents), np.float64, "ad")
