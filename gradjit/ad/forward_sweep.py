@@ -11,6 +11,8 @@ Calls to functions defined in the module call their derivative versions.
 """
 from __future__ import annotations
 
+import re
+
 from ..analysis.activity import alloca_type
 from ..analysis.calls import classify, math_name
 from ..ir import types as T
@@ -171,7 +173,8 @@ class ForwardSweep:
 
     def alloca(self, ins):
         aty = alloca_type(ins)
-        if "," in ins.text.split("alloca", 1)[1].replace(aty, "", 1).split("align")[0]:
+        rest = ins.text.split("alloca", 1)[1].replace(aty, "", 1)
+        if re.match(r"\s*,\s*i\d+\s+(?!1\b)", rest):
             raise self.ctx.unsupported("an alloca with a dynamic element count", ins)
         size = T.size(aty) if aty != "ptr" else 8
         if self.fwd:

@@ -1,0 +1,308 @@
+"""The errors table of API.md, row by row.
+
+| activity does not fit the argument          | gradjit.ActivityError (a TypeError), names the argument |
+| shadow shape or dtype differs from primal   | ValueError naming the argument and both shapes           |
+| grad of a function not returning a float    | TypeError                                                |
+| a construct the AD cannot differentiate     | gradjit.UnsupportedError (a NotImplementedError) naming  |
+|                                             | the construct and the Python file:line                   |
+
+Errors may be raised when ``autodiff``/``grad`` is called or when the
+derivative is first called (compilation is lazy), so each ``pytest.raises``
+block covers both.
+"""
+
+import ctypes
+import ctypes.util
+import inspect
+import math
+import re
+
+import numpy as np
+import pytest
+from numba import njit
+
+import gradjit
+from gradjit import (
+    Active,
+    ActiveOnly,
+    Const,
+    Dual,
+    DualOnly,
+    Duplicated,
+    DuplicatedNoNeed,
+)
+
+
+@njit
+def sum_weights(weights):
+    s = 0.0
+    for i in range(weights.shape[0]):
+        s += weights[i] * weights[i]
+    return s
+
+
+@njit
+def scale_sq(alpha):
+    return alpha * alpha
+
+
+@njit
+def two_args(alpha, beta):
+    return alpha * beta
+
+
+@njit
+def write_into(source, target):
+    for i in range(source.shape[0]):
+        target[i] = 2.0 * source[i]
+
+
+@njit
+def returns_array(vec):
+    return vec * 2.0
+
+
+@njit
+def returns_int(vec):
+    return vec.shape[0]
+
+
+@njit
+def returns_tuple(alpha):
+    return alpha, alpha * 2.0
+
+
+@njit
+def int_arg(count, alpha):
+    return alpha * count
+
+
+def _no_ir_leak(msg):
+    # "No error path leaks LLVM IR to the user by default"
+    assert "!dbg" not in msg
+    assert not re.search(r"\bdefine\s+(internal\s+)?\w+\s+@", msg)
+    assert not re.search(r"%\.?\d+\s*=", msg)
+
+
+# --------------------------------------------------------------- ActivityError
+def test_activity_error_is_type_error():
+    assert issubclass(gradjit.ActivityError, TypeError)
+    assert issubclass(gradjit.UnsupportedError, NotImplementedError)
+
+
+def test_active_on_array():
+    x = np.ones(4)
+    with pytest.raises(gradjit.ActivityError) as ei:
+        df = gradjit.autodiff(sum_weights, "reverse", Active)
+        df(x, 1.0)
+    assert "weights" in str(ei.value)
+    _no_ir_leak(str(ei.value))
+
+
+def test_active_on_int():
+    with pytest.raises(gradjit.ActivityError) as ei:
+        df = gradjit.autodiff(int_arg, "reverse", Active, Active)
+        df(3, 1.5, 1.0)
+    assert "count" in str(ei.value)
+
+
+@pytest.mark.parametrize("act", [Dual, DualOnly, Dual()], ids=["Dual", "DualOnly", "Dual()"])
+def test_forward_activity_in_reverse_mode(act):
+    with pytest.raises(gradjit.ActivityError) as ei:
+        df = gradjit.autodiff(sum_weights, "reverse", act)
+        df(np.ones(3), np.zeros(3), 1.0)
+    assert "weights" in str(ei.value)
+
+
+@pytest.mark.parametrize(
+    "act", [Active, Duplicated, DuplicatedNoNeed], ids=["Active", "Duplicated", "DuplicatedNoNeed"]
+)
+def test_reverse_activity_in_forward_mode(act):
+    with pytest.raises(gradjit.ActivityError):
+        df = gradjit.autodiff(scale_sq if act is Active else sum_weights, "forward", act)
+        if act is Active:
+            df(1.5)
+        else:
+            df(np.ones(3), np.zeros(3))
+
+
+@pytest.mark.parametrize("acts", [(Active,), (Active, Active, Active), ()], ids=["1", "3", "0"])
+def test_wrong_activity_count(acts):
+    with pytest.raises(gradjit.ActivityError):
+        df = gradjit.autodiff(two_args, "reverse", *acts)
+        df(*([1.0] * len(acts)), 1.0)
+
+
+@pytest.mark.parametrize(
+    "mode,ret", [("reverse", Dual), ("reverse", DualOnly), ("forward", Active), ("forward", ActiveOnly)]
+)
+def test_return_activity_wrong_mode(mode, ret):
+    arg = Active if mode == "reverse" else Dual
+    with pytest.raises(TypeError):
+        df = gradjit.autodiff(scale_sq, mode, arg, ret=ret)
+        df(1.5, 1.0)  # (x, seed) in reverse, (x, dx) in forward
+
+
+def test_grad_activity_error_not_raised_for_const_int():
+    # an int argument held constant is fine
+    g = gradjit.grad(int_arg, argnums=1)(3, 1.5)
+    assert g == pytest.approx(3.0)
+
+
+# --------------------------------------------------------------- ValueError
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_shadow_wrong_shape(mode):
+    x = np.ones(7)
+    dx = np.zeros(6)
+    act = Duplicated if mode == "reverse" else Dual
+    with pytest.raises(ValueError) as ei:
+        df = gradjit.autodiff(sum_weights, mode, act)
+        if mode == "reverse":
+            df(x, dx, 1.0)
+        else:
+            df(x, dx)
+    msg = str(ei.value)
+    assert not isinstance(ei.value, TypeError)
+    assert "weights" in msg
+    assert "7" in msg and "6" in msg
+    _no_ir_leak(msg)
+
+
+def test_shadow_wrong_shape_2d_transposed():
+    x = np.ones((3, 5))
+    dx = np.zeros((5, 3))
+
+    @njit
+    def f2(matrix):
+        return np.sum(matrix * matrix)
+
+    with pytest.raises(ValueError) as ei:
+        gradjit.autodiff(f2, "reverse", Duplicated)(x, dx, 1.0)
+    msg = str(ei.value)
+    assert "matrix" in msg
+    assert "3" in msg and "5" in msg
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_shadow_wrong_dtype(mode):
+    x = np.ones(4)
+    dx = np.zeros(4, dtype=np.float32)
+    act = Duplicated if mode == "reverse" else Dual
+    with pytest.raises(ValueError) as ei:
+        df = gradjit.autodiff(sum_weights, mode, act)
+        if mode == "reverse":
+            df(x, dx, 1.0)
+        else:
+            df(x, dx)
+    assert "weights" in str(ei.value)
+
+
+def test_shadow_wrong_shape_second_argument():
+    src = np.ones(5)
+    with pytest.raises(ValueError) as ei:
+        gradjit.autodiff(write_into, "reverse", Duplicated, Duplicated)(
+            src, np.zeros(5), np.zeros(5), np.zeros(4)
+        )
+    msg = str(ei.value)
+    assert "target" in msg
+
+
+def test_jvp_tangent_wrong_shape():
+    with pytest.raises(ValueError):
+        gradjit.jvp(sum_weights)((np.ones(4),), (np.ones(3),))
+
+
+# --------------------------------------------------------------- TypeError
+@pytest.mark.parametrize("fn", [returns_array, returns_int], ids=["array", "int"])
+def test_grad_of_non_scalar_function(fn):
+    with pytest.raises(TypeError):
+        gradjit.grad(fn)(np.ones(3))
+
+
+def test_grad_of_tuple_returning_function():
+    with pytest.raises(TypeError):
+        gradjit.grad(returns_tuple)(1.5)
+
+
+def test_value_and_grad_of_array_function():
+    with pytest.raises(TypeError):
+        gradjit.value_and_grad(returns_array)(np.ones(3))
+
+
+# --------------------------------------------------------------- UnsupportedError
+# A call to an opaque external function through a ctypes function pointer: the
+# AD has no derivative rule for an unknown address, and an active float flows
+# into it. This is clearly not differentiable by the engine.
+_libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+_ext_cos = _libm.cos
+_ext_cos.restype = ctypes.c_double
+_ext_cos.argtypes = [ctypes.c_double]
+
+
+@njit
+def calls_external(x):
+    y = x * 2.0
+    z = _ext_cos(y)  # UNSUPPORTED: opaque external call on an active value
+    return z * x
+
+
+def _line_of(fn, marker):
+    lines, start = inspect.getsourcelines(fn.py_func)
+    for k, line in enumerate(lines):
+        if marker in line:
+            return start + k
+    raise AssertionError(marker)
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_unsupported_external_call(mode):
+    assert calls_external(0.3) == pytest.approx(math.cos(0.6) * 0.3)  # primal works
+    with pytest.raises(gradjit.UnsupportedError) as ei:
+        if mode == "reverse":
+            gradjit.grad(calls_external)(0.3)
+        else:
+            gradjit.jvp(calls_external)((0.3,), (1.0,))
+    msg = str(ei.value)
+    assert isinstance(ei.value, NotImplementedError)
+    assert "test_errors.py" in msg, msg
+    line = _line_of(calls_external, "UNSUPPORTED")
+    assert f"test_errors.py:{line}" in msg, msg
+    _no_ir_leak(msg)
+
+
+def test_unsupported_error_via_autodiff():
+    with pytest.raises(gradjit.UnsupportedError) as ei:
+        gradjit.autodiff(calls_external, "reverse", Active)(0.3, 1.0)
+    assert "test_errors.py" in str(ei.value)
+
+
+@njit
+def external_on_constant(x, c):
+    # the external call only sees a constant: nothing to differentiate there
+    return x * _ext_cos(c)
+
+
+def test_external_call_on_inactive_value_is_fine():
+    g = gradjit.grad(external_on_constant, argnums=0)(0.7, 0.4)
+    assert g == pytest.approx(math.cos(0.4), rel=1e-12)
+
+
+@njit
+def bitcast_roundtrip(x):
+    # float -> int64 bits -> float: an identity through integer memory
+    a = np.empty(1)
+    a[0] = x
+    bits = a.view(np.int64)
+    back = bits.view(np.float64)
+    return back[0] * x
+
+
+def test_bitcast_roundtrip_supported_or_reported():
+    # Either differentiated correctly (d/dx x^2 = 2x) or refused with
+    # UnsupportedError -- never a silently wrong gradient.
+    try:
+        g = gradjit.grad(bitcast_roundtrip)(1.5)
+    except gradjit.UnsupportedError as e:
+        assert "test_errors.py" in str(e)
+    else:
+        assert g == pytest.approx(3.0, rel=1e-12)
