@@ -4,6 +4,10 @@ generated, and the declarations the generated code needs."""
 from __future__ import annotations
 
 from ..analysis.activity import Activity, carries
+from ..analysis.dominators import DominatorTree
+from ..analysis.loopform import induction_variables, split_exit_edges
+from ..analysis.loops import LoopInfo
+from ..analysis.memory import ReloadAnalysis
 from ..errors import UnsupportedError
 from ..ir import types as T
 
@@ -17,11 +21,12 @@ class Version:
     the augmented primal ``names[0]`` and the reverse sweep ``names[1]``.
     """
 
-    def __init__(self, fn, mode, mask, ret_active, atomic=False):
+    def __init__(self, fn, mode, mask, ret_active, atomic=False, top=False):
         self.fn, self.mode, self.mask, self.ret_active = fn, mode, mask, ret_active
+        self.top = top
         self.atomic = atomic
         tag = "".join("a" if m else "c" for m in mask) + ("r" if ret_active else "") + (
-            "A" if atomic else "")
+            "A" if atomic else "") + ("T" if top else "")
         base = f"{fn.name}.gj.{mode[0]}.{tag}"
         self.names = (base + ".fwd",) if mode == "forward" else (base + ".aug", base + ".rev")
         active = [a.name for a, m in zip(fn.args, mask) if m]
@@ -50,19 +55,37 @@ class ADContext:
         self.arg_elem_types = arg_elem_types or {}   # (fname, argname) -> float type
         self.extra = {}                              # name -> helper function text
         self.counter = [0]
+        self._forms = {}
+        self._reload = {}
 
-    def version(self, fname, mode, mask, ret_active, atomic=False) -> Version:
+    def version(self, fname, mode, mask, ret_active, atomic=False, top=False) -> Version:
         fn = self.module.functions[fname]
-        key = (fname, mode, tuple(mask), bool(ret_active), atomic)
+        key = (fname, mode, tuple(mask), bool(ret_active), atomic, top)
         v = self.versions.get(key)
         if v is None:
             for a, m in zip(fn.args, mask):
                 if m and not carries(a.type):
                     raise AssertionError(f"argument {a.name} of {fname} cannot be active")
-            v = Version(fn, mode, tuple(mask), bool(ret_active), atomic)
+            v = Version(fn, mode, tuple(mask), bool(ret_active), atomic, top)
             self.versions[key] = v
             self.queue.append(v)
         return v
+
+    def loop_form(self, fn):
+        """Dominators, loops (exit edges split once per function) and induction
+        variables of ``fn``."""
+        got = self._forms.get(fn.name)
+        if got is None:
+            got = self._forms[fn.name] = _LoopForm(fn)
+        return got
+
+    def reload_analysis(self, fn, version):
+        key = (fn.name, version.top)
+        got = self._reload.get(key)
+        if got is None:
+            self.loop_form(fn)
+            got = self._reload[key] = ReloadAnalysis(fn, self.defined, version.top, set())
+        return got
 
     def generate(self) -> list:
         """Generate every queued version; returns the function texts."""
@@ -77,7 +100,7 @@ class ADContext:
             else:
                 rev = ReverseSweep(self, v)
                 rev_text = rev.text()
-                out.append(ForwardSweep(self, v, "augmented", needs=rev.needs).text())
+                out.append(ForwardSweep(self, v, "augmented", records=rev.records).text())
                 out.append(rev_text)
         return out
 
@@ -86,3 +109,18 @@ class ADContext:
         if ins is not None and ins.line:
             loc = f"{ins.line[0]}:{ins.line[1]}"
         return UnsupportedError(what, loc, ins.text if ins is not None else None)
+
+
+class _LoopForm:
+    def __init__(self, fn):
+        dom = DominatorTree(fn)
+        loops = LoopInfo(fn, dom)
+        if split_exit_edges(fn, loops):
+            dom = DominatorTree(fn)
+            loops = LoopInfo(fn, dom)
+        self.dom, self.loops = dom, loops
+        self.by_header = induction_variables(fn, loops)
+        self.iv_of = {}
+        for form in self.by_header.values():
+            for iv in form.ivs:
+                self.iv_of[iv.phi.name] = (form, iv)

@@ -93,11 +93,11 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
         lines.append(f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)})")
     else:
         lines.append("  %gj.tape = alloca " + tape.TAPE_TYPE)
-        lines.append(f"  call void @gj.tape.init(ptr %gj.tape, i64 {tape.INITIAL_BYTES})")
+        lines.append(f"  call void @gj.tape.acquire(ptr %gj.tape, i64 {tape.INITIAL_BYTES})")
         lines.append(f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)}, ptr %gj.tape)")
     lines += ["  %ok = icmp eq i32 %st, 0", "  br i1 %ok, label %done, label %fail", "fail:"]
     if plan.mode != "forward":
-        lines.append("  call void @gj.tape.free(ptr %gj.tape)")
+        lines.append("  call void @gj.tape.release(ptr %gj.tape)")
     lines += ["  ret i32 %st", "done:"]
     if plan.mode != "forward":
         rargs = list(call_args) + ["ptr %gj.tape"]
@@ -107,7 +107,7 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
         if plan.seed:
             lines.append(f"  store {rty} %p{len(df_params) - 1}, ptr %gj.dret")
         lines.append(f"  call void @{_global(version.names[1])}({', '.join(rargs)})")
-        lines.append("  call void @gj.tape.free(ptr %gj.tape)")
+        lines.append("  call void @gj.tape.release(ptr %gj.tape)")
     values = []
     for part in result_parts:
         if part[0] == "primal":
@@ -158,7 +158,7 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
                 mask.append(False)
     ctx = ADContext(model, elem)
     mode = "forward" if plan.mode == "forward" else "reverse"
-    version = ctx.version(top_name, mode, mask, False)
+    version = ctx.version(top_name, mode, mask, False, top=True)
     bodies = ctx.generate()
     entry = entry_text(plan, top, version, df_params, ret_llvm, result_parts, entry_name)
     return assemble(model, ctx, bodies + [entry])

@@ -30,11 +30,11 @@ _LOSES_DERIVATIVE = {"bitcast", "ptrtoint", "fptosi", "fptoui", "fcmp", "store",
 
 
 class ForwardSweep:
-    def __init__(self, ctx, version, sweep, needs=None):
+    def __init__(self, ctx, version, sweep, records=None):
         assert sweep in ("forward", "augmented")
         self.ctx, self.v, self.sweep = ctx, version, sweep
         self.fn, self.act = version.fn, version.activity
-        self.needs = needs or {}
+        self.records = records or {}
         self.b = Builder("gj.t", ctx.decls, ctx.counter)
         self.table = {}                  # name -> shadow ref
         self.mem = MemoryTypes(ctx, self.fn)
@@ -104,16 +104,20 @@ class ForwardSweep:
             self.b.lines = []
             if not self.fwd:
                 items = []
-                if len(blk.preds) > 1:
-                    items.append(("i32", self._from_phi(blk, phis)))
-                for name, kind, ty in self.needs.get(blk.name, ()):
-                    ref = self.values[name].ref if kind == "v" else placeholder(name)
-                    items.append((ty, ref))
+                for tag, name, kind, ty in self.records.get(blk.name, ()):
+                    if tag == "from":
+                        items.append((ty, self._from_phi(blk, phis)))
+                    elif kind == "v":
+                        items.append((ty, self.values[name].ref))
+                    else:
+                        items.append((ty, placeholder(name)))
                 tape.push_record(self.b, TAPE, items)
                 if blk.terminator.opcode == "ret" and len(rets) > 1:
                     tape.push_record(self.b, TAPE, [("i32", str(rets.index(blk)))])
             self.terminator(blk.terminator)
             lines.append(f"{label(blk.name)}:")
+            if blk is fn.entry and not self.fwd:
+                phis.append(f"{tape.TAPE_COPY} = alloca {tape.TAPE_TYPE}")
             lines.extend("  " + l for l in phis + body + self.b.lines)
         lines.append("}")
         table = dict(self.table)
@@ -265,7 +269,7 @@ class ForwardSweep:
         argtext += [f"{a.type} {self.shadow(a)}" for a, m in zip(args, mask)
                     if m and (self.fwd or a.type == "ptr")]
         if not self.fwd:
-            argtext.append(f"ptr {TAPE}")
+            argtext.append(f"ptr {tape.TAPE_COPY}")
         call = f"call {ins.type} @{_global(ver.names[0])}({', '.join(argtext)})"
         if self.fwd and ret_active:
             pair = f"{{ {ins.type}, {ins.type} }}"
@@ -274,9 +278,9 @@ class ForwardSweep:
             self.b.emit(f"{shadow_name(ins.name)} = extractvalue {pair} {t}, 1")
             self.table[ins.name] = shadow_name(ins.name)
         elif ins.has_value:
-            self.b.emit(f"{ins.ref} = {call}")
+            tape.call_with_copy(self.b, lambda: self.b.emit(f"{ins.ref} = {call}"))
         else:
-            self.b.emit(call)
+            tape.call_with_copy(self.b, lambda: self.b.emit(call))
 
     def terminator(self, term):
         if term.opcode == "ret" and self.fwd and self.v.ret_float and term.operands:

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from ..analysis.activity import alloca_type
 from ..analysis.calls import classify, math_name
-from ..analysis.dominators import DominatorTree
 from ..ir import types as T
-from ..ir.model import local_ref
+from ..ir.model import local_ref, rename
 from ..ir.writer import label
 from . import rules, tape
 from .builder import Builder
@@ -28,38 +27,162 @@ from .forward_sweep import _global
 DRET = "%gj.dret"
 
 
+_RECOMPUTE_INT = {"getelementptr", "add", "sub", "mul", "shl", "lshr", "ashr", "and", "or", "xor",
+                  "udiv", "sdiv", "urem", "srem", "icmp", "zext", "sext", "trunc", "bitcast",
+                  "ptrtoint", "inttoptr", "addrspacecast", "freeze", "select", "fptosi", "fptoui"}
+_RECOMPUTE_FLOAT = {"fadd", "fsub", "fmul", "fdiv", "fneg", "fcmp", "sitofp", "uitofp", "fpext",
+                    "fptrunc", "select", "freeze"}
+
+
 class ReverseSweep:
+    """Builds the reverse sweep of one version and decides, for every primal value
+    a reverse block needs, how it gets there (cheapest first):
+
+    1. constants and arguments are at hand;
+    2. an induction variable of a loop the block is in is run backwards;
+    3. integer and address arithmetic, and float arithmetic on values obtained
+       without recording, are recomputed; loads of memory nothing overwrites
+       later are repeated (:mod:`gradjit.analysis.memory`);
+    4. a value defined outside a loop the block is in is recorded once per
+       execution of that loop, at its exits, and kept in a stack slot;
+    5. anything else is recorded in the block's own tape record.
+    """
+
     def __init__(self, ctx, version):
         self.ctx, self.v = ctx, version
         self.fn, self.act = version.fn, version.activity
-        self.needs = {}                       # block -> [(name, kind, type)]
-        self._need_set = {}
+        self.form = ctx.loop_form(self.fn)
+        self.reload = ctx.reload_analysis(self.fn, version)
+        self.needs = {}                       # block -> [(name, kind, type)] own record
+        self.inv = {}                         # loop header -> [(name, kind, type)]
+        self.records = {}                     # block -> [(kind, payload)] final layout
+        self._memo = {}
         self.b = Builder("gj.r", ctx.decls, ctx.counter)
         self.adj = {}                         # name -> (alloca ref, type)
         self.mem = MemoryTypes(ctx, self.fn)
-        self.entry_allocas = []
+        self.entry_allocas = [f"{tape.TAPE_COPY} = alloca {tape.TAPE_TYPE}"]
+        self.slots = {}                       # (header, name, kind) -> (ref, type)
         self.block = None
+        self.defblock = {}
+        for ins in self.fn.instructions():
+            if ins.name:
+                self.defblock[ins.name] = ins.block.name
 
-    # primal values and shadows in the reverse --------------------------------
+    # where values come from ------------------------------------------------------
+    def _loops(self, block):
+        return self.form.loops.loops_of.get(block, [])
+
+    def _outside_loop(self, name, block):
+        """Outermost loop containing ``block`` but not the definition of ``name``."""
+        d = self.defblock.get(name)
+        for l in self._loops(block):             # outermost first
+            if d not in l.blocks:
+                return l
+        return None
+
+    def _iv(self, v, block):
+        """(LoopForm, Induction) if ``v`` is an induction variable of a loop containing block."""
+        hit = self.form.iv_of.get(v.name)
+        if hit and block in hit[0].loop.blocks:
+            return hit
+        return None
+
+    def free(self, v, block, depth=0) -> bool:
+        """Can ``v`` be had in the reverse of ``block`` without recording it there?"""
+        if v.kind != "inst":
+            return True
+        key = (v.name, block)
+        got = self._memo.get(("free",) + key)
+        if got is not None:
+            return got
+        ok = False
+        if self._iv(v, block) or self._outside_loop(v.name, block):
+            ok = True
+        elif depth < 12 and v.opcode in (_RECOMPUTE_INT | _RECOMPUTE_FLOAT):
+            ok = all(self.free(o, block, depth + 1) for o in v.operands if o.kind != "label")
+        elif depth < 12 and v.opcode == "load" and self.reload.can_reload(v):
+            ok = self.free(v.operands[0], block, depth + 1)
+        self._memo[("free",) + key] = ok
+        return ok
+
     def pv(self, v) -> str:
         """The primal value ``v`` inside the reverse of the current block."""
         if v.kind != "inst":
             return v.ref
-        return self._need(v.name, "v", v.type)
+        key = ("v", v.name, self.block)
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo[key] = self._get(v)
+        return got
 
     def ps(self, v) -> str:
         """The shadow of active pointer ``v`` inside the reverse of the current block."""
         if v.kind == "arg":
             return shadow_name(v.name)
-        return self._need(v.name, "s", "ptr")
+        key = ("s", v.name, self.block)
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo[key] = self._get_shadow(v)
+        return got
 
-    def _need(self, name, kind, ty):
-        key = (name, kind)
-        got = self._need_set.setdefault(self.block, {})
-        if key not in got:
-            got[key] = local_ref(f"{name}{'.s' if kind == 's' else ''}@{self.block}")
-            self.needs.setdefault(self.block, []).append((name, kind, ty))
-        return got[key]
+    def _get(self, v):
+        blk = self.block
+        iv = self._iv(v, blk)
+        if iv:
+            return self.b.assign(f"load {v.type}, ptr {self._iv_slot(iv[0], v, 'v')}")
+        op = v.opcode
+        recompute = op in _RECOMPUTE_INT and not T.has_float(v.type)
+        if not recompute and op in _RECOMPUTE_FLOAT:
+            recompute = all(self.free(o, blk) for o in v.operands if o.kind != "label")
+        if recompute:
+            return self._clone(v, {o.name: self.pv(o) for o in v.operands if o.kind == "inst"})
+        if op == "load" and self.reload.can_reload(v) and (
+                self.free(v.operands[0], blk) or not self._outside_loop(v.name, blk)):
+            return self._clone(v, {o.name: self.pv(o) for o in v.operands if o.kind == "inst"})
+        return self._fetch(v.name, "v", v.type)
+
+    def _get_shadow(self, v):
+        blk = self.block
+        iv = self._iv(v, blk)
+        if iv:
+            return self.b.assign(f"load ptr, ptr {self._iv_slot(iv[0], v, 's')}")
+        if v.opcode in ("getelementptr", "bitcast", "addrspacecast", "freeze"):
+            base = v.operands[0]
+            mapping = {o.name: self.pv(o) for o in v.operands[1:] if o.kind == "inst"}
+            mapping[base.name] = self.ps(base)
+            return self._clone(v, mapping)
+        return self._fetch(v.name, "s", "ptr")
+
+    def _clone(self, ins, mapping):
+        r = self.b.tmp()
+        text = rename(ins.text, dict(mapping, **{ins.name: r}))
+        self.b.emit(text)
+        return r
+
+    def _fetch(self, name, kind, ty):
+        """Record ``name`` (a primal value or, kind 's', its shadow): once per loop
+        execution in a slot when defined outside a loop of the block, else in the
+        block's own record."""
+        l = self._outside_loop(name, self.block)
+        if l is not None:
+            ref = self._inv_slot(l, name, kind, ty)
+            return self.b.assign(f"load {ty}, ptr {ref}")
+        lst = self.needs.setdefault(self.block, [])
+        if (name, kind, ty) not in lst:
+            lst.append((name, kind, ty))
+        return local_ref(f"{name}{'.s' if kind == 's' else ''}@{self.block}")
+
+    def _inv_slot(self, loop, name, kind, ty):
+        key = (loop.header, name, kind)
+        if key not in self.slots:
+            ref = local_ref(f"{name}{'.s' if kind == 's' else ''}@L.{loop.header}")
+            self.slots[key] = (ref, ty)
+            self.entry_allocas.append(f"{ref} = alloca {ty}")
+            self.inv.setdefault(loop.header, []).append((name, kind, ty))
+        return self.slots[key][0]
+
+    def _iv_slot(self, form, phi, kind):
+        return self._inv_slot(form.loop, phi.name, kind, phi.type)
 
     # adjoints ---------------------------------------------------------------
     def _slot(self, v):
@@ -125,16 +248,65 @@ class ReverseSweep:
         return acc
 
     # generation ---------------------------------------------------------------
+    def exits_of(self, blk):
+        """Loops whose exit is ``blk`` (an exit block made by the loop form, or a
+        return inside loops), innermost first."""
+        loops = self.form.loops
+        if blk.terminator.opcode == "ret":
+            return list(reversed(loops.loops_of.get(blk.name, [])))
+        if len(blk.preds) == 1:
+            return loops.exited(blk.preds[0], blk.name)
+        return []
+
+    def record_layout(self, blk):
+        """The tape record of ``blk``, in push order: [(tag, name, kind, type)] with
+        tag 'from' (predecessor id), 'own' (a value of this block's reverse) or a
+        loop header (a value kept in that loop's slot)."""
+        items = []
+        if len(blk.preds) > 1 and blk.name not in self.form.by_header:
+            items.append(("from", blk.name + ".from", "v", "i32"))
+        for name, kind, ty in self.needs.get(blk.name, ()):
+            items.append(("own", name, kind, ty))
+        for l in self.exits_of(blk):
+            for name, kind, ty in self.inv.get(l.header, ()):
+                items.append((l.header, name, kind, ty))
+        return items
+
     def text(self) -> str:
         fn, v = self.fn, self.v
-        dom = DominatorTree(fn)
-        reach = [fn.block(n) for n in dom.rpo]
+        reach = [fn.block(n) for n in self.form.dom.rpo]
         rets = [blk for blk in fn.blocks if blk.terminator.opcode == "ret"]
-        blocks_text = []
+        bodies = {}
         for blk in reach:
-            if blk.terminator.opcode == "unreachable":
+            if blk.terminator.opcode != "unreachable":
+                bodies[blk.name] = self.reverse_body(blk)
+        edges = []
+        for blk in reach:
+            if blk.name in bodies and blk is not fn.entry:
+                for p in blk.preds:
+                    if p in bodies:
+                        edges += self.edge(p, blk)
+        out = []
+        for blk in reach:
+            if blk.name not in bodies:
                 continue
-            blocks_text.append(self.reverse_block(blk, blk is fn.entry))
+            items = self.record_layout(blk)
+            self.records[blk.name] = items
+            self.b.lines = []
+            refs = []
+            for tag, name, kind, ty in items:
+                if tag == "from":
+                    refs.append((ty, local_ref(f"{blk.name}.from@rev")))
+                elif tag == "own":
+                    refs.append((ty, local_ref(f"{name}{'.s' if kind == 's' else ''}@{blk.name}")))
+                else:
+                    refs.append((ty, self.b.tmp()))
+            tape.pop_record(self.b, TAPE, refs)
+            for (tag, name, kind, ty), (_, ref) in zip(items, refs):
+                if tag not in ("from", "own"):
+                    self.b.emit(f"store {ty} {ref}, ptr {self.slots[(tag, name, kind)][0]}")
+            out.append(f"{label('rev.' + blk.name)}:")
+            out.extend("  " + l for l in self.b.lines + bodies[blk.name])
         # entry: adjoint slots, then the reverse of the return block taken
         params = [f"{a.type} {a.ref}" for a in fn.args]
         params += [f"{a.type} {shadow_name(a.name)}" for a in shadow_params(v, "reverse")]
@@ -142,24 +314,26 @@ class ReverseSweep:
         if v.ret_float:
             params.append(f"{fn.ret_type} {DRET}")
         params += [f"ptr {out_name(a)}" for a in float_outs(v)]
+        for a in float_outs(v):
+            self._slot(a)
         head = [f"define internal void @{_global(v.names[1])}({', '.join(params)}) {{", "entry:"]
         for name, (ref, ty) in self.adj.items():
             head.append(f"  {ref} = alloca {ty}")
             head.append(f"  store {ty} {T.zero(ty)}, ptr {ref}")
         head.extend("  " + l for l in self.entry_allocas)
-        reach_rets = [r for r in rets if r.name in dom.idom]
+        reach_rets = [r for r in rets if r.name in bodies]
+        self.b.lines = []
         if len(rets) > 1:
-            self.b.lines = []
             x = local_ref("gj.exit")
             tape.pop_record(self.b, TAPE, [("i32", x)])
-            head.extend("  " + l for l in self.b.lines)
             cases = " ".join(f"i32 {rets.index(r)}, label {local_ref('rev.' + r.name)}"
                              for r in reach_rets)
-            head.append(f"  switch i32 {x}, label {local_ref('rev.' + reach_rets[0].name)} [ {cases} ]")
+            self.b.emit(f"switch i32 {x}, label {local_ref('rev.' + reach_rets[0].name)} [ {cases} ]")
         elif reach_rets:
-            head.append(f"  br label {local_ref('rev.' + reach_rets[0].name)}")
+            self.b.emit(f"br label {local_ref('rev.' + reach_rets[0].name)}")
         else:
-            head.append("  br label %rev.exit")
+            self.b.emit("br label %rev.exit")
+        head.extend("  " + l for l in self.b.lines)
         tail = ["rev.exit:"]
         self.b.lines = []
         for a in float_outs(v):
@@ -169,16 +343,10 @@ class ReverseSweep:
             self.b.emit(f"store {a.type} {self.b.fadd(a.type, y, x)}, ptr {out_name(a)}")
         self.b.emit("ret void")
         tail.extend("  " + l for l in self.b.lines)
-        # slots for float args added after the entry was written
-        for a in float_outs(v):
-            ref, ty = self.adj[a.name]
-            line = f"  {ref} = alloca {ty}"
-            if line not in head:
-                head.insert(2, f"  store {ty} {T.zero(ty)}, ptr {ref}")
-                head.insert(2, line)
-        return "\n".join(head + sum(blocks_text, []) + tail + ["}"])
+        return "\n".join(head + out + edges + tail + ["}"])
 
-    def reverse_block(self, blk, is_entry) -> list:
+    def reverse_body(self, blk) -> list:
+        """Adjoints of ``blk``'s instructions and the branch to its predecessor's reverse."""
         self.block = blk.name
         self.b.lines = []
         term = blk.terminator
@@ -187,37 +355,33 @@ class ReverseSweep:
         for ins in reversed(blk.instructions[:-1]):
             if ins.opcode != "phi":
                 self.instruction(ins)
-        body = self.b.lines
-        # the record: predecessor id first, then the needs in push order
-        self.b.lines = []
-        items = []
-        from_ref = None
-        if len(blk.preds) > 1:
-            from_ref = local_ref(f"{blk.name}.from@rev")
-            items.append(("i32", from_ref))
-        for name, kind, ty in self.needs.get(blk.name, ()):
-            items.append((ty, self._need_set[blk.name][(name, kind)]))
-        tape.pop_record(self.b, TAPE, items)
-        pops = self.b.lines
-        out = [f"{label('rev.' + blk.name)}:"] + ["  " + l for l in pops + body]
-        if is_entry:
-            out.append("  br label %rev.exit")
-            return out
-        edges = []
-        if from_ref is None:
-            out.append(f"  br label {local_ref('edge.' + blk.preds[0] + '.' + blk.name)}")
+        if blk is self.fn.entry:
+            self.b.emit("br label %rev.exit")
+        elif len(blk.preds) == 1:
+            self.b.emit(f"br label {self._edge_label(blk.preds[0], blk.name)}")
+        elif blk.name in self.form.by_header:
+            form = self.form.by_header[blk.name]
+            iv = form.ivs[0]
+            cur = self.pv(iv.phi)
+            first = self.b.assign(f"icmp eq {iv.phi.type} {cur}, {self.pv(iv.start)}")
+            self.b.emit(f"br i1 {first}, label {self._edge_label(form.preheader, blk.name)}, "
+                        f"label {self._edge_label(form.latch, blk.name)}")
         else:
-            cases = " ".join(f"i32 {k}, label {local_ref('edge.' + p + '.' + blk.name)}"
+            from_ref = local_ref(f"{blk.name}.from@rev")
+            cases = " ".join(f"i32 {k}, label {self._edge_label(p, blk.name)}"
                              for k, p in enumerate(blk.preds))
-            first = local_ref('edge.' + blk.preds[0] + '.' + blk.name)
-            out.append(f"  switch i32 {from_ref}, label {first} [ {cases} ]")
-        for p in blk.preds:
-            edges += self.edge(p, blk)
-        return out + edges
+            self.b.emit(f"switch i32 {from_ref}, label {self._edge_label(blk.preds[0], blk.name)} "
+                        f"[ {cases} ]")
+        return self.b.lines
+
+    @staticmethod
+    def _edge_label(pred, blk):
+        return local_ref("edge." + pred + "." + blk)
 
     def edge(self, pred, blk) -> list:
+        """Move the adjoints of ``blk``'s phis to the values coming from ``pred``; on a
+        loop's back edge, step its induction variables back."""
         self.b.lines = []
-        self.block = pred            # values an edge needs would be the predecessor's
         phis = [p for p in blk.phis() if self.act.is_active(p) and T.has_float(p.type)]
         taken = [(p, self.take(p)) for p in phis]
         for p, a in taken:
@@ -225,6 +389,20 @@ class ReverseSweep:
                 if src == pred:
                     self.add(val, a)
                     break
+        form = self.form.by_header.get(blk.name)
+        if form is not None and pred == form.latch:
+            for iv in form.ivs:
+                for kind in ("v", "s"):
+                    key = (blk.name, iv.phi.name, kind)
+                    if key not in self.slots:
+                        continue
+                    ref = self.slots[key][0]
+                    x = self.b.assign(f"load {iv.phi.type}, ptr {ref}")
+                    if iv.elem is None:
+                        y = self.b.assign(f"sub {iv.phi.type} {x}, {iv.step}")
+                    else:
+                        y = self.b.assign(f"getelementptr {iv.elem}, ptr {x}, i64 {-iv.step}")
+                    self.b.emit(f"store {iv.phi.type} {y}, ptr {ref}")
         self.b.emit(f"br label {local_ref('rev.' + pred)}")
         return [f"{label('edge.' + pred + '.' + blk.name)}:"] + ["  " + l for l in self.b.lines]
 
@@ -336,7 +514,7 @@ class ReverseSweep:
         ver = self.ctx.version(ins.callee, "reverse", mask, ret_active)
         argtext = [f"{a.type} {self.pv(a)}" for a in args]
         argtext += [f"ptr {self.ps(a)}" for a, m in zip(args, mask) if m and a.type == "ptr"]
-        argtext.append(f"ptr {TAPE}")
+        argtext.append(f"ptr {tape.TAPE_COPY}")
         if ver.ret_float:
             argtext.append(f"{ins.type} {self.take(ins)}")
         outs = []
@@ -347,6 +525,7 @@ class ReverseSweep:
                 self.b.emit(f"store {a.type} {T.zero(a.type)}, ptr {slot}")
                 argtext.append(f"ptr {slot}")
                 outs.append((a, slot))
-        self.b.emit(f"call void @{_global(ver.names[1])}({', '.join(argtext)})")
+        tape.call_with_copy(self.b, lambda: self.b.emit(
+            f"call void @{_global(ver.names[1])}({', '.join(argtext)})"))
         for a, slot in outs:
             self.add(a, self.b.assign(f"load {a.type}, ptr {slot}"))

@@ -9,7 +9,10 @@ pushes and pops are aligned loads and stores; the stack doubles when full
 (amortised O(1) per push) and starts at ``INITIAL_BYTES`` or at the size the
 caller estimates from loop trip counts.
 
-Layout of the tape object: ``{ ptr data, i64 top, i64 capacity }``.
+Layout of the tape object: ``{ ptr data, i64 top, i64 capacity }``.  Each
+derivative module keeps the tape of its last call (taken and given back with
+atomic exchanges, so concurrent calls each get their own), so a call after the
+first one writes to memory that is already mapped.
 """
 from __future__ import annotations
 
@@ -19,27 +22,16 @@ TAPE_TYPE = "{ ptr, i64, i64 }"
 INITIAL_BYTES = 1 << 16
 
 RUNTIME = r"""
-declare ptr @realloc(ptr, i64)
-declare void @free(ptr)
-declare ptr @calloc(i64, i64)
-declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
-declare void @NRT_MemInfo_call_dtor(ptr)
-
-define internal void @gj.tape.grow(ptr %t, i64 %need) noinline {
+define internal { ptr, i64 } @gj.tape.grow(ptr %d, i64 %cap, i64 %need) noinline {
 entry:
-  %capp = getelementptr inbounds i8, ptr %t, i64 16
-  %cap = load i64, ptr %capp
   %c2 = shl i64 %cap, 1
   %c3 = call i64 @llvm.umax.i64(i64 %c2, i64 %need)
   %c4 = call i64 @llvm.umax.i64(i64 %c3, i64 65536)
-  %d = load ptr, ptr %t
   %nd = call ptr @realloc(ptr %d, i64 %c4)
-  store ptr %nd, ptr %t
-  store i64 %c4, ptr %capp
-  ret void
+  %r0 = insertvalue { ptr, i64 } undef, ptr %nd, 0
+  %r1 = insertvalue { ptr, i64 } %r0, i64 %c4, 1
+  ret { ptr, i64 } %r1
 }
-
-declare i64 @llvm.umax.i64(i64, i64)
 
 define internal ptr @gj.tape.push(ptr %t, i64 %n) alwaysinline {
 entry:
@@ -51,7 +43,12 @@ entry:
   %ok = icmp ule i64 %new, %cap
   br i1 %ok, label %fast, label %slow, !prof !{!"branch_weights", i32 2000, i32 1}
 slow:
-  call void @gj.tape.grow(ptr %t, i64 %new)
+  %d0 = load ptr, ptr %t
+  %g = call { ptr, i64 } @gj.tape.grow(ptr %d0, i64 %cap, i64 %new)
+  %gd = extractvalue { ptr, i64 } %g, 0
+  %gc = extractvalue { ptr, i64 } %g, 1
+  store ptr %gd, ptr %t
+  store i64 %gc, ptr %capp
   br label %fast
 fast:
   store i64 %new, ptr %topp
@@ -71,21 +68,47 @@ entry:
   ret ptr %p
 }
 
-define internal void @gj.tape.init(ptr %t, i64 %bytes) {
+@gj.tape.cached = internal global ptr null
+
+; take the buffer of the last call (or a new one) into the local tape %t
+define internal void @gj.tape.acquire(ptr %t, i64 %bytes) alwaysinline {
 entry:
+  %c = atomicrmw xchg ptr @gj.tape.cached, ptr null acquire
+  %have = icmp ne ptr %c, null
+  br i1 %have, label %reuse, label %new
+reuse:
+  %cap = load i64, ptr %c
+  br label %done
+new:
   %d = call ptr @realloc(ptr null, i64 %bytes)
-  store ptr %d, ptr %t
+  br label %done
+done:
+  %dd = phi ptr [ %c, %reuse ], [ %d, %new ]
+  %cc = phi i64 [ %cap, %reuse ], [ %bytes, %new ]
+  store ptr %dd, ptr %t
   %topp = getelementptr inbounds i8, ptr %t, i64 8
-  store i64 0, ptr %topp
+  store i64 8, ptr %topp
   %capp = getelementptr inbounds i8, ptr %t, i64 16
-  store i64 %bytes, ptr %capp
+  store i64 %cc, ptr %capp
   ret void
 }
 
-define internal void @gj.tape.free(ptr %t) {
+; keep the buffer for the next call (a racing call's buffer is freed); the
+; first 8 bytes of a buffer hold its capacity while it is cached
+define internal void @gj.tape.release(ptr %t) alwaysinline {
 entry:
   %d = load ptr, ptr %t
-  call void @free(ptr %d)
+  %capp = getelementptr inbounds i8, ptr %t, i64 16
+  %cap = load i64, ptr %capp
+  call void @gj.tape.keep(ptr %d, i64 %cap)
+  ret void
+}
+
+define internal void @gj.tape.keep(ptr %d, i64 %cap) noinline {
+entry:
+  store i64 %cap, ptr %d
+  %old = atomicrmw xchg ptr @gj.tape.cached, ptr %d acq_rel
+  call void @free(ptr %old)
   ret void
 }
 """
@@ -153,3 +176,16 @@ def pop_record(b, tape: str, items) -> None:
         q = p if off == 0 else b.assign(f"getelementptr inbounds i8, ptr {p}, i64 {off}")
         b.emit(f"{ref} = load {ty}, ptr {q}")
         off += slot(ty)
+
+
+TAPE_COPY = "%gj.tc"
+
+
+def call_with_copy(b, emit_call):
+    """Emit a call that takes the tape through a copy ``%gj.tc``: the function's own
+    tape object then never escapes, so after inlining its fields live in registers."""
+    v = b.assign(f"load {TAPE_TYPE}, ptr %gj.tape")
+    b.emit(f"store {TAPE_TYPE} {v}, ptr {TAPE_COPY}")
+    emit_call()
+    w = b.assign(f"load {TAPE_TYPE}, ptr {TAPE_COPY}")
+    b.emit(f"store {TAPE_TYPE} {w}, ptr %gj.tape")

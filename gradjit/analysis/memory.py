@@ -1,0 +1,122 @@
+"""Which primal loads the reverse sweep may repeat instead of recording.
+
+A load can be re-executed in the reverse sweep when the memory it reads is still
+alive and unchanged then: its allocation is an argument of the top-level function
+(user memory, which nothing writes after the derivative's forward sweep) or a
+local allocation whose free the augmented primal defers to the reverse sweep, and
+no instruction that may write that allocation is reachable from the load
+(Enzyme's "uncacheable" analysis, Moses & Churavy, NeurIPS 2020, sec. 3.3).
+"""
+from __future__ import annotations
+
+from .activity import root
+from .calls import classify
+
+_WRITES = {"store": 1, "atomicrmw": 0, "cmpxchg": 0}
+
+
+def local_allocations(fn, defined) -> set:
+    """Names of NRT allocations (meminfo values) of ``fn`` that do not escape: the
+    meminfo is only refcounted, null-checked or read through."""
+    out = set()
+    for ins in fn.instructions():
+        if ins.opcode == "call" and classify(ins.callee, ins.callee in defined) == "nrt_alloc":
+            if not _escapes(fn, ins, defined):
+                out.add(ins.name)
+    return out
+
+
+def _escapes(fn, alloc, defined) -> bool:
+    users = {}
+    for ins in fn.instructions():
+        for o in ins.operands:
+            if o is alloc:
+                users.setdefault(id(ins), ins)
+    for u in users.values():
+        if u.opcode == "call":
+            kind = classify(u.callee, u.callee in defined)
+            if kind not in ("nrt_refct", "noop") and u.callee != "NRT_MemInfo_call_dtor":
+                return True
+        elif u.opcode in ("icmp", "getelementptr", "load"):
+            if u.opcode == "load":
+                continue
+            if u.opcode == "getelementptr":
+                for ins in fn.instructions():
+                    if u in ins.operands and ins.opcode not in ("load",):
+                        return True
+        else:
+            return True
+    return False
+
+
+class ReloadAnalysis:
+    """``can_reload(load)``: the load may be repeated in the reverse sweep."""
+
+    def __init__(self, fn, defined, arg_roots_ok: bool, local_ok: set):
+        self.fn = fn
+        self.arg_roots_ok = arg_roots_ok
+        self.local_ok = local_ok
+        self.writers = {}            # root id -> set of block names (None: unknown root)
+        self.writer_pos = {}         # (root id, block) -> last writer index in block
+        for ins in fn.instructions():
+            for ptr in self._written(ins, defined):
+                r = root(ptr)
+                key = id(r) if r is not None else None
+                self.writers.setdefault(key, set()).add(ins.block.name)
+                self.writer_pos[(key, ins.block.name)] = max(
+                    self.writer_pos.get((key, ins.block.name), -1), ins.index)
+        self._reach = _reachability(fn)
+
+    @staticmethod
+    def _written(ins, defined):
+        op = ins.opcode
+        if op in _WRITES:
+            return [ins.operands[_WRITES[op]]]
+        if op == "call":
+            kind = classify(ins.callee, ins.callee in defined)
+            if kind in ("noop", "pure_int", "math", "nrt_refct", "nrt_alloc"):
+                return []
+            if kind == "memory":
+                return [ins.operands[0]]
+            return [o for o in ins.operands[:-1] if o.type == "ptr"]
+        return []
+
+    def can_reload(self, load) -> bool:
+        r = root(load.operands[0])
+        if r is None:
+            return False
+        if r.kind == "arg":
+            if not self.arg_roots_ok:
+                return False
+        elif r.name not in self.local_ok:
+            return False
+        if not self.arg_roots_ok and not self.local_ok:
+            return False
+        blk = load.block.name
+        reach = self._reach.get(blk, set())
+        for key in (id(r), None):
+            for w in self.writers.get(key, ()):
+                if w in reach:
+                    return False
+                if w == blk and self.writer_pos[(key, w)] > load.index:
+                    return False
+        return True
+
+
+def _reachability(fn) -> dict:
+    """Block -> set of blocks reachable from it through at least one edge."""
+    succ = {b.name: b.succs for b in fn.blocks}
+    reach = {b: set() for b in succ}
+    changed = True
+    order = list(reversed([b.name for b in fn.blocks]))
+    while changed:
+        changed = False
+        for b in order:
+            new = set()
+            for s in succ[b]:
+                new.add(s)
+                new |= reach[s]
+            if len(new) != len(reach[b]):
+                reach[b] = new
+                changed = True
+    return reach
