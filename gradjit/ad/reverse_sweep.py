@@ -64,9 +64,11 @@ class ReverseSweep:
         self.slots = {}                       # (header, name, kind) -> (ref, type)
         self.block = None
         self.defblock = {}
+        self.values = {}
         for ins in self.fn.instructions():
             if ins.name:
                 self.defblock[ins.name] = ins.block.name
+                self.values[ins.name] = ins
 
     # where values come from ------------------------------------------------------
     def _loops(self, block):
@@ -164,6 +166,8 @@ class ReverseSweep:
         execution in a slot when defined outside a loop of the block, else in the
         block's own record."""
         l = self._outside_loop(name, self.block)
+        if l is None and kind == "v":
+            l = self._invariant_load_loop(name)
         if l is not None:
             ref = self._inv_slot(l, name, kind, ty)
             return self.b.assign(f"load {ty}, ptr {ref}")
@@ -171,6 +175,33 @@ class ReverseSweep:
         if (name, kind, ty) not in lst:
             lst.append((name, kind, ty))
         return local_ref(f"{name}{'.s' if kind == 's' else ''}@{self.block}")
+
+    def _invariant_load_loop(self, name):
+        """The innermost loop (containing the current block) in which load ``name``
+        reads the same value every iteration: its address is loop-invariant, nothing
+        in the loop may write that memory, and it runs in every iteration that can
+        leave the loop.  Such a load is recorded once per loop execution."""
+        v = self.values.get(name)
+        if v is None or v.opcode != "load":
+            return None
+        loops = self._loops(v.block.name)
+        if not loops or self.block not in loops[-1].blocks:
+            return None
+        l = loops[-1]
+        if not self._invariant(v.operands[0], l):
+            return None
+        if not all(self.form.dom.dominates(v.block.name, x) for x, _ in l.exits):
+            return None
+        if self.reload.writes_in(v.operands[0], l.blocks):
+            return None
+        return l
+
+    def _invariant(self, v, loop, depth=0):
+        if v.kind != "inst" or v.block.name not in loop.blocks:
+            return True
+        if depth > 12 or v.opcode not in _RECOMPUTE_INT:
+            return False
+        return all(self._invariant(o, loop, depth + 1) for o in v.operands if o.kind != "label")
 
     def _inv_slot(self, loop, name, kind, ty):
         key = (loop.header, name, kind)
@@ -263,7 +294,8 @@ class ReverseSweep:
         tag 'from' (predecessor id), 'own' (a value of this block's reverse) or a
         loop header (a value kept in that loop's slot)."""
         items = []
-        if len(blk.preds) > 1 and blk.name not in self.form.by_header:
+        if len(blk.preds) > 1 and blk.name not in self.form.by_header and \
+                self._branch_sides(blk) is None:
             items.append(("from", blk.name + ".from", "v", "i32"))
         for name, kind, ty in self.needs.get(blk.name, ()):
             items.append(("own", name, kind, ty))
@@ -366,6 +398,10 @@ class ReverseSweep:
             first = self.b.assign(f"icmp eq {iv.phi.type} {cur}, {self.pv(iv.start)}")
             self.b.emit(f"br i1 {first}, label {self._edge_label(form.preheader, blk.name)}, "
                         f"label {self._edge_label(form.latch, blk.name)}")
+        elif self._branch_sides(blk) is not None:
+            cond, on_true, on_false = self._branch_sides(blk)
+            self.b.emit(f"br i1 {self.pv(cond)}, label {self._edge_label(on_true, blk.name)}, "
+                        f"label {self._edge_label(on_false, blk.name)}")
         else:
             from_ref = local_ref(f"{blk.name}.from@rev")
             cases = " ".join(f"i32 {k}, label {self._edge_label(p, blk.name)}"
@@ -373,6 +409,42 @@ class ReverseSweep:
             self.b.emit(f"switch i32 {from_ref}, label {self._edge_label(blk.preds[0], blk.name)} "
                         f"[ {cases} ]")
         return self.b.lines
+
+    def _branch_sides(self, blk):
+        """For a two-predecessor merge below a conditional branch (an if/else or a
+        loop guard): ``(condition, pred taken when true, pred when false)``, so the
+        reverse picks the predecessor from the condition instead of the tape."""
+        key = ("sides", blk.name)
+        if key in self._memo:
+            return self._memo[key]
+        self._memo[key] = None
+        fn, dom = self.fn, self.form.dom
+        if len(blk.preds) != 2 or blk.name not in dom.idom:
+            return None
+        d = fn.block(dom.idom[blk.name])
+        term = d.terminator
+        if term.opcode != "br" or len(term.operands) != 3:
+            return None
+        succ_t, succ_f = term.successors()
+        if succ_t == succ_f:
+            return None
+        sides = {}
+        for p in blk.preds:
+            if fn.block(p).terminator.successors().count(blk.name) != 1:
+                return None
+            if p == d.name:
+                side = True if succ_t == blk.name else False
+            elif succ_t != blk.name and fn.block(succ_t).preds == [d.name] and dom.dominates(succ_t, p):
+                side = True
+            elif succ_f != blk.name and fn.block(succ_f).preds == [d.name] and dom.dominates(succ_f, p):
+                side = False
+            else:
+                return None
+            sides[side] = p
+        if len(sides) != 2:
+            return None
+        self._memo[key] = (term.operands[0], sides[True], sides[False])
+        return self._memo[key]
 
     @staticmethod
     def _edge_label(pred, blk):

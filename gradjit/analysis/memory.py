@@ -81,6 +81,12 @@ class ReloadAnalysis:
             return [o for o in ins.operands[:-1] if o.type == "ptr"]
         return []
 
+    def writes_in(self, ptr, blocks) -> bool:
+        """May an instruction in ``blocks`` write the memory ``ptr`` points to?"""
+        r = root(ptr)
+        keys = (id(r), None) if r is not None else list(self.writers)
+        return any(self.writers.get(k, set()) & set(blocks) for k in keys)
+
     def can_reload(self, load) -> bool:
         r = root(load.operands[0])
         if r is None:
