@@ -23,8 +23,15 @@ def placeholder(name: str) -> str:
 
 
 def resolve(text: str, table: dict) -> str:
+    """Replace placeholders by the table's refs (which may be placeholders too:
+    the tangent of ``x + 1.0`` is the tangent of ``x``)."""
     def sub(m):
-        return table[m.group(1)]
+        ref = table[m.group(1)]
+        seen = 0
+        while ref.startswith("\x01") and seen < 10000:
+            ref = table[ref[1:-1]]
+            seen += 1
+        return ref
     return _PLACEHOLDER.sub(sub, text)
 
 

@@ -105,7 +105,12 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
             lines += [f"  %out{k} = alloca {a.type}", f"  store {a.type} {T.zero(a.type)}, ptr %out{k}"]
             rargs.append(f"ptr %out{k}")
         if plan.seed:
-            lines.append(f"  store {rty} %p{len(df_params) - 1}, ptr %gj.dret")
+            seed, sty = f"%p{len(df_params) - 1}", df_params[-1]
+            if sty != rty:
+                conv = "fptrunc" if T.size(sty) > T.size(rty) else "fpext"
+                lines.append(f"  %seed = {conv} {sty} {seed} to {rty}")
+                seed = "%seed"
+            lines.append(f"  store {rty} {seed}, ptr %gj.dret")
         lines.append(f"  call void @{_global(version.names[1])}({', '.join(rargs)})")
         lines.append("  call void @gj.tape.release(ptr %gj.tape)")
     values = []

@@ -62,6 +62,24 @@ class ForwardSweep:
         return self.fwd or ins.type == "ptr"
 
     def _rename_shadow(self, ins, ops):
+        op, ty, out = ins.opcode, ins.type, shadow_name(ins.name)
+        if op == "phi":
+            inc = ", ".join(f"[ {self.shadow(v)}, {local_ref(b)} ]" for v, b in ins.incoming)
+            self.b.emit(f"{out} = phi {ty} {inc}")
+            self.table[ins.name] = out
+            return
+        if op == "select":
+            c, a, b = ins.operands
+            self.b.emit(f"{out} = select i1 {c.ref}, {ty} {self.shadow(a)}, {ty} {self.shadow(b)}")
+            self.table[ins.name] = out
+            return
+        if op == "insertvalue":
+            agg, val = ins.operands[0], ins.operands[1]
+            idx = ins.text.rsplit(val.ref, 1)[1].lstrip(", ").strip()
+            self.b.emit(f"{out} = insertvalue {ty} {self.shadow(agg)}, {val.type} "
+                        f"{self.shadow(val)}, {idx}")
+            self.table[ins.name] = out
+            return
         mapping = {ins.name: shadow_name(ins.name)}
         for o in ops:
             if o.kind in ("arg", "inst") and (o.type == "ptr" or T.has_float(o.type)):
@@ -277,10 +295,12 @@ class ForwardSweep:
             self.b.emit(f"{ins.ref} = extractvalue {pair} {t}, 0")
             self.b.emit(f"{shadow_name(ins.name)} = extractvalue {pair} {t}, 1")
             self.table[ins.name] = shadow_name(ins.name)
-        elif ins.has_value:
-            tape.call_with_copy(self.b, lambda: self.b.emit(f"{ins.ref} = {call}"))
         else:
-            tape.call_with_copy(self.b, lambda: self.b.emit(call))
+            text = f"{ins.ref} = {call}" if ins.has_value else call
+            if self.fwd:
+                self.b.emit(text)
+            else:
+                tape.call_with_copy(self.b, lambda: self.b.emit(text))
 
     def terminator(self, term):
         if term.opcode == "ret" and self.fwd and self.v.ret_float and term.operands:

@@ -284,8 +284,8 @@ def autodiff(fn, mode, *activities, ret=None, width=1):
     m = _MODES.get(str(mode).lower()) if isinstance(mode, str) else None
     if m is None:
         raise ValueError(f"mode must be 'reverse' or 'forward', got {mode!r}")
-    if width != 1:
-        raise NotImplementedError("vector mode (width > 1) is not implemented yet")
+    if not isinstance(width, (int, np.integer)) or width < 1:
+        raise ValueError(f"width must be a positive int, got {width!r}")
     disp = dispatcher_of(fn)
     params = list(inspect.signature(disp.py_func).parameters)
     if len(activities) != len(params):
@@ -306,4 +306,85 @@ def autodiff(fn, mode, *activities, ret=None, width=1):
         r = A.as_class(ret)
         if r is None or m not in r.modes or r in (A.Duplicated, A.DuplicatedNoNeed):
             raise ActivityError(f"return activity {ret!r} is not valid in {m} mode")
-    return Derivative(fn, m, tuple(acts), r, width)
+    d = Derivative(fn, m, tuple(acts), r, 1)
+    return d if width == 1 else BatchedDerivative(d, int(width))
+
+
+class BatchedDerivative:
+    """Vector mode (``width=N``): every shadow, tangent, seed and returned
+    derivative has a leading axis of length N.
+
+    This first implementation runs the width-1 derivative once per direction
+    (restoring primal arrays ``fn`` overwrites between runs); the results follow
+    the vector-mode conventions of shared/API.md.  It is called from Python only.
+    """
+
+    def __init__(self, base: Derivative, width: int):
+        self.base, self.width = base, width
+
+    def __repr__(self):
+        return f"<batched x{self.width} {self.base!r}>"
+
+    def __call__(self, *args):
+        base, n = self.base, self.width
+        acts = base.activities
+        expected = sum(2 if a.shadowed else 1 for a in acts)
+        if len(args) not in (expected, expected + 1):
+            raise ActivityError(f"the derivative takes {expected} arguments (+1 seed), got {len(args)}")
+        primal_arrays = []
+        per = []                      # per argument: (kind, primal, shadow)
+        k = 0
+        for name, act in zip(base.params, acts):
+            x = args[k]
+            if act.shadowed:
+                dx = args[k + 1]
+                want = (n,) + np.shape(x)
+                if np.shape(dx) != want:
+                    raise ValueError(f"argument '{name}': vector-mode shadow shape {np.shape(dx)} "
+                                     f"differs from {want}")
+                per.append(("shadow", x, dx))
+                k += 2
+            else:
+                per.append(("plain", x, None))
+                k += 1
+            if isinstance(x, np.ndarray):
+                primal_arrays.append(x)
+        seed = None
+        if len(args) == expected + 1:
+            seed = np.broadcast_to(np.asarray(args[-1], dtype=np.float64), (n,))
+        saved = [a.copy() for a in primal_arrays]
+        outs = []
+        for j in range(n):
+            if j:
+                for a, s in zip(primal_arrays, saved):
+                    a[...] = s
+            call = []
+            for kind, x, dx in per:
+                call.append(x)
+                if kind == "shadow":
+                    call.append(dx[j] if isinstance(dx[j], np.ndarray) else float(dx[j]))
+            if seed is not None:
+                call.append(float(seed[j]))
+            outs.append(base(*call))
+        return _stack(outs, base, seed is not None)
+
+
+def _stack(outs, base, has_seed):
+    """Combine per-direction results: primal values once, derivatives stacked."""
+    first = outs[0]
+    if first is None:
+        return None
+    single = not isinstance(first, tuple)
+    rows = [(o,) if single else o for o in outs]
+    ret = base.ret
+    primal_first = (base.mode == "reverse" and has_seed and ret in (None, A.Active)) or (
+        base.mode == "forward" and ret in (None, A.Dual))
+    if base.mode == "forward" and ret is A.Const:
+        primal_first = True
+    out = []
+    for i in range(len(rows[0])):
+        if i == 0 and primal_first:
+            out.append(rows[-1][0])
+        else:
+            out.append(np.array([r[i] for r in rows]))
+    return out[0] if len(out) == 1 else tuple(out)

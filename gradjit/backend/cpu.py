@@ -70,7 +70,7 @@ def build_library(text: str, name: str, debug_dir: str = None):
         mod = llvm.parse_assembly(text)
         mod.verify()
     except RuntimeError as e:
-        msg = str(e).splitlines()[0] if str(e) else "invalid IR"
+        msg = " ".join(str(e).split())[:300] if str(e) else "invalid IR"
         raise RuntimeError(
             f"gradjit generated an invalid derivative module ({msg}); this is a gradjit bug. "
             "Set GRADJIT_DEBUG_DIR to a directory to keep the IR for a report.") from None

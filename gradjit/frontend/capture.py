@@ -12,6 +12,7 @@ function is then recompiled, and a callee falls back to its optimized module.
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 
@@ -104,6 +105,26 @@ def compile_overload(disp, argtypes, debug=False):
     return fresh.overloads[argtypes]
 
 
+_UNRESOLVED = re.compile(r'^(@"\.numba\.unresolved\$([^"]+)") = [^\n]*global ptr[^\n]*$', re.M)
+
+
+def _resolve_recursion(mod):
+    """Numba calls a function recursively through a pointer it fills in when the
+    library is finalized (``.numba.unresolved$NAME``); point it at ``NAME`` so the
+    pre-AD pipeline turns those calls into direct ones the AD can follow."""
+    text = str(mod)
+    if ".numba.unresolved$" not in text:
+        return mod
+    defined = {f.name for f in mod.functions if not f.is_declaration}
+
+    def fix(m):
+        target = m.group(2)
+        if target in defined:
+            return f'{m.group(1)} = internal constant ptr @{target}'
+        return m.group(0)
+    return llvm.parse_assembly(_UNRESOLVED.sub(fix, text))
+
+
 def capture(fn, argtypes, debug=False) -> Captured:
     """Capture ``fn`` (dispatcher or Python function) for numba ``argtypes``.
 
@@ -122,6 +143,7 @@ def capture(fn, argtypes, debug=False) -> Captured:
             other = llvm.parse_assembly(t)
             # drop definitions the module already has (shared helpers)
             mod.link_in(other)
+    mod = _resolve_recursion(mod)
     name = cres.fndesc.llvm_func_name
     for f in mod.functions:
         if f.is_declaration:
