@@ -108,6 +108,45 @@ def compile_overload(disp, argtypes, debug=False):
 _UNRESOLVED = re.compile(r'^(@"\.numba\.unresolved\$([^"]+)") = [^\n]*global ptr[^\n]*$', re.M)
 
 
+def _defines(mod, name) -> bool:
+    try:
+        return not mod.get_function(name).is_declaration
+    except NameError:
+        return False
+
+
+def _unresolved(mod) -> set:
+    """Symbols called through ``.numba.unresolved$`` pointers and not defined in ``mod``."""
+    out = set()
+    for g in mod.global_variables:
+        if g.name.startswith(".numba.unresolved$"):
+            target = g.name[len(".numba.unresolved$"):]
+            if not _defines(mod, target):
+                out.add(target)
+    return out
+
+
+def _libraries_defining(py_func, symbols, depth=3):
+    """Code libraries of Numba overloads (of dispatchers reachable from
+    ``py_func``'s globals) whose function symbol is in ``symbols``."""
+    if not symbols:
+        return []
+    found, seen = [], set()
+    todo = [(py_func, 0)]
+    while todo:
+        f, d = todo.pop()
+        if id(f) in seen or d > depth:
+            continue
+        seen.add(id(f))
+        for v in getattr(f, "__globals__", {}).values():
+            if isinstance(v, numba.core.registry.CPUDispatcher):
+                for cr in list(v.overloads.values()):
+                    if cr.fndesc.llvm_func_name in symbols:
+                        found.append(cr.library)
+                todo.append((v.py_func, d + 1))
+    return found
+
+
 def _resolve_recursion(mod):
     """Numba calls a function recursively through a pointer it fills in when the
     library is finalized (``.numba.unresolved$NAME``); point it at ``NAME`` so the
@@ -137,12 +176,27 @@ def capture(fn, argtypes, debug=False) -> Captured:
     with _lock:
         cres = compile_overload(disp, argtypes, debug)
         texts = []
-        _collect(cres.library, set(), texts)
+        seen = set()
+        _collect(cres.library, seen, texts)
         mod = llvm.parse_assembly(texts[0])
         for t in texts[1:]:
-            other = llvm.parse_assembly(t)
-            # drop definitions the module already has (shared helpers)
-            mod.link_in(other)
+            mod.link_in(llvm.parse_assembly(t))
+        # recursive callees are reached through pointers numba fills at run time:
+        # bring in the libraries that define them
+        for _ in range(8):
+            missing = _unresolved(mod)
+            libs = [lib for lib in _libraries_defining(disp.py_func, missing) if id(lib) not in seen]
+            if not libs:
+                break
+            for lib in libs:
+                more = []
+                _collect(lib, seen, more)
+                for t in more:
+                    other = llvm.parse_assembly(t)
+                    for f in other.functions:
+                        if not f.is_declaration and _defines(mod, f.name):
+                            f.linkage = "linkonce_odr"
+                    mod.link_in(other)
     mod = _resolve_recursion(mod)
     name = cres.fndesc.llvm_func_name
     for f in mod.functions:
