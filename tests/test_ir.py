@@ -1,0 +1,127 @@
+"""IR layer and analyses on real Numba output: round trips, dominators, loops,
+activity, TypeTrees."""
+import math
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+import pytest
+from numba import types
+
+import gradjit  # noqa: F401  (installs the capture hook)
+from gradjit.analysis.activity import Activity
+from gradjit.analysis.dominators import DominatorTree
+from gradjit.analysis.loops import LoopInfo
+from gradjit.frontend.capture import capture
+from gradjit.frontend.typetree import describe, leaves
+from gradjit.ir.reader import read_module
+from gradjit.ir.writer import module_text
+from gradjit.ir import types as T
+
+
+@numba.njit
+def nested(x, n):
+    s = 0.0
+    for i in range(n):
+        for j in range(4):
+            if x[i] > 0.5:
+                s += math.sin(x[i]) * j
+            else:
+                s -= x[i]
+    return s
+
+
+@numba.njit
+def with_local(x):
+    t = np.empty_like(x)
+    for i in range(x.shape[0]):
+        t[i] = x[i] * 2.0
+    return t.sum()
+
+
+SIGS = [(nested, (types.float64[::1], types.int64)),
+        (with_local, (types.float64[:, ::1],)),
+        (with_local, (types.float32[::1],))]
+
+
+@pytest.mark.parametrize("fn,sig", SIGS)
+def test_round_trip_parses_and_verifies(fn, sig):
+    cap = capture(fn, sig)
+    model = read_module(cap.module)
+    text = module_text(model)
+    mod = llvm.parse_assembly(text)
+    mod.verify()
+    again = read_module(mod)
+    assert set(again.functions) == set(model.functions)
+    for name, f in model.functions.items():
+        g = again.functions[name]
+        assert [b.name for b in f.blocks] == [b.name for b in g.blocks]
+        assert [i.opcode for i in f.instructions()] == [i.opcode for i in g.instructions()]
+
+
+def _top(fn, sig):
+    cap = capture(fn, sig)
+    return read_module(cap.module).functions[cap.name]
+
+
+def test_dominators_and_loops():
+    f = _top(nested, (types.float64[::1], types.int64))
+    dom = DominatorTree(f)
+    entry = f.entry.name
+    for b in dom.rpo:
+        assert dom.dominates(entry, b)
+    loops = LoopInfo(f, dom)
+    assert loops.loops, "the nested loops were not found"
+    for l in loops.loops:
+        for b in l.blocks:
+            assert dom.dominates(l.header, b)
+    assert max(l.depth for l in loops.loops) >= 1
+    # every back edge goes to a header that dominates its source
+    for b in dom.rpo:
+        for s in f.block(b).succs:
+            if s in dom.idom and dom.pos[s] <= dom.pos[b]:
+                assert any(l.header == s for l in loops.loops)
+
+
+def test_constant_trip_count():
+    @numba.njit
+    def fixed(x):
+        s = 0.0
+        for i in range(7):
+            s += x[i] * x[(i * 3) % 7]
+        return s
+    f = _top(fixed, (types.float64[::1],))
+    loops = LoopInfo(f, DominatorTree(f))
+    counts = [l.trip_count for l in loops.loops]
+    assert 7 in counts, counts
+
+
+def test_activity_integer_code_inactive():
+    f = _top(nested, (types.float64[::1], types.int64))
+    data = f.args[2 + 4]                   # x's data pointer
+    act = Activity(f, [data.name], set())
+    for ins in f.instructions():
+        if ins.name and ins.type.startswith("i") and ins.type != "ptr":
+            assert ins.name not in act.active
+    loads = [i for i in f.instructions() if i.opcode == "load" and i.type == "double"]
+    assert loads and all(i.name in act.active for i in loads)
+    const = Activity(f, [], set())
+    assert not any(i.name in const.active for i in loads)
+
+
+def test_typetrees():
+    assert leaves(types.float64) == [("float", "double")]
+    arr = leaves(types.float32[:, :])
+    assert len(arr) == 9 and arr[4] == ("data", "float")
+    assert leaves(types.UniTuple(types.float64, 2)) == [("float", "double")] * 2
+    assert "Float@double" in describe(types.float64[::1])
+    with pytest.raises(gradjit.UnsupportedError):
+        leaves(types.complex128)
+
+
+def test_type_parser():
+    t = "{ double, [2 x float], i64, ptr }"
+    assert T.size(t) == 32
+    assert [p for p, _ in T.float_paths(t)] == [(0,), (1, 0), (1, 1)]
+    assert T.has_float(t) and T.has_ptr(t)
+    assert T.text(T.parse(t)) == t
