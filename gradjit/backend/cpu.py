@@ -15,7 +15,6 @@ import os
 import llvmlite.binding as llvm
 from llvmlite import ir
 from numba.core import cgutils, types
-from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import cpu_target
 from numba.extending import intrinsic
 
@@ -55,8 +54,26 @@ def new_entry_name(tag: str) -> str:
     return f"gradjit_entry_{safe}_{next(_ids)}"
 
 
-def build_library(text: str, name: str, debug_dir: str = None):
-    """Parse, verify and finalize derivative module ``text``; returns the library.
+class DerivativeModule:
+    """Verified LLVM text of a derivative module, linked into every Numba
+    library that calls it (so it is optimized and compiled once, together with
+    its caller, by the caller's post-AD O3 pipeline)."""
+
+    def __init__(self, text: str, name: str):
+        self.text, self.name = text, name
+
+    def link_into(self, library) -> str:
+        """Add a copy to ``library``; returns the symbol of its entry there (unique
+        per copy, so callers compiled separately never clash in the JIT)."""
+        name = f"{self.name}_{next(_ids)}"
+        mod = llvm.parse_assembly(self.text.replace(self.name, name))
+        mod.name = name
+        library.add_llvm_module(mod)
+        return name
+
+
+def build_library(text: str, name: str, debug_dir: str = None) -> DerivativeModule:
+    """Parse and verify derivative module ``text``.
 
     Raises ``RuntimeError`` (without the IR, which goes to ``debug_dir`` or the
     ``GRADJIT_DEBUG_DIR`` directory when set) if LLVM rejects the module.
@@ -74,12 +91,7 @@ def build_library(text: str, name: str, debug_dir: str = None):
         raise RuntimeError(
             f"gradjit generated an invalid derivative module ({msg}); this is a gradjit bug. "
             "Set GRADJIT_DEBUG_DIR to a directory to keep the IR for a report.") from None
-    mod.name = name
-    with global_compiler_lock:
-        lib = context().codegen().create_library(name)
-        lib.add_llvm_module(mod)
-        lib.finalize()
-    return lib
+    return DerivativeModule(text, name)
 
 
 def make_intrinsic(resolve):
@@ -93,10 +105,10 @@ def make_intrinsic(resolve):
         sig = restype(args)
 
         def codegen(ctx, builder, signature, llargs):
-            ctx.active_code_library.add_linking_library(lib)
+            entry_name = lib.link_into(ctx.active_code_library)
             values = cgutils.unpack_tuple(builder, llargs[0], len(argtys))
             fnty = ctx.call_conv.get_function_type(restype, argtys)
-            fn = cgutils.get_or_insert_function(builder.module, fnty, entry)
+            fn = cgutils.get_or_insert_function(builder.module, fnty, entry_name)
             status, res = ctx.call_conv.call_function(builder, fn, restype, argtys, values)
             with cgutils.if_unlikely(builder, status.is_error):
                 ctx.call_conv.return_status_propagate(builder, status)
