@@ -277,3 +277,74 @@ def gmm_objective_reference(alpha, mu, q, l, x, gamma, m):
         + m * np.sum(sum_qs)
     )
     return float(loglik + logprior)
+
+
+# ---------------------------------------------------------------------------
+# GradBench interface (see benchmarks/README.md)
+# ---------------------------------------------------------------------------
+
+MODULE = "gmm"
+PRIMAL, DERIVATIVE = "objective", "jacobian"
+SIZES = {
+    "quick": [dict(d=2, k=5, n=1000), dict(d=10, k=25, n=1000)],
+    "default": [dict(d=d, k=k, n=1000) for d in (2, 10, 20) for k in (5, 10, 25)],
+}
+_ARGNUMS = (0, 1, 2, 3)
+
+
+def generate(seed=31337, d=2, k=5, n=1000, m=0, gamma=1.0):
+    """A GradBench ``gmm`` input (``generate`` of evals/gmm/run.py, same draws)."""
+    alpha, mu, q, l, x, gamma, m = make_inputs(d, k, n, seed=seed, m=m, gamma=gamma)
+    return {"d": d, "k": k, "n": n, "x": x.tolist(), "m": m, "gamma": gamma,
+            "alpha": alpha.tolist(), "mu": mu.tolist(), "q": q.tolist(), "l": l.tolist()}
+
+
+def prepare(function, input):
+    """JSON input -> argument tuple of :func:`gmm_objective` (not timed)."""
+    d = int(input["d"])
+    f = lambda key, shape: np.ascontiguousarray(np.asarray(input[key], dtype=np.float64).reshape(shape))
+    k = int(input["k"])
+    return (f("alpha", (k,)), f("mu", (k, d)), f("q", (k, d)), f("l", (k, d * (d - 1) // 2)),
+            f("x", (int(input["n"]), d)), float(input["gamma"]), int(input["m"]))
+
+
+_grad = None
+
+
+def evaluate(function, args):
+    """The timed computation: the objective, or its gradient with gradjit."""
+    global _grad
+    if function == PRIMAL:
+        return gmm_objective(*args)
+    if function == DERIVATIVE:
+        if _grad is None:
+            import gradjit
+            _grad = gradjit.grad(gmm_objective, argnums=_ARGNUMS)
+        return _grad(*args)
+    raise ValueError(f"gmm has no function {function!r}")
+
+
+def output(function, result):
+    if function == PRIMAL:
+        return float(result)
+    alpha, mu, q, l = result
+    return {"alpha": alpha.tolist(), "mu": mu.tolist(), "q": q.tolist(), "l": l.tolist()}
+
+
+def flat_problem(args):
+    """``(f, theta0)``: the objective as a function of the flattened (alpha, mu, q, l)."""
+    shapes = [args[a].shape for a in _ARGNUMS]
+    sizes = [int(np.prod(s)) for s in shapes]
+    theta0 = np.concatenate([args[a].ravel() for a in _ARGNUMS])
+
+    def f(theta):
+        parts, off = [], 0
+        for s, n in zip(shapes, sizes):
+            parts.append(np.ascontiguousarray(theta[off:off + n].reshape(s)))
+            off += n
+        return gmm_objective(*parts, *args[4:])
+    return f, theta0
+
+
+def flat_derivative(result):
+    return np.concatenate([np.ravel(g) for g in result])

@@ -153,13 +153,13 @@ dtype_p = pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
 
 @mode_p
 @dtype_p
-@pytest.mark.parametrize("n", [0, 1, 4, 7])
-def test_nested_loops(mode, dtype, n):
+def test_nested_loops(mode, dtype):
     x = np.linspace(-1.0, 1.2, 7).astype(dtype)
-    (g,) = check_grads(mode, nested_loops, (x, n))
-    if n == 0:
-        assert np.all(np.abs(np.asarray(g)) <= 1e-12)
-    assert_close(g, nested_loops_grad(x.astype(np.float64), n), dtype, "ad")
+    for n in [0, 1, 4, 7]:
+        (g,) = check_grads(mode, nested_loops, (x, n))
+        if n == 0:
+            assert np.all(np.abs(np.asarray(g)) <= 1e-12)
+        assert_close(g, nested_loops_grad(x.astype(np.float64), n), dtype, "ad", err_msg=f"n={n}")
 
 
 @mode_p
@@ -170,95 +170,95 @@ def test_nested_triangular_continue(mode, rng):
 
 
 @mode_p
-@pytest.mark.parametrize("x0", [0.1, 0.6, -0.9])
-def test_data_dependent_bounds(mode, x0):
-    x = np.array([x0, 0.5, -0.3, 0.8, 1.1])
-    check_grads(mode, data_dependent_bounds, (x,))
+def test_data_dependent_bounds(mode):
+    for x0 in [0.1, 0.6, -0.9]:
+        x = np.array([x0, 0.5, -0.3, 0.8, 1.1])
+        check_grads(mode, data_dependent_bounds, (x,))
 
 
 @mode_p
 @dtype_p
-@pytest.mark.parametrize("where", [0, 2, 5, None])
-def test_break(mode, dtype, where):
-    x = np.array([0.3, 0.9, 0.4, 1.2, 0.7, 0.2, 0.5], dtype=dtype)
-    if where is not None:
-        x[where] = -0.5
-    (g,) = check_grads(mode, loop_break, (x,))
-    g = np.asarray(g)
-    if where is not None:
-        # elements at and after the break never influence the result
-        assert np.all(np.abs(g[where:]) <= 1e-12)
+def test_break(mode, dtype):
+    for where in [0, 2, 5, None]:
+        x = np.array([0.3, 0.9, 0.4, 1.2, 0.7, 0.2, 0.5], dtype=dtype)
+        if where is not None:
+            x[where] = -0.5
+        (g,) = check_grads(mode, loop_break, (x,))
+        g = np.asarray(g)
+        if where is not None:
+            # elements at and after the break never influence the result
+            assert np.all(np.abs(g[where:]) <= 1e-12), (where, g)
 
 
 @mode_p
-@pytest.mark.parametrize("negatives", [(), (1,), (0, 3, 4)])
-def test_continue(mode, negatives):
-    x = np.array([0.3, 0.9, 0.4, 1.2, 0.7])
-    for k in negatives:
-        x[k] = -0.6
-    (g,) = check_grads(mode, loop_continue, (x,))
-    for k in negatives:
-        assert abs(g[k]) <= 1e-12
+def test_continue(mode):
+    for negatives in [(), (1,), (0, 3, 4)]:
+        x = np.array([0.3, 0.9, 0.4, 1.2, 0.7])
+        for k in negatives:
+            x[k] = -0.6
+        (g,) = check_grads(mode, loop_continue, (x,))
+        for k in negatives:
+            assert abs(g[k]) <= 1e-12, (negatives, g)
 
 
 @mode_p
-@pytest.mark.parametrize("thresh", [0.5, 2.0, 100.0])
-def test_early_return(mode, thresh):
+def test_early_return(mode):
     x = np.array([0.4, 0.3, 0.9, 0.2, 0.6])
-    gx, gt = check_grads(mode, early_return, (x, thresh))
-    assert abs(gt) <= 1e-12  # the threshold only selects a branch
+    for thresh in [0.5, 2.0, 100.0]:  # returns inside the loop at i = 1, at i = 2, never
+        gx, gt = check_grads(mode, early_return, (x, thresh))
+        assert abs(gt) <= 1e-12  # the threshold only selects a branch
 
 
 @mode_p
-@pytest.mark.parametrize("a", [0.3, 2.0, 17.5])
-def test_while_newton_sqrt(mode, a):
-    (g,) = check_grads(mode, newton_sqrt, (a,))
-    assert_close(g, 0.5 / math.sqrt(a), np.float64, "fd", rtol=1e-6)
+def test_while_newton_sqrt(mode):
+    for a in [0.3, 2.0, 17.5]:
+        (g,) = check_grads(mode, newton_sqrt, (a,))
+        assert_close(g, 0.5 / math.sqrt(a), np.float64, "fd", rtol=1e-6, err_msg=f"a={a}")
 
 
 @mode_p
 @dtype_p
-@pytest.mark.parametrize("x", [0.7, -1.4])
-def test_while_horner(mode, dtype, x):
+def test_while_horner(mode, dtype):
     c = np.array([0.5, -1.0, 2.0, 0.25, -0.75], dtype=dtype)
-    xs = scalar(x, dtype)
-    gc, gx = check_grads(mode, while_horner, (c, xs))
-    xf = float(xs)
-    assert_close(gc, xf ** np.arange(5), dtype, "ad")
-    dpoly = np.polynomial.polynomial.polyder(c.astype(np.float64))
-    assert_close(gx, np.polynomial.polynomial.polyval(xf, dpoly), dtype, "ad")
+    for x in [0.7, -1.4]:
+        xs = scalar(x, dtype)
+        gc, gx = check_grads(mode, while_horner, (c, xs))
+        xf = float(xs)
+        assert_close(gc, xf ** np.arange(5), dtype, "ad")
+        dpoly = np.polynomial.polynomial.polyder(c.astype(np.float64))
+        assert_close(gx, np.polynomial.polynomial.polyval(xf, dpoly), dtype, "ad")
 
 
 @mode_p
-@pytest.mark.parametrize("x", [0.7, 1.3, 2.9])
-def test_while_value_driven(mode, x):
-    check_grads(mode, while_value_driven, (x,))
+def test_while_value_driven(mode):
+    for x in [0.7, 1.3, 2.9]:
+        check_grads(mode, while_value_driven, (x,))
 
 
 @mode_p
 @dtype_p
-@pytest.mark.parametrize("n", [0, 1, 10, 50])
-def test_loop_carried_recurrence(mode, dtype, n):
+def test_loop_carried_recurrence(mode, dtype):
     x = scalar(0.8, dtype)
-    (g,) = check_grads(mode, recurrence, (x, n))
-    if n == 0:
-        assert_close(g, 1.0, dtype, "ad")
+    for n in [0, 1, 10, 50]:
+        (g,) = check_grads(mode, recurrence, (x, n))
+        if n == 0:
+            assert_close(g, 1.0, dtype, "ad")
 
 
 @mode_p
-@pytest.mark.parametrize("n", [0, 1, 3, 8])
-def test_pow_loop(mode, n):
+def test_pow_loop(mode):
     x = 1.1
-    (g,) = check_grads(mode, pow_loop, (x, n))
-    assert_close(g, n * x ** (n - 1) if n else 0.0, np.float64, "ad")
+    for n in [0, 1, 3, 8]:
+        (g,) = check_grads(mode, pow_loop, (x, n))
+        assert_close(g, n * x ** (n - 1) if n else 0.0, np.float64, "ad", err_msg=f"n={n}")
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_forward_matches_reverse_random_tangent(seed):
-    rng = np.random.default_rng(seed)
-    c = rng.uniform(-1, 1, 5)
-    args = (c, float(rng.uniform(-1.5, 1.5)))
-    grads = ad_grads("reverse", while_horner, args)
-    tangents = random_tangents(rng, args)
-    _, t_out = get_jvp(while_horner)(args, tuple(tangents))
-    assert_close(t_out, dot_grads_tangents(grads, (0, 1), tangents), np.float64, "ad")
+def test_forward_matches_reverse_random_tangent():
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        c = rng.uniform(-1, 1, 5)
+        args = (c, float(rng.uniform(-1.5, 1.5)))
+        grads = ad_grads("reverse", while_horner, args)
+        tangents = random_tangents(rng, args)
+        _, t_out = get_jvp(while_horner)(args, tuple(tangents))
+        assert_close(t_out, dot_grads_tangents(grads, (0, 1), tangents), np.float64, "ad")
