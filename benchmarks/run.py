@@ -1,0 +1,271 @@
+"""The benchmark suite: every GradBench eval in ``kernels/``, side by side.
+
+    python benchmarks/run.py                  # all kernels, default sizes
+    python benchmarks/run.py --quick          # small sizes only
+    python benchmarks/run.py --kernels gmm lse --sizes default
+
+For each kernel and size, on the same inputs: primal time; gradjit derivative time
+and derivative/primal ratio; central finite differences (time and max relative
+error vs gradjit); our JAX (CPU, float64, jit) and PyTorch (CPU, float64)
+implementations (benchmarks/tools/), each checked against gradjit's derivative
+before it is timed.  A tool that is not installed is skipped.
+
+Times are medians of repeated runs after a warm-up.  Every tool runs single-threaded:
+the thread-count variables of OpenMP/MKL/OpenBLAS/Numba are set to 1 before any of
+them is imported, XLA gets ``--xla_cpu_multi_thread_eigen=false``, and PyTorch
+``torch.set_num_threads(1)``.  Finite differences need 2 evaluations per input; for
+large inputs they are timed and checked on a random subset of coordinates and the
+time is scaled to all coordinates (the table says how many were evaluated).
+
+Writes ``benchmarks/results/<date>-<machine>.md`` (the table) and a PNG plot (time
+vs size per kernel, one line per tool, log scales), and prints the table.
+"""
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
+           "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_v] = "1"
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import importlib  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+KERNELS = ("gmm", "lse", "llsq", "ode", "lstm", "ba", "ht")
+
+
+def median_time(f, min_runs=5, min_seconds=0.2, max_runs=200):
+    """Median wall time of ``f()`` in seconds, after one warm-up call."""
+    f()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - start < min_seconds and len(times) < max_runs):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    scale = max(np.max(np.abs(b)), 1e-300) if b.size else 1.0
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-3 * scale))) if b.size else 0.0
+
+
+def finite_differences(f, theta0, deriv, max_coords=200, eps=1e-6, seed=0):
+    """Central differences of ``f`` on (a subset of) the coordinates of ``theta0``.
+
+    Returns ``(seconds for all coordinates, max rel error vs deriv, coords used)``.
+    ``deriv`` is gradjit's derivative, shape (n,) or (m, n).
+    """
+    n = theta0.size
+    rng = np.random.default_rng(seed)
+    coords = np.arange(n) if n <= max_coords else np.sort(rng.choice(n, max_coords, replace=False))
+    theta = theta0.copy()
+    cols, t0 = [], time.perf_counter()
+    for i in coords:
+        old = theta[i]
+        theta[i] = old + eps
+        fp = np.asarray(f(theta), dtype=np.float64)
+        theta[i] = old - eps
+        fm = np.asarray(f(theta), dtype=np.float64)
+        theta[i] = old
+        cols.append((fp - fm) / (2 * eps))
+    elapsed = (time.perf_counter() - t0) * n / len(coords)
+    fd = np.array(cols)                       # (len(coords),) or (len(coords), m)
+    want = deriv[coords] if deriv.ndim == 1 else deriv[:, coords].T
+    return elapsed, rel_err(want, fd), len(coords)
+
+
+def available_tools():
+    tools = {}
+    for name in ("jax", "torch"):
+        try:
+            importlib.import_module(name)
+            tools[name] = True
+        except Exception:
+            tools[name] = False
+    if tools.get("torch"):
+        import torch
+        torch.set_num_threads(1)
+    return tools
+
+
+def size_label(size):
+    return ",".join(f"{k}={v}" for k, v in size.items())
+
+
+def size_measure(size):
+    """A scalar 'problem size' for the plot's x axis: the product of the sizes."""
+    return float(np.prod([v for v in size.values() if isinstance(v, (int, float)) and v > 0]))
+
+
+def run_case(mod, name, size, tools, progress):
+    inp = mod.generate(**size)
+    prep_p = mod.prepare(mod.PRIMAL, inp)
+    prep_d = mod.prepare(mod.DERIVATIVE, inp)
+    row = {"kernel": name, "size": size_label(size), "x": size_measure(size)}
+    progress(f"{name} {row['size']}: primal")
+    row["primal"] = median_time(lambda: mod.evaluate(mod.PRIMAL, prep_p))
+    progress(f"{name} {row['size']}: gradjit")
+    t = time.perf_counter()
+    result = mod.evaluate(mod.DERIVATIVE, prep_d)
+    row["compile"] = time.perf_counter() - t
+    row["gradjit"] = median_time(lambda: mod.evaluate(mod.DERIVATIVE, prep_d))
+    row["ratio"] = row["gradjit"] / row["primal"]
+    deriv = np.asarray(mod.flat_derivative(result), dtype=np.float64)
+    f, theta0 = mod.flat_problem(prep_d)
+    row["inputs"] = int(theta0.size)
+    progress(f"{name} {row['size']}: finite differences")
+    row["fd"], row["fd_err"], row["fd_coords"] = finite_differences(f, theta0, deriv)
+    for tool in ("jax", "torch"):
+        if not tools.get(tool):
+            continue
+        try:
+            impl = importlib.import_module(f"benchmarks.tools.{tool}_{name}")
+        except ImportError:
+            continue
+        progress(f"{name} {row['size']}: {tool}")
+        primal, derivative = impl.make(prep_d)
+        got = np.asarray(derivative(), dtype=np.float64)
+        row[f"{tool}_err"] = rel_err(got.reshape(deriv.shape), deriv)
+        row[f"{tool}_primal"] = median_time(primal)
+        row[f"{tool}"] = median_time(derivative)
+    return row
+
+
+COLUMNS = [("kernel", "kernel", "{}"), ("size", "size", "{}"), ("inputs", "inputs", "{}"),
+           ("primal", "primal ms", "ms"), ("gradjit", "gradjit ms", "ms"),
+           ("ratio", "gradjit/primal", "{:.2f}"), ("compile", "compile s", "{:.2f}"),
+           ("fd", "FD ms", "ms"), ("fd_err", "FD rel err (coords)", "fd"),
+           ("jax", "JAX ms", "ms"), ("jax_err", "JAX rel err", "{:.1e}"),
+           ("torch", "PyTorch ms", "ms"), ("torch_err", "PyTorch rel err", "{:.1e}")]
+
+
+def table(rows):
+    out = ["| " + " | ".join(c[1] for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        cells = []
+        for key, _, fmt in COLUMNS:
+            v = r.get(key)
+            if v is None:
+                cells.append("–")
+            elif fmt == "ms":
+                cells.append(f"{v * 1e3:.3f}")
+            elif fmt == "fd":
+                cells.append(f"{v:.1e} ({r['fd_coords']})")
+            else:
+                cells.append(fmt.format(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def plot(rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    kernels = sorted({r["kernel"] for r in rows})
+    fig, axes = plt.subplots(1, len(kernels), figsize=(4.2 * len(kernels), 3.6), squeeze=False)
+    for ax, k in zip(axes[0], kernels):
+        rs = sorted([r for r in rows if r["kernel"] == k], key=lambda r: r["x"])
+        xs = [r["x"] for r in rs]
+        for key, label in (("primal", "primal (Numba)"), ("gradjit", "gradjit"), ("fd", "finite diff."),
+                           ("jax", "JAX"), ("torch", "PyTorch")):
+            ys = [r.get(key) for r in rs]
+            if any(y is not None for y in ys):
+                ax.plot([x for x, y in zip(xs, ys) if y is not None],
+                        [y for y in ys if y is not None], marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(k)
+        ax.set_xlabel("problem size (product of dimensions)")
+        ax.set_ylabel("seconds")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kernels", nargs="+", default=list(KERNELS), choices=KERNELS)
+    p.add_argument("--sizes", choices=("quick", "default"), default="default")
+    p.add_argument("--quick", action="store_true", help="same as --sizes quick")
+    p.add_argument("--no-jax", action="store_true")
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--out", default=os.path.join(_ROOT, "benchmarks", "results"))
+    opts = p.parse_args(argv)
+    sizes_key = "quick" if opts.quick else opts.sizes
+    tools = available_tools()
+    if opts.no_jax:
+        tools["jax"] = False
+    if opts.no_torch:
+        tools["torch"] = False
+    cases = []
+    for name in opts.kernels:
+        try:
+            mod = importlib.import_module(f"kernels.{name}")
+        except ImportError as e:
+            print(f"skipping {name}: {e}", file=sys.stderr)
+            continue
+        cases += [(mod, name, s) for s in mod.SIZES[sizes_key]]
+    try:
+        from tqdm import tqdm
+        bar = tqdm(total=len(cases), file=sys.stderr)
+        progress = lambda text: bar.set_description(text[:60])  # noqa: E731
+    except ImportError:
+        bar = None
+        progress = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    rows = []
+    for mod, name, size in cases:
+        try:
+            rows.append(run_case(mod, name, size, tools, progress))
+        except Exception as e:           # keep going; the row says what failed
+            rows.append({"kernel": name, "size": size_label(size), "x": size_measure(size),
+                         "error": f"{type(e).__name__}: {e}"})
+            print(f"{name} {size_label(size)} failed: {e}", file=sys.stderr)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    ok = [r for r in rows if "error" not in r]
+    text = table(ok)
+    machine = f"{platform.machine()}-{os.cpu_count()}cpu"
+    stamp = datetime.date.today().isoformat()
+    os.makedirs(opts.out, exist_ok=True)
+    base = os.path.join(opts.out, f"{stamp}-{machine}-{sizes_key}")
+    png = plot(ok, base + ".png")
+    installed = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in tools.items())
+    with open(base + ".md", "w") as f:
+        f.write(f"# gradjit benchmark suite ({sizes_key} sizes), {stamp}\n\n")
+        f.write(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+                f"single-threaded; tools installed: {installed}.\n\n")
+        f.write(text + "\n")
+        for r in rows:
+            if "error" in r:
+                f.write(f"\n* {r['kernel']} {r['size']}: failed: {r['error']}\n")
+        if png:
+            f.write(f"\n![time vs size]({os.path.basename(png)})\n")
+    print(text)
+    print(f"\nwritten: {base}.md" + (f", {png}" if png else ""))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

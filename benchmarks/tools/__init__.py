@@ -1,0 +1,1 @@
+"""JAX and PyTorch implementations of the GradBench objectives (for the suite)."""
