@@ -152,40 +152,24 @@ def slot(ty: str) -> int:
     return (T.size(ty) + 7) // 8 * 8
 
 
-def push_record(b, tape: str, items) -> None:
-    """Emit the push of one record; ``items`` = [(type, ref)]."""
+def _record(b, tape, items, op, access):
+    """Emit one record's push or pop (``op``) and a load/store per item (``access``)."""
     if not items:
         return
     total = sum(slot(t) for t, _ in items)
-    p = b.assign(f"call ptr @gj.tape.push(ptr {tape}, i64 {total})")
+    p = b.assign(f"call ptr @gj.tape.{op}(ptr {tape}, i64 {total})")
     off = 0
     for ty, ref in items:
         q = p if off == 0 else b.assign(f"getelementptr inbounds i8, ptr {p}, i64 {off}")
-        b.emit(f"store {ty} {ref}, ptr {q}")
+        b.emit(access(ty, ref, q))
         off += slot(ty)
+
+
+def push_record(b, tape: str, items) -> None:
+    """Emit the push of one record; ``items`` = [(type, ref)]."""
+    _record(b, tape, items, "push", lambda ty, ref, q: f"store {ty} {ref}, ptr {q}")
 
 
 def pop_record(b, tape: str, items) -> None:
     """Emit the pop of one record into the names given; ``items`` = [(type, ref)]."""
-    if not items:
-        return
-    total = sum(slot(t) for t, _ in items)
-    p = b.assign(f"call ptr @gj.tape.pop(ptr {tape}, i64 {total})")
-    off = 0
-    for ty, ref in items:
-        q = p if off == 0 else b.assign(f"getelementptr inbounds i8, ptr {p}, i64 {off}")
-        b.emit(f"{ref} = load {ty}, ptr {q}")
-        off += slot(ty)
-
-
-TAPE_COPY = "%gj.tc"
-
-
-def call_with_copy(b, emit_call):
-    """Emit a call that takes the tape through a copy ``%gj.tc``: the function's own
-    tape object then never escapes, so after inlining its fields live in registers."""
-    v = b.assign(f"load {TAPE_TYPE}, ptr %gj.tape")
-    b.emit(f"store {TAPE_TYPE} {v}, ptr {TAPE_COPY}")
-    emit_call()
-    w = b.assign(f"load {TAPE_TYPE}, ptr {TAPE_COPY}")
-    b.emit(f"store {TAPE_TYPE} {w}, ptr %gj.tape")
+    _record(b, tape, items, "pop", lambda ty, ref, q: f"{ref} = load {ty}, ptr {q}")
