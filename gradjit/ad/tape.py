@@ -173,3 +173,16 @@ def push_record(b, tape: str, items) -> None:
 def pop_record(b, tape: str, items) -> None:
     """Emit the pop of one record into the names given; ``items`` = [(type, ref)]."""
     _record(b, tape, items, "pop", lambda ty, ref, q: f"{ref} = load {ty}, ptr {q}")
+
+
+TAPE_COPY = "%gj.tc"
+
+
+def call_with_copy(b, emit_call):
+    """Emit a call that takes the tape through a copy ``%gj.tc``: the function's own
+    tape object then never escapes, so after inlining its fields live in registers."""
+    v = b.assign(f"load {TAPE_TYPE}, ptr %gj.tape")
+    b.emit(f"store {TAPE_TYPE} {v}, ptr {TAPE_COPY}")
+    emit_call()
+    w = b.assign(f"load {TAPE_TYPE}, ptr {TAPE_COPY}")
+    b.emit(f"store {TAPE_TYPE} {w}, ptr %gj.tape")
