@@ -46,6 +46,8 @@ import math
 import numba
 import numpy as np
 
+import gradjit  # imported first: its hook must see Numba compile the kernels below
+
 __all__ = [
     "lstm_objective",
     "lstm_objective_reference",
@@ -300,18 +302,15 @@ def prepare(function, input):
     return f("main_params"), f("extra_params"), f("state"), f("sequence")
 
 
-_grad = None
+_grad = gradjit.grad(lstm_objective, argnums=_ARGNUMS)
 
 
 def gradient(main_params, extra_params, state, sequence):
     """``(d loss / d main_params, d loss / d extra_params)`` with gradjit (reverse mode).
 
-    Arrays of the shapes of ``main_params`` (2l, 4b) and ``extra_params`` (3, b).
+    Arrays of the shapes of ``main_params`` (2l, 4b) and ``extra_params`` (3, b)
+    (float64), compiled on the first call.
     """
-    global _grad
-    if _grad is None:
-        import gradjit
-        _grad = gradjit.grad(lstm_objective, argnums=_ARGNUMS)
     return _grad(main_params, extra_params, state, sequence)
 
 

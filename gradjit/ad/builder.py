@@ -21,15 +21,22 @@ def fconst(value: float, ty: str) -> str:
     return "0x%016X" % struct.unpack("<Q", struct.pack("<d", value))[0]
 
 
+# intrinsics the NVPTX backend lowers to instructions; other math goes to libdevice
+_NVPTX_INTRINSIC = {"fabs", "sqrt", "copysign", "floor", "ceil", "trunc", "minnum", "maxnum",
+                    "fma", "rint"}
+
+
 class Builder:
     """Accumulates instruction lines; ``decls`` (shared per module) collects the
-    ``declare`` lines needed by calls it emits."""
+    ``declare`` lines needed by calls it emits.  ``target`` "cuda" calls libdevice
+    (``__nv_sin``) for the math the NVPTX backend cannot lower."""
 
-    def __init__(self, prefix: str, decls: dict, counter=None):
+    def __init__(self, prefix: str, decls: dict, counter=None, target="cpu"):
         self.prefix = prefix
         self.decls = decls
         self.lines = []
         self._n = counter if counter is not None else [0]
+        self.target = target
 
     def tmp(self) -> str:
         self._n[0] += 1
@@ -85,6 +92,12 @@ class Builder:
 
     def math(self, name: str, ty: str, *args) -> str:
         """Call math function ``name`` (an intrinsic when LLVM has one, else libm)."""
+        if self.target == "cuda" and name not in _NVPTX_INTRINSIC:
+            fname = f"__nv_{name}" + ("f" if ty == "float" else "")
+            if name == "powi":
+                return self.call(f"__nv_powi" + ("f" if ty == "float" else ""), ty,
+                                 [(ty, args[0]), ("i32", args[1])])
+            return self.call(fname, ty, [(ty, a) for a in args])
         if name in _INTRINSIC:
             fname = f"llvm.{name}.{_SUFFIX[ty]}"
             if name == "powi":

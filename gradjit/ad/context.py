@@ -46,8 +46,9 @@ class Version:
 class ADContext:
     """Generates versions on demand (a worklist, so recursion terminates)."""
 
-    def __init__(self, module, arg_elem_types=None):
+    def __init__(self, module, arg_elem_types=None, target="cpu"):
         self.module = module
+        self.target = target
         self.defined = {n for n, f in module.functions.items() if not f.is_declaration}
         self.versions = {}
         self.queue = []

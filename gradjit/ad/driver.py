@@ -138,17 +138,23 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
     return "\n".join(lines)
 
 
-def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts, entry_name):
+def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts, entry_name,
+                  target="cpu"):
     """Generate the derivative module text for ``plan``; returns the text.
 
-    Raises :class:`~gradjit.UnsupportedError` for constructs without derivative.
+    ``target`` is ``"cpu"`` (Numba's CPU ABI ``i32 f(retptr, excinfo, args...)`` and
+    a Numba-callable entry) or ``"cuda"`` (numba-cuda's device ABI
+    ``i32 f(retptr, args...)`` and a ``ptx_kernel`` entry running the derivative
+    per thread).  Raises :class:`~gradjit.UnsupportedError` for constructs without
+    derivative.
     """
     top = model.functions[top_name]
     nleaves = sum(len(a.leaves) for a in plan.args)
-    if len(top.args) != 2 + nleaves:
+    prefix = 2 if target == "cpu" else 1
+    if len(top.args) != prefix + nleaves:
         raise UnsupportedError(f"a function whose compiled signature has {len(top.args)} "
-                               f"arguments where {2 + nleaves} were expected")
-    mask = [plan.ret_active, False]
+                               f"arguments where {prefix + nleaves} were expected")
+    mask = [plan.ret_active, False][:prefix]
     elem = {}
     for a in plan.args:
         for leaf in a.leaves:
@@ -161,12 +167,54 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
                 mask.append(a.shadowed or a.active_float)
             else:
                 mask.append(False)
-    ctx = ADContext(model, elem)
+    ctx = ADContext(model, elem, target=target)
     mode = "forward" if plan.mode == "forward" else "reverse"
-    version = ctx.version(top_name, mode, mask, False, top=True)
+    version = ctx.version(top_name, mode, mask, False, atomic=(target == "cuda"), top=True)
     bodies = ctx.generate()
-    entry = entry_text(plan, top, version, df_params, ret_llvm, result_parts, entry_name)
+    if target == "cpu":
+        entry = entry_text(plan, top, version, df_params, ret_llvm, result_parts, entry_name)
+    else:
+        entry = kernel_entry_text(plan, top, version, df_params, entry_name)
     return assemble(model, ctx, bodies + [entry])
+
+
+def kernel_entry_text(plan: Plan, top, version, df_params, name) -> str:
+    """``ptx_kernel`` entry of a CUDA derivative: each thread runs the derivative of
+    the kernel body (in reverse mode its augmented primal, then its reverse sweep,
+    with a tape of its own)."""
+    p = [f"%p{k}" for k in range(len(df_params))]
+    lines = [f"define void @{name}(" + ", ".join(f"{t} {r}" for t, r in zip(df_params, p)) + ") {",
+             "entry:", "  %gj.ret = alloca i64", "  %gj.dret = alloca i64"]
+    primal, shadows = ["%gj.ret"], {}
+    idx = 1
+    for a in plan.args:
+        lo, hi = a.primal_slots
+        primal.extend(p[lo:hi])
+        if a.shadowed:
+            slo, _ = a.shadow_slots
+            for k, leaf in enumerate(a.leaves):
+                if leaf[0] in ("data", "float"):
+                    shadows[idx + k] = p[slo + k]
+        idx += len(a.leaves)
+    call_args = [f"{x.type} {v}" for x, v in zip(top.args, primal)]
+    sweep = "forward" if plan.mode == "forward" else "reverse"
+    for a in shadow_params(version, sweep):
+        call_args.append(f"{a.type} {shadows[top.args.index(a)]}")
+    if plan.mode == "forward":
+        lines.append(f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)})")
+    else:
+        outs = float_outs(version)
+        lines.append("  %gj.tape = alloca " + tape.TAPE_TYPE)
+        lines.append(f"  call void @gj.tape.init(ptr %gj.tape, i64 {tape.KERNEL_BYTES})")
+        lines.append(f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)}, ptr %gj.tape)")
+        rargs = list(call_args) + ["ptr %gj.tape"]
+        for k, a in enumerate(outs):
+            lines += [f"  %out{k} = alloca {a.type}", f"  store {a.type} {T.zero(a.type)}, ptr %out{k}"]
+            rargs.append(f"ptr %out{k}")
+        lines.append(f"  call void @{_global(version.names[1])}({', '.join(rargs)})")
+        lines.append("  call void @gj.tape.fini(ptr %gj.tape)")
+    lines += ["  ret void", "}"]
+    return "\n".join(lines)
 
 
 def assemble(model, ctx, bodies) -> str:
@@ -187,11 +235,17 @@ def assemble(model, ctx, bodies) -> str:
                      "llvm.memset.p0.i64": "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)",
                      "NRT_MemInfo_call_dtor": "declare void @NRT_MemInfo_call_dtor(ptr)",
                      "llvm.umax.i64": "declare i64 @llvm.umax.i64(i64, i64)"}
+    if ctx.target == "cuda":
+        runtime_decls = {"malloc": "declare ptr @malloc(i64)", "free": "declare void @free(ptr)",
+                         "llvm.memset.p0.i64": "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)",
+                         "llvm.memcpy.p0.p0.i64":
+                             "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
+                         "llvm.umax.i64": "declare i64 @llvm.umax.i64(i64, i64)"}
     for name, text in {**runtime_decls, **ctx.decls}.items():
         if name not in declared and name not in defined:
             declared.add(name)
             out.append(text)
-    out.append(_strip_declares(tape.RUNTIME))
+    out.append(_strip_declares(tape.RUNTIME if ctx.target == "cpu" else tape.KERNEL_RUNTIME))
     out.extend(ctx.extra.values())
     out.extend(bodies)
     return "\n".join(out) + "\n"

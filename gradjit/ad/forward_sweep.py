@@ -35,7 +35,7 @@ class ForwardSweep:
         self.ctx, self.v, self.sweep = ctx, version, sweep
         self.fn, self.act = version.fn, version.activity
         self.records = records or {}
-        self.b = Builder("gj.t", ctx.decls, ctx.counter)
+        self.b = Builder("gj.t", ctx.decls, ctx.counter, ctx.target)
         self.table = {}                  # name -> shadow ref
         self.mem = MemoryTypes(ctx, self.fn)
         self.values = {a.name: a for a in self.fn.args}
@@ -159,6 +159,8 @@ class ForwardSweep:
         self.b.emit(ins.text)
         if op == "store":
             return self.store(ins)
+        if op == "atomicrmw":
+            return self.atomic(ins)
         if op == "alloca":
             if self.act.is_active(ins):
                 self.alloca(ins)
@@ -207,9 +209,26 @@ class ForwardSweep:
             self.b.emit(f"{shadow_name(ins.name)} = call ptr @calloc(i64 1, i64 {size})")
         self.table[ins.name] = shadow_name(ins.name)
 
+    def atomic(self, ins):
+        """``atomicrmw fadd/fsub p, v`` (``cuda.atomic.add``): ``*p += v`` done atomically."""
+        ptr, val = ins.operands[0], ins.operands[1]
+        if not T.has_float(val.type):
+            return
+        kind = ins.text.split("atomicrmw", 1)[1].split()[0]
+        if kind not in ("fadd", "fsub") and self.act.is_active(val):
+            raise self.ctx.unsupported(f"an atomic {kind} of an active value", ins)
+        if self.act.is_active(val) and not self.act.is_active(ptr):
+            raise self.ctx.unsupported("an atomic add of an active value into memory without "
+                                       "a shadow (a Const array or shared memory)", ins)
+        if self.fwd and self.act.is_active(ptr):
+            self.b.emit(f"atomicrmw {kind} ptr {self.shadow(ptr)}, {val.type} {self.shadow(val)} monotonic")
+
     def store(self, ins):
         val, ptr = ins.operands[0], ins.operands[1]
         if not self.act.is_active(ptr):
+            if self.act.is_active(val) and T.has_float(val.type) and _global_root(ptr):
+                raise self.ctx.unsupported("a store of an active value into a global or "
+                                           "shared-memory array", ins)
             return
         vt = val.type
         if vt == "ptr":
@@ -229,7 +248,7 @@ class ForwardSweep:
             return self.call_defined(ins, args)
         self.b.emit(ins.text)
         active = [a for a in args if self.act.is_active(a)]
-        if kind in ("noop", "pure_int"):
+        if kind in ("noop", "pure_int", "barrier"):
             return
         if kind == "math":
             if self.wants_shadow(ins):
@@ -282,7 +301,8 @@ class ForwardSweep:
         ret_active = ins.has_value and self.act.is_active(ins)
         if ret_active and not T.has_float(ins.type):
             raise self.ctx.unsupported("a call returning an active pointer", ins)
-        ver = self.ctx.version(callee.name, "forward" if self.fwd else "reverse", mask, ret_active)
+        ver = self.ctx.version(callee.name, "forward" if self.fwd else "reverse", mask, ret_active,
+                               atomic=self.v.atomic)
         argtext = [f"{a.type} {a.ref}" for a in args]
         argtext += [f"{a.type} {self.shadow(a)}" for a, m in zip(args, mask)
                     if m and (self.fwd or a.type == "ptr")]
@@ -312,6 +332,14 @@ class ForwardSweep:
             self.b.emit(f"ret {pair} {c}")
         else:
             self.b.emit(term.text)
+
+
+def _global_root(ptr):
+    """Does ``ptr`` address a global variable (e.g. CUDA shared memory)?"""
+    v, steps = ptr, 0
+    while v.kind == "inst" and v.opcode in ("getelementptr", "addrspacecast", "bitcast") and steps < 64:
+        v, steps = v.operands[0], steps + 1
+    return v.kind == "global" or (v.kind == "const" and "@" in v.text)
 
 
 class _Resolver(dict):

@@ -57,7 +57,7 @@ class ReverseSweep:
         self.inv = {}                         # loop header -> [(name, kind, type)]
         self.records = {}                     # block -> [(kind, payload)] final layout
         self._memo = {}
-        self.b = Builder("gj.r", ctx.decls, ctx.counter)
+        self.b = Builder("gj.r", ctx.decls, ctx.counter, ctx.target)
         self.adj = {}                         # name -> (alloca ref, type)
         self.mem = MemoryTypes(ctx, self.fn)
         self.entry_allocas = [f"{tape.TAPE_COPY} = alloca {tape.TAPE_TYPE}"]
@@ -485,6 +485,14 @@ class ReverseSweep:
             return self.call(ins)
         if op == "store":
             return self.store(ins)
+        if op == "atomicrmw":
+            ptr, val = ins.operands[0], ins.operands[1]
+            if self.act.is_active(ptr) and self.act.is_active(val) and T.has_float(val.type):
+                a = self.b.assign(f"load {val.type}, ptr {self.ps(ptr)}")
+                if ins.text.split("atomicrmw", 1)[1].split()[0] == "fsub":
+                    a = self.b.fneg(val.type, a)
+                self.add(val, a)
+            return
         if op == "alloca":
             if self.act.is_active(ins):
                 self.b.emit(f"call void @free(ptr {self.ps(ins)})")
@@ -560,6 +568,10 @@ class ReverseSweep:
         if kind == "nrt_alloc":
             self.b.emit(f"call void @NRT_MemInfo_call_dtor(ptr {self.ps(ins)})")
             return
+        if kind == "barrier":
+            # the reverse of a barrier is a barrier (Moses et al., SC'21, sec. 4)
+            self.b.emit(ins.text)
+            return
         if kind == "memory":
             dst = args[0]
             if not self.act.is_active(dst):
@@ -583,7 +595,7 @@ class ReverseSweep:
     def call_defined(self, ins, args):
         mask = [self.act.is_active(a) for a in args]
         ret_active = ins.has_value and self.act.is_active(ins)
-        ver = self.ctx.version(ins.callee, "reverse", mask, ret_active)
+        ver = self.ctx.version(ins.callee, "reverse", mask, ret_active, atomic=self.v.atomic)
         argtext = [f"{a.type} {self.pv(a)}" for a in args]
         argtext += [f"ptr {self.ps(a)}" for a, m in zip(args, mask) if m and a.type == "ptr"]
         argtext.append(f"ptr {tape.TAPE_COPY}")

@@ -21,19 +21,7 @@ from ..ir import types as T
 TAPE_TYPE = "{ ptr, i64, i64 }"
 INITIAL_BYTES = 1 << 16
 
-RUNTIME = r"""
-define internal { ptr, i64 } @gj.tape.grow(ptr %d, i64 %cap, i64 %need) noinline {
-entry:
-  %c2 = shl i64 %cap, 1
-  %c3 = call i64 @llvm.umax.i64(i64 %c2, i64 %need)
-  %c4 = call i64 @llvm.umax.i64(i64 %c3, i64 65536)
-  %nd = call ptr @realloc(ptr %d, i64 %c4)
-  %r0 = insertvalue { ptr, i64 } undef, ptr %nd, 0
-  %r1 = insertvalue { ptr, i64 } %r0, i64 %c4, 1
-  ret { ptr, i64 } %r1
-}
-
-define internal ptr @gj.tape.push(ptr %t, i64 %n) alwaysinline {
+_PUSH_POP = r"""define internal ptr @gj.tape.push(ptr %t, i64 %n) alwaysinline {
 entry:
   %topp = getelementptr inbounds i8, ptr %t, i64 8
   %capp = getelementptr inbounds i8, ptr %t, i64 16
@@ -68,7 +56,21 @@ entry:
   ret ptr %p
 }
 
-@gj.tape.cached = internal global ptr null
+"""
+
+RUNTIME = r"""
+define internal { ptr, i64 } @gj.tape.grow(ptr %d, i64 %cap, i64 %need) noinline {
+entry:
+  %c2 = shl i64 %cap, 1
+  %c3 = call i64 @llvm.umax.i64(i64 %c2, i64 %need)
+  %c4 = call i64 @llvm.umax.i64(i64 %c3, i64 65536)
+  %nd = call ptr @realloc(ptr %d, i64 %c4)
+  %r0 = insertvalue { ptr, i64 } undef, ptr %nd, 0
+  %r1 = insertvalue { ptr, i64 } %r0, i64 %c4, 1
+  ret { ptr, i64 } %r1
+}
+
+""" + _PUSH_POP + r"""@gj.tape.cached = internal global ptr null
 
 ; take the buffer of the last call (or a new one) into the local tape %t
 define internal void @gj.tape.acquire(ptr %t, i64 %bytes) alwaysinline {
@@ -112,6 +114,56 @@ entry:
   ret void
 }
 """
+
+KERNEL_BYTES = 256
+
+# GPU threads: the tape starts in a per-thread stack buffer and moves to device
+# malloc memory if it outgrows it (the buffer is recognised by its capacity)
+KERNEL_RUNTIME = r"""
+define internal { ptr, i64 } @gj.tape.grow(ptr %d, i64 %cap, i64 %need) noinline {
+entry:
+  %c2 = shl i64 %cap, 1
+  %c3 = call i64 @llvm.umax.i64(i64 %c2, i64 %need)
+  %c4 = call i64 @llvm.umax.i64(i64 %c3, i64 4096)
+  %nd = call ptr @malloc(i64 %c4)
+  call void @llvm.memcpy.p0.p0.i64(ptr %nd, ptr %d, i64 %cap, i1 false)
+  %onstack = icmp eq i64 %cap, 256
+  br i1 %onstack, label %done, label %release
+release:
+  call void @free(ptr %d)
+  br label %done
+done:
+  %r0 = insertvalue { ptr, i64 } undef, ptr %nd, 0
+  %r1 = insertvalue { ptr, i64 } %r0, i64 %c4, 1
+  ret { ptr, i64 } %r1
+}
+""" + _PUSH_POP + r"""
+define internal void @gj.tape.init(ptr %t, i64 %bytes) alwaysinline {
+entry:
+  %buf = alloca [256 x i8], align 8
+  store ptr %buf, ptr %t
+  %topp = getelementptr inbounds i8, ptr %t, i64 8
+  store i64 0, ptr %topp
+  %capp = getelementptr inbounds i8, ptr %t, i64 16
+  store i64 256, ptr %capp
+  ret void
+}
+
+define internal void @gj.tape.fini(ptr %t) alwaysinline {
+entry:
+  %capp = getelementptr inbounds i8, ptr %t, i64 16
+  %cap = load i64, ptr %capp
+  %onstack = icmp eq i64 %cap, 256
+  br i1 %onstack, label %done, label %release
+release:
+  %d = load ptr, ptr %t
+  call void @free(ptr %d)
+  br label %done
+done:
+  ret void
+}
+"""
+
 
 
 def memcpy_adjoint(ty: str) -> str:

@@ -10,7 +10,9 @@ NRT_REFCT = {"NRT_incref", "NRT_decref"}
 NOOP_INTRINSICS = ("llvm.lifetime.", "llvm.assume", "llvm.experimental.noalias.scope.decl",
                    "llvm.dbg.", "llvm.prefetch", "llvm.invariant.", "llvm.sideeffect",
                    "llvm.stacksave", "llvm.stackrestore", "llvm.trap", "llvm.debugtrap")
-PURE_INT_INTRINSICS = ("llvm.smax.", "llvm.smin.", "llvm.umax.", "llvm.umin.", "llvm.abs.",
+BARRIERS = ("llvm.nvvm.barrier0", "llvm.nvvm.barrier.sync", "llvm.nvvm.barrier0.and",
+            "llvm.nvvm.barrier0.or", "llvm.nvvm.barrier0.popc")
+PURE_INT_INTRINSICS = ("llvm.nvvm.read.ptx.sreg.", "llvm.smax.", "llvm.smin.", "llvm.umax.", "llvm.umin.", "llvm.abs.",
                        "llvm.ctpop.", "llvm.ctlz.", "llvm.cttz.", "llvm.bswap.", "llvm.fshl.",
                        "llvm.fshr.", "llvm.sadd.with.overflow.", "llvm.uadd.with.overflow.",
                        "llvm.ssub.with.overflow.", "llvm.usub.with.overflow.",
@@ -51,7 +53,7 @@ LIBM_F = {"sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "
 
 def classify(callee: str, defined: bool) -> str:
     """One of 'math', 'nrt_alloc', 'nrt_refct', 'memory', 'noop', 'pure_int',
-    'defined', 'inactive_external', 'external'."""
+    'barrier', 'defined', 'inactive_external', 'external'."""
     from ..ad.rules import has_rule
     if callee in NRT_ALLOC:
         return "nrt_alloc"
@@ -59,6 +61,8 @@ def classify(callee: str, defined: bool) -> str:
         return "nrt_refct"
     if callee.startswith(MEMORY):
         return "memory"
+    if callee.startswith(BARRIERS):
+        return "barrier"
     if callee.startswith(NOOP_INTRINSICS):
         return "noop"
     if callee.startswith(PURE_INT_INTRINSICS):

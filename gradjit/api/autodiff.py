@@ -139,45 +139,8 @@ class Derivative:
             raise
 
     def _plan(self, argtys):
-        acts = self.activities
-        n = sum(2 if a.shadowed else 1 for a in acts)
-        if len(argtys) not in (n, n + 1):
-            raise ActivityError(f"the derivative of {self.dispatcher.py_func.__name__} takes {n} "
-                                f"arguments (+1 seed in reverse mode with an Active return) for "
-                                f"activities {[a.__name__ for a in acts]}; got {len(argtys)}")
-        plan = Plan(self.mode)
-        primal_types = []
-        flat = [len(cpu.flat_param_types([t])) for t in argtys]
-        pos = k = 0
-        for name, act in zip(self.params, acts):
-            t = argtys[k]
-            a = ArgPlan(t, leaves(t), shadowed=act.shadowed,
-                        active_float=(act is A.Active or act is A.ActiveOnly))
-            if act.scalar_only and not _is_float_scalar(t):
-                raise ActivityError(f"argument '{name}': {act.__name__} needs a float64/float32 "
-                                    f"scalar, got {t}; use Duplicated for arrays")
-            if act.array_only and not _is_float_array(t):
-                raise ActivityError(f"argument '{name}': {act.__name__} needs a float array, got {t}")
-            if act.shadowed and not (_is_float_scalar(t) or _is_float_array(t)):
-                raise ActivityError(f"argument '{name}': {act.__name__} needs a float scalar or "
-                                    f"float array, got {t}")
-            a.primal_slots = (pos, pos + flat[k])
-            pos += flat[k]
-            primal_types.append(t)
-            k += 1
-            if act.shadowed:
-                s = argtys[k]
-                ok = (s == t) if not isinstance(t, types.Array) else (
-                    isinstance(s, types.Array) and s.dtype == t.dtype and s.ndim == t.ndim)
-                if not ok:
-                    raise ValueError(f"argument '{name}': shadow type {s} does not match the primal "
-                                     f"type {t}")
-                a.shadow_slots = (pos, pos + flat[k])
-                pos += flat[k]
-                k += 1
-            plan.args.append(a)
-        plan.seed = len(argtys) == n + 1
-        return plan, tuple(primal_types)
+        return plan_arguments(self.dispatcher.py_func.__name__, self.params, self.activities,
+                              self.mode, argtys)
 
     def _generate(self, plan, primal_types, argtys, debug):
         cap = capture(self.dispatcher, primal_types, debug=debug)
@@ -232,6 +195,51 @@ class Derivative:
         return _Compiled(restype, lib, entry, text)
 
 
+def plan_arguments(fname, params, acts, mode, argtys):
+    """Check ``df``'s argument types against the activities; returns the
+    :class:`~gradjit.ad.driver.Plan` and the primal argument types."""
+    n = sum(2 if a.shadowed else 1 for a in acts)
+    if len(argtys) not in (n, n + 1):
+        raise ActivityError(f"the derivative of {fname} takes {n} "
+                            f"arguments (+1 seed in reverse mode with an Active return) for "
+                            f"activities {[a.__name__ for a in acts]}; got {len(argtys)}")
+    plan = Plan(mode)
+    primal_types = []
+    flat = [len(cpu.flat_param_types([t])) for t in argtys]
+    pos = k = 0
+    for name, act in zip(params, acts):
+        t = argtys[k]
+        a = ArgPlan(t, leaves(t), shadowed=act.shadowed,
+                    active_float=(act is A.Active or act is A.ActiveOnly))
+        if act.scalar_only and not _is_float_scalar(t):
+            raise ActivityError(f"argument '{name}': {act.__name__} needs a float64/float32 "
+                                f"scalar, got {t}; use Duplicated for arrays")
+        if act.array_only and not _is_float_array(t):
+            raise ActivityError(f"argument '{name}': {act.__name__} needs a float array, got {t}")
+        if act.shadowed and not (_is_float_scalar(t) or _is_float_array(t)):
+            raise ActivityError(f"argument '{name}': {act.__name__} needs a float scalar or "
+                                f"float array, got {t}")
+        a.primal_slots = (pos, pos + flat[k])
+        pos += flat[k]
+        primal_types.append(t)
+        k += 1
+        if act.shadowed:
+            s = argtys[k]
+            ok = (s == t) if not isinstance(t, types.Array) else (
+                isinstance(s, types.Array) and s.dtype == t.dtype and s.ndim == t.ndim)
+            if not ok:
+                raise ValueError(f"argument '{name}': shadow type {s} does not match the primal "
+                                 f"type {t}")
+            a.shadow_slots = (pos, pos + flat[k])
+            pos += flat[k]
+            k += 1
+        plan.args.append(a)
+    plan.seed = len(argtys) == n + 1
+    return plan, tuple(primal_types)
+
+
+
+
 class _Compiled:
     def __init__(self, restype, library, entry, text):
         self.restype, self.library, self.entry, self.text = restype, library, entry, text
@@ -284,6 +292,9 @@ def autodiff(fn, mode, *activities, ret=None, width=1):
     m = _MODES.get(str(mode).lower()) if isinstance(mode, str) else None
     if m is None:
         raise ValueError(f"mode must be 'reverse' or 'forward', got {mode!r}")
+    from ..frontend.cuda_capture import is_cuda_kernel
+    if is_cuda_kernel(fn):
+        return _kernel_autodiff(fn, m, activities, ret, width)
     if not isinstance(width, (int, np.integer)) or width < 1:
         raise ValueError(f"width must be a positive int, got {width!r}")
     disp = dispatcher_of(fn)
@@ -308,6 +319,25 @@ def autodiff(fn, mode, *activities, ret=None, width=1):
             raise ActivityError(f"return activity {ret!r} is not valid in {m} mode")
     d = Derivative(fn, m, tuple(acts), r, 1)
     return d if width == 1 else BatchedDerivative(d, int(width))
+
+
+def _kernel_autodiff(kernel, mode, activities, ret, width):
+    from .kernels import KernelDerivative
+    if width != 1:
+        raise NotImplementedError("vector mode is not implemented for CUDA kernels")
+    if ret not in (None, A.Const):
+        raise ActivityError("CUDA kernels return nothing: ret must be Const")
+    params = list(inspect.signature(getattr(kernel, "py_func", kernel)).parameters)
+    if len(activities) != len(params):
+        raise ActivityError(f"the kernel takes {len(params)} arguments but {len(activities)} "
+                            "activities were given")
+    acts = []
+    for name, a in zip(params, activities):
+        c = A.as_class(a)
+        if c is None or mode not in c.modes:
+            raise ActivityError(f"argument '{name}': {a!r} is not valid in {mode} mode")
+        acts.append(c)
+    return KernelDerivative(kernel, mode, acts)
 
 
 class BatchedDerivative:

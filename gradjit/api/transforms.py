@@ -25,16 +25,20 @@ def _return_type(disp, args):
 
 
 def _with_out(disp):
-    """``w(*args, out)``: calls ``disp`` and writes its array result into ``out``
-    (the way an array-returning function is differentiated: the result becomes
-    an argument the derivative can shadow)."""
+    """``w(*args, out)``: calls ``disp`` and writes its array result, flattened in C
+    order, into the 1-D ``out`` (the way an array-returning function is
+    differentiated: the result becomes an argument the derivative can shadow)."""
     w = _wrappers.get(disp)
     if w is None:
         params = list(inspect.signature(disp.py_func).parameters)
         names = [f"a{k}" for k in range(len(params))]
+        # an element loop: ``out[...] = r`` would compile Numba's shape-error path
         src = (f"def _gradjit_out({', '.join(names + ['out'])}):\n"
                f"    r = _fn({', '.join(names)})\n"
-               f"    out[...] = r\n")
+               f"    k = 0\n"
+               f"    for v in r.flat:\n"
+               f"        out[k] = v\n"
+               f"        k += 1\n")
         ns = {"_fn": disp}
         exec(src, ns)
         w = _wrappers[disp] = numba.njit(ns["_gradjit_out"])
@@ -175,9 +179,8 @@ def vjp(fn, argnums=0):
                 ct = np.asarray(ct, dtype=out.dtype)
                 if ct.shape != out.shape:
                     raise ValueError(f"cotangent shape {ct.shape} differs from the output's {out.shape}")
-                buf = np.empty_like(out)
-                seed = like_strides(buf)
-                seed[...] = ct
+                buf = np.empty(out.size, out.dtype)
+                seed = np.ascontiguousarray(ct, dtype=out.dtype).reshape(out.size).copy()
                 return rev.run(args, out=(buf, seed))[1]
         elif _float_scalar(out):
             def pullback(ct):
@@ -220,13 +223,13 @@ def jvp(fn):
         rt = _return_type(disp, primals)
         if isinstance(rt, types.Array):
             out = disp(*primals)
-            buf = np.empty_like(out)
-            dbuf = like_strides(buf)
+            buf = np.empty(out.size, out.dtype)
+            dbuf = np.zeros(out.size, out.dtype)
             key = (tuple(acts), "array")
             df = cache.get(key) or cache.setdefault(
                 key, autodiff(_with_out(disp), "forward", *acts, A.Dual, ret=A.Const))
             df(*args, buf, dbuf)
-            return buf, np.array(dbuf)
+            return buf.reshape(out.shape), dbuf.reshape(out.shape)
         if rt not in (types.float64, types.float32):
             raise TypeError(f"jvp needs a function returning a float or a float array, got {rt}")
         key = (tuple(acts), "scalar")

@@ -55,7 +55,7 @@ class Captured:
     debug: bool = False
 
 
-def _collect(lib, seen, out):
+def _collect(lib, seen, out, root=None):
     if id(lib) in seen:
         return
     seen.add(id(lib))
@@ -63,9 +63,47 @@ def _collect(lib, seen, out):
     if raw:
         out.extend(raw)
     else:
+        fresh = _recompiled(lib, root) if root is not None else None
+        if fresh is not None:
+            # the callee's IR before Numba's final optimization, under the name callers use
+            flib, old, new = fresh
+            more = []
+            _collect(flib, seen, more, root)
+            out.extend(t.replace(new, old) for t in more)
+            return
         out.append(str(lib._get_module_for_linking()))
     for sub in getattr(lib, "_linking_libraries", ()):
-        _collect(sub, seen, out)
+        _collect(sub, seen, out, root)
+
+
+def _reachable_overloads(py_func, depth=3):
+    """(dispatcher, compile result) of the Numba dispatchers reachable from
+    ``py_func``'s globals (callees, their callees, ...)."""
+    seen, todo = set(), [(py_func, 0)]
+    while todo:
+        f, d = todo.pop()
+        if id(f) in seen or d > depth:
+            continue
+        seen.add(id(f))
+        for v in list(getattr(f, "__globals__", {}).values()):
+            if isinstance(v, numba.core.registry.CPUDispatcher):
+                for cr in list(v.overloads.values()):
+                    yield v, cr
+                todo.append((v.py_func, d + 1))
+
+
+def _recompiled(lib, root):
+    """A callee library compiled before gradjit's hook has no raw IR: compile its
+    function again with a fresh dispatcher (hook on).  Returns (library, symbol
+    callers use, symbol of the fresh copy) or None."""
+    for disp, cr in _reachable_overloads(root):
+        if cr.library is lib:
+            opts = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}
+            fresh = numba.njit(**opts)(disp.py_func)
+            fresh.compile(cr.signature.args)
+            fc = fresh.overloads[cr.signature.args]
+            return fc.library, cr.fndesc.llvm_func_name, fc.fndesc.llvm_func_name
+    return None
 
 
 def dispatcher_of(fn):
@@ -97,7 +135,7 @@ def compile_overload(disp, argtypes, debug=False):
             cres = disp.overloads[argtypes]
         if getattr(cres.library, "_gradjit_raw_ir", None):
             return cres
-    opts = dict(disp.targetoptions)
+    opts = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}
     if debug:
         opts.update(debug=True, boundscheck=False)
     fresh = numba.njit(**opts)(disp.py_func)
@@ -177,7 +215,7 @@ def capture(fn, argtypes, debug=False) -> Captured:
         cres = compile_overload(disp, argtypes, debug)
         texts = []
         seen = set()
-        _collect(cres.library, seen, texts)
+        _collect(cres.library, seen, texts, disp.py_func)
         mod = llvm.parse_assembly(texts[0])
         for t in texts[1:]:
             mod.link_in(llvm.parse_assembly(t))
@@ -190,7 +228,7 @@ def capture(fn, argtypes, debug=False) -> Captured:
                 break
             for lib in libs:
                 more = []
-                _collect(lib, seen, more)
+                _collect(lib, seen, more, disp.py_func)
                 for t in more:
                     other = llvm.parse_assembly(t)
                     for f in other.functions:

@@ -24,25 +24,35 @@ def target_machine(opt: int = 3):
                                         opt=opt, jit=True)
 
 
-def _run(mod, speed: int, unroll: bool, vectorize: bool):
+@functools.lru_cache(maxsize=None)
+def nvptx_target_machine(cc: str = "sm_80", opt: int = 3):
+    """NVPTX target machine for compute capability ``cc`` (no GPU needed)."""
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    target = llvm.Target.from_triple("nvptx64-nvidia-cuda")
+    return target.create_target_machine(cpu=cc, features="", opt=opt)
+
+
+def _run(mod, speed: int, unroll: bool, vectorize: bool, tm=None):
     pto = llvm.create_pipeline_tuning_options(speed_level=speed)
     pto.loop_unrolling = unroll
     pto.loop_vectorization = vectorize
     pto.slp_vectorization = vectorize
-    pb = llvm.create_pass_builder(target_machine(), pto)
+    pb = llvm.create_pass_builder(tm or target_machine(), pto)
     pm = pb.getModulePassManager()
     pm.run(mod, pb)
     return mod
 
 
-def pre_ad(mod):
+def pre_ad(mod, tm=None):
     """Run the pre-AD pipeline (O2, no unroll, no vectorize) on ``mod`` in place."""
-    return _run(mod, 2, False, False)
+    return _run(mod, 2, False, False, tm)
 
 
-def post_ad(mod, vectorize: bool = True):
-    """Run the post-AD pipeline (O3 with unroll and vectorize) on ``mod`` in place."""
-    return _run(mod, 3, vectorize, vectorize)
+def post_ad(mod, vectorize: bool = True, tm=None):
+    """Run the post-AD pipeline (O3 with unroll and vectorize) on ``mod`` in place.
+    (CPU derivatives get theirs from Numba's library finalization instead.)"""
+    return _run(mod, 3, vectorize, vectorize, tm)
 
 
 def parse(text: str, name: str = "gradjit"):

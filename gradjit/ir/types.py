@@ -34,7 +34,9 @@ def _parse(s: str):
         assert rest.startswith("]")
         return ("array", int(m.group(1)), inner), rest[1:]
     if s.startswith("<"):
-        raise ValueError("vector types are not supported")
+        from ..errors import UnsupportedError
+        raise UnsupportedError("SIMD vector types (a callee compiled by Numba before gradjit "
+                               "could capture its IR; import gradjit before compiling it)")
     m = re.match(r"[A-Za-z0-9_.%]+", s)
     if not m:
         raise ValueError(f"cannot parse type {s!r}")
@@ -72,7 +74,7 @@ def has_float(t) -> bool:
     if isinstance(t, str) and (t.startswith("{") or t.startswith("[") or t.startswith("<")):
         try:
             t = parse(t)
-        except ValueError:
+        except (ValueError, NotImplementedError):
             return "double" in t or "float" in t
     if isinstance(t, str):
         return t in FLOATS

@@ -1,0 +1,244 @@
+"""CUDA backend: PTX through LLVM's NVPTX target, the CPU grid emulator, and
+launches on a device.
+
+* :func:`to_ptx` links libdevice (the ``nvidia-nvvm`` wheel's ``libdevice.10.bc``
+  or a CUDA toolkit's), runs O3 with the NVPTX target machine and emits PTX for a
+  compute capability (sm_80 when there is no device).  :func:`ptxas_check` runs
+  ``ptxas`` on it when the tool is installed.  No GPU is needed for either.
+* :class:`Emulator` runs a kernel module on the CPU: the thread-index intrinsics
+  read variables a driver loop sets for every thread of the grid, libdevice math
+  becomes libm, and the module is JIT-compiled for the host with llvmlite.
+  Kernels that call ``cuda.syncthreads()`` cannot run thread by thread and raise
+  :class:`~gradjit.UnsupportedError`.
+* :func:`launch` loads PTX with ``cuda.core`` and launches it.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import llvmlite.binding as llvm
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import pipeline
+
+_SREG = re.compile(r"(%[-\w.$\"]+) = (?:tail )?call (?:noundef )?(?:range\([^)]*\) )?i32 "
+                   r"@llvm\.nvvm\.read\.ptx\.sreg\.(tid|ntid|ctaid|nctaid)\.([xyz])\(\)")
+_SREG_DECL = re.compile(r"^declare .*@llvm\.nvvm\.read\.ptx\.sreg\..*$", re.M)
+_NV = re.compile(r"@__nv_(\w+)")
+
+
+@functools.lru_cache(maxsize=None)
+def libdevice_path() -> str:
+    """Path of ``libdevice.10.bc`` (``GRADJIT_LIBDEVICE`` overrides); raises
+    ``FileNotFoundError`` with what to install when there is none."""
+    env = os.environ.get("GRADJIT_LIBDEVICE")
+    if env and os.path.exists(env):
+        return env
+    cands = []
+    for base in sys.path:
+        cands += glob.glob(os.path.join(base, "nvidia", "*", "nvvm", "libdevice", "libdevice*.bc"))
+        cands += glob.glob(os.path.join(base, "nvidia", "cuda_nvcc", "nvvm", "libdevice", "libdevice*.bc"))
+    for root in [os.environ.get("CUDA_HOME", ""), "/usr/local/cuda"] + sorted(glob.glob("/usr/local/cuda-*")):
+        if root:
+            cands += glob.glob(os.path.join(root, "nvvm", "libdevice", "libdevice*.bc"))
+    if not cands:
+        raise FileNotFoundError("libdevice.10.bc not found: pip install nvidia-nvvm (or set "
+                                "GRADJIT_LIBDEVICE)")
+    return cands[0]
+
+
+def sm(cc) -> str:
+    return f"sm_{cc[0]}{cc[1]}"
+
+
+def to_ptx(text: str, kernel: str, cc=(8, 0)) -> str:
+    """PTX of module ``text`` whose entry ``kernel`` becomes a ``ptx_kernel``."""
+    text = re.sub(rf"^define (internal )?void @{re.escape(kernel)}\(",
+                  f"define ptx_kernel void @{kernel}(", text, count=1, flags=re.M)
+    mod = llvm.parse_assembly(text)
+    mod.verify()
+    libdev = llvm.parse_bitcode(open(libdevice_path(), "rb").read())
+    libdev.triple = mod.triple
+    libdev.data_layout = str(mod.data_layout)
+    mod.link_in(libdev)
+    for f in mod.functions:
+        if not f.is_declaration and f.name != kernel:
+            f.linkage = "internal"
+    tm = pipeline.nvptx_target_machine(sm(cc), 3)
+    pipeline.post_ad(mod, vectorize=False, tm=tm)
+    return tm.emit_assembly(mod)
+
+
+def ptxas_check(ptx: str, cc=(8, 0)):
+    """Run ``ptxas`` on ``ptx`` (returns its output); None when ptxas is not installed.
+    Raises ``RuntimeError`` with ptxas' message if it rejects the PTX."""
+    exe = shutil.which("ptxas")
+    if exe is None:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "k.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        r = subprocess.run([exe, f"-arch={sm(cc)}", "-o", os.path.join(d, "k.cubin"), src],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"ptxas rejected the generated PTX: {r.stderr.strip()[:2000]}")
+        return r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------------------
+# CPU grid emulator
+# ---------------------------------------------------------------------------
+
+def emulator_text(text: str, call: str, params, has_retptr: bool) -> str:
+    """Host version of kernel module ``text`` plus a driver
+    ``gj.emu.run(<params>, gx, gy, gz, bx, by, bz)`` that calls ``@call`` for every
+    thread of the grid."""
+    if "llvm.nvvm.barrier" in text:
+        raise UnsupportedError("emulating a kernel that calls cuda.syncthreads() (the emulator "
+                               "runs threads one after another)")
+    tm = pipeline.target_machine()
+    text = re.sub(r'^target triple = ".*"$', f'target triple = "{tm.triple}"', text, flags=re.M)
+    text = re.sub(r'^target datalayout = ".*"$', f'target datalayout = "{tm.target_data}"',
+                  text, flags=re.M)
+    text = _SREG.sub(lambda m: f"{m.group(1)} = load i32, ptr @gj.emu.{m.group(2)}.{m.group(3)}", text)
+    text = _SREG_DECL.sub("", text)
+    text = _NV.sub(lambda m: "@" + m.group(1), text)
+    text = re.sub(r"define ptx_kernel ", "define ", text)
+    if re.search(r"@llvm\.nvvm\.", text):
+        what = re.search(r"@(llvm\.nvvm\.[\w.]+)", text).group(1)
+        raise UnsupportedError(f"emulating the NVVM intrinsic {what}")
+    glob_lines = [f"@gj.emu.{r}.{a} = internal global i32 0"
+                  for r in ("tid", "ntid", "ctaid", "nctaid") for a in "xyz"]
+    ps = [f"{t} %p{k}" for k, t in enumerate(params)]
+    args = [f"{t} %p{k}" for k, t in enumerate(params)]
+    if has_retptr:
+        args = ["ptr %ret"] + args
+    loop = ["define void @gj.emu.run(" + ", ".join(ps + [f"i64 %{d}" for d in
+                                                         ("gx", "gy", "gz", "bx", "by", "bz")]) + ") {",
+            "entry:", "  %ret = alloca i64"]
+    for d, n in (("x", "g"), ("y", "g"), ("z", "g")):
+        loop.append(f"  %n{n}{d} = trunc i64 %{n}{d} to i32")
+        loop.append(f"  store i32 %n{n}{d}, ptr @gj.emu.nctaid.{d}")
+    for d in "xyz":
+        loop.append(f"  %nb{d} = trunc i64 %b{d} to i32")
+        loop.append(f"  store i32 %nb{d}, ptr @gj.emu.ntid.{d}")
+    # six nested counted loops: ctaid z, y, x, then tid z, y, x
+    dims = [("cz", "gz", "ctaid.z"), ("cy", "gy", "ctaid.y"), ("cx", "gx", "ctaid.x"),
+            ("tz", "bz", "tid.z"), ("ty", "by", "tid.y"), ("tx", "bx", "tid.x")]
+    ret = "i32" if has_retptr else "void"
+    call_line = f"  call {ret} @{call}(" + ", ".join(args) + ")"
+
+    def nest(k, prev):
+        if k == len(dims):
+            return [call_line]
+        v, bound, reg = dims[k]
+        return ([f"  br label %h.{v}", f"h.{v}:",
+                 f"  %{v} = phi i64 [ 0, %{prev} ], [ %{v}.n, %l.{v} ]",
+                 f"  %{v}.c = icmp slt i64 %{v}, %{bound}",
+                 f"  br i1 %{v}.c, label %b.{v}, label %e.{v}",
+                 f"b.{v}:", f"  %{v}.t = trunc i64 %{v} to i32",
+                 f"  store i32 %{v}.t, ptr @gj.emu.{reg}"]
+                + nest(k + 1, f"b.{v}")
+                + [f"  br label %l.{v}", f"l.{v}:", f"  %{v}.n = add i64 %{v}, 1",
+                   f"  br label %h.{v}", f"e.{v}:"])
+    loop += nest(0, "entry") + ["  ret void", "}"]
+    return text + "\n" + "\n".join(glob_lines) + "\n" + "\n".join(loop) + "\n"
+
+
+_CTYPE = {"ptr": ctypes.c_void_p, "i64": ctypes.c_int64, "i32": ctypes.c_int32,
+          "i8": ctypes.c_int8, "i1": ctypes.c_bool, "double": ctypes.c_double,
+          "float": ctypes.c_float}
+
+
+class Emulator:
+    """A kernel module compiled for the host; call :meth:`run`."""
+
+    def __init__(self, text: str, call: str, params, has_retptr: bool):
+        self.params = list(params)
+        src = emulator_text(text, call, self.params, has_retptr)
+        mod = llvm.parse_assembly(src)
+        mod.verify()
+        pipeline.post_ad(mod, vectorize=False)
+        # the engine owns its target machine: give it a new one
+        self._engine = llvm.create_mcjit_compiler(mod, pipeline.target_machine.__wrapped__(3))
+        self._engine.finalize_object()
+        addr = self._engine.get_function_address("gj.emu.run")
+        self._fn = ctypes.CFUNCTYPE(None, *[_CTYPE[t] for t in self.params],
+                                    *[ctypes.c_int64] * 6)(addr)
+        self._keep = mod
+
+    def run(self, grid, block, flat_args):
+        g = tuple(grid) + (1,) * (3 - len(grid))
+        b = tuple(block) + (1,) * (3 - len(block))
+        self._fn(*flat_args, *g, *b)
+
+
+def flatten_args(values, argtys):
+    """Python/NumPy values -> flat C arguments of Numba's data model (arrays as
+    ``meminfo, parent, nitems, itemsize, data, shape..., strides...``)."""
+    from numba.core import types
+    out = []
+    for v, t in zip(values, argtys):
+        if isinstance(t, types.Array):
+            a = v
+            out += [None, None, a.size, a.itemsize, _data_ptr(a)] + list(a.shape) + list(a.strides)
+        elif isinstance(t, types.BaseTuple):
+            out += flatten_args(list(v), list(t))
+        elif isinstance(t, types.Boolean):
+            out.append(int(bool(v)))
+        elif isinstance(t, types.Integer):
+            out.append(int(v))
+        else:
+            out.append(float(v))
+    return out
+
+
+def _data_ptr(a):
+    if isinstance(a, np.ndarray):
+        return a.ctypes.data
+    iface = getattr(a, "__cuda_array_interface__", None)
+    if iface is not None:
+        return iface["data"][0]
+    raise TypeError(f"expected an array, got {type(a).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# device launch
+# ---------------------------------------------------------------------------
+
+def have_device() -> bool:
+    try:
+        from numba import cuda
+        return bool(cuda.is_available())
+    except Exception:
+        return False
+
+
+class DeviceKernel:
+    """PTX loaded on the current device with ``cuda.core``."""
+
+    def __init__(self, ptx: str, name: str, params):
+        from cuda.core import Device, ObjectCode
+        self.device = Device()
+        self.device.set_current()
+        self.module = ObjectCode.from_ptx(ptx.encode() if isinstance(ptx, str) else ptx)
+        self.kernel = self.module.get_kernel(name)
+        self.params = list(params)
+
+    def launch(self, grid, block, flat_args, stream=None):
+        from cuda.core import LaunchConfig, launch
+        s = stream if stream is not None else self.device.default_stream
+        args = [_CTYPE[t](0 if a is None else a) for t, a in zip(self.params, flat_args)]
+        launch(s, LaunchConfig(grid=tuple(grid), block=tuple(block)), self.kernel, *args)
+        if stream is None:
+            s.sync()

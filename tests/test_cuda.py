@@ -1,0 +1,228 @@
+"""CUDA kernels: derivatives checked on the CPU grid emulator against finite
+differences and analytic results, PTX generated for every kernel and accepted by
+ptxas; GPU runs only when a device is present (never in CI)."""
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+cuda = pytest.importorskip("numba.cuda")
+
+import gradjit  # noqa: E402
+from gradjit import Const, Dual, Duplicated  # noqa: E402
+from gradjit.backend import cuda as cuda_backend  # noqa: E402
+
+try:
+    cuda_backend.libdevice_path()
+    HAVE_LIBDEVICE = True
+except FileNotFoundError:
+    HAVE_LIBDEVICE = False
+
+
+@cuda.jit
+def axpy_sin(a, x, y, out):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = a * math.sin(x[i]) + y[i] * x[i]
+
+
+@cuda.jit
+def stencil(u, v):
+    i = cuda.grid(1)
+    if i >= 1 and i < u.shape[0] - 1:
+        v[i] = 0.25 * u[i - 1] + 0.5 * u[i] + 0.25 * u[i + 1] + u[i] ** 3
+
+
+@cuda.jit
+def dot(x, y, out):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        cuda.atomic.add(out, 0, x[i] * y[i])
+
+
+@cuda.jit
+def grid2d(a, b):
+    i, j = cuda.grid(2)
+    if i < a.shape[0] and j < a.shape[1]:
+        b[i, j] = math.exp(-a[i, j] * a[i, j]) * (i + 1) + math.tanh(a[i, j])
+
+
+@cuda.jit
+def looped(x, out):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        s = 0.0
+        for k in range(i % 5 + 1):
+            s += math.sqrt(1.0 + x[i] * k)
+        out[i] = s
+
+
+@cuda.jit
+def with_barrier(x, out):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = x[i] * x[i]
+    cuda.syncthreads()
+    if i < x.shape[0]:
+        out[i] = out[i] * 2.0
+
+
+@cuda.jit
+def shared_sum(x, out):
+    buf = cuda.shared.array(32, dtype=np.float64)
+    t = cuda.threadIdx.x
+    buf[t] = x[cuda.grid(1)]
+    cuda.syncthreads()
+    if t == 0:
+        s = 0.0
+        for k in range(32):
+            s += buf[k]
+        out[cuda.blockIdx.x] = s
+
+
+def rng_arrays(*shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(0.1, 1.0, s) for s in shapes]
+
+
+# kernel, launch, inputs factory, index of the differentiated input, index of the output
+CASES = {
+    "axpy_sin": (axpy_sin, (2, 32), lambda: [1.7] + rng_arrays(50, 50) + [np.zeros(50)], 1, 3),
+    "stencil": (stencil, (2, 32), lambda: rng_arrays(50) + [np.zeros(50)], 0, 1),
+    "dot": (dot, (2, 32), lambda: rng_arrays(50, 50) + [np.zeros(1)], 0, 2),
+    "grid2d": (grid2d, ((2, 2), (8, 8)), lambda: rng_arrays((13, 11)) + [np.zeros((13, 11))], 0, 1),
+    "looped": (looped, (2, 32), lambda: rng_arrays(40) + [np.zeros(40)], 0, 1),
+}
+
+
+def run_primal(kernel, launch, args):
+    args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    gradjit.emulate(kernel)[launch](*args)
+    return args
+
+
+def fd_jacobian_vector(kernel, launch, args, k_in, k_out, tangent, eps=1e-6):
+    plus = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    minus = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    plus[k_in] = plus[k_in] + eps * tangent
+    minus[k_in] = minus[k_in] - eps * tangent
+    return (run_primal(kernel, launch, plus)[k_out] - run_primal(kernel, launch, minus)[k_out]) / (2 * eps)
+
+
+def activities(n, k_in, k_out, shadow):
+    return [shadow if k in (k_in, k_out) else Const for k in range(n)]
+
+
+def expand(args, k_in, k_out, shadows):
+    out = []
+    for k, a in enumerate(args):
+        out.append(a)
+        if k in (k_in, k_out):
+            out.append(shadows[k])
+    return out
+
+
+def test_emulated_primal_matches_numpy():
+    a, x, y, out = CASES["axpy_sin"][2]()
+    gradjit.emulate(axpy_sin)[2, 32](a, x, y, out)
+    np.testing.assert_allclose(out, a * np.sin(x) + y * x, rtol=1e-14)
+    (u,) = rng_arrays((13, 11))
+    b = np.zeros_like(u)
+    gradjit.emulate(grid2d)[(2, 2), (8, 8)](u, b)
+    ii = np.arange(13)[:, None]
+    np.testing.assert_allclose(b, np.exp(-u * u) * (ii + 1) + np.tanh(u), rtol=1e-13)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_forward_matches_finite_differences(name):
+    kernel, launch, make, k_in, k_out = CASES[name]
+    args = make()
+    tangent = np.random.default_rng(1).normal(size=args[k_in].shape)
+    want = fd_jacobian_vector(kernel, launch, args, k_in, k_out, tangent)
+    shadows = {k_in: tangent.copy(), k_out: np.zeros_like(args[k_out])}
+    df = gradjit.autodiff(kernel, "forward", *activities(len(args), k_in, k_out, Dual))
+    df.emulate[launch](*expand([a.copy() if isinstance(a, np.ndarray) else a for a in args],
+                               k_in, k_out, shadows))
+    np.testing.assert_allclose(shadows[k_out], want, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_reverse_matches_forward_and_consumes_seed(name):
+    kernel, launch, make, k_in, k_out = CASES[name]
+    args = make()
+    rng = np.random.default_rng(2)
+    seed = rng.normal(size=args[k_out].shape)
+    tangent = rng.normal(size=args[k_in].shape)
+    jv = fd_jacobian_vector(kernel, launch, args, k_in, k_out, tangent)
+    shadows = {k_in: np.zeros_like(args[k_in]), k_out: seed.copy()}
+    df = gradjit.autodiff(kernel, "reverse", *activities(len(args), k_in, k_out, Duplicated))
+    df.emulate[launch](*expand([a.copy() if isinstance(a, np.ndarray) else a for a in args],
+                               k_in, k_out, shadows))
+    # <seed, J t> == <J^T seed, t>
+    assert np.sum(shadows[k_in] * tangent) == pytest.approx(np.sum(seed * jv), rel=1e-6, abs=1e-9)
+    if name != "dot":            # an atomic add reads its seed without consuming it
+        assert not np.any(shadows[k_out][1:-1] if name == "stencil" else shadows[k_out])
+
+
+@pytest.mark.skipif(not HAVE_LIBDEVICE, reason="libdevice not installed")
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_ptx_generated_and_accepted_by_ptxas(name, mode):
+    kernel, launch, make, k_in, k_out = CASES[name]
+    args = make()
+    shadow = Duplicated if mode == "reverse" else Dual
+    df = gradjit.autodiff(kernel, mode, *activities(len(args), k_in, k_out, shadow))
+    shadows = {k_in: np.zeros_like(args[k_in]), k_out: np.zeros_like(args[k_out])}
+    ptx = df.ptx(*expand(args, k_in, k_out, shadows))
+    assert ".entry" in ptx and ".target sm_80" in ptx
+    if mode == "reverse" and name in ("stencil", "dot"):
+        assert "atom." in ptx or "red." in ptx        # shared addresses: atomic adds
+    if shutil.which("ptxas"):
+        cuda_backend.ptxas_check(ptx)
+
+
+def test_barrier_is_mirrored_and_not_emulated():
+    x = rng_arrays(64)[0]
+    out = np.zeros(64)
+    df = gradjit.autodiff(with_barrier, "reverse", Duplicated, Duplicated)
+    if HAVE_LIBDEVICE:
+        ptx = df.ptx(x, np.zeros(64), out, np.zeros(64))
+        assert ptx.count("bar.sync") >= 2 or ptx.count("barrier") >= 2
+    with pytest.raises(gradjit.UnsupportedError, match="syncthreads"):
+        df.emulate[2, 32](x, np.zeros(64), out, np.ones(64))
+
+
+def test_shared_memory_is_reported():
+    x = rng_arrays(64)[0]
+    df = gradjit.autodiff(shared_sum, "reverse", Duplicated, Duplicated)
+    with pytest.raises(gradjit.UnsupportedError, match="shared"):
+        df.compile([gradjit.api.kernels.typeof_value(a) for a in
+                    (x, x, np.zeros(2), np.zeros(2))])
+
+
+def test_kernel_activity_errors():
+    with pytest.raises(gradjit.ActivityError):
+        gradjit.autodiff(axpy_sin, "reverse", gradjit.Active, Duplicated, Const, Duplicated)
+    with pytest.raises(gradjit.ActivityError):
+        gradjit.autodiff(axpy_sin, "reverse", Const, Duplicated, Const)
+    df = gradjit.autodiff(stencil, "reverse", Duplicated, Duplicated)
+    with pytest.raises(ValueError, match="shadow shape"):
+        df.emulate[1, 32](np.zeros(8), np.zeros(9), np.zeros(8), np.zeros(8))
+
+
+@pytest.mark.skipif(not cuda_backend.have_device(), reason="no CUDA device")
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gpu_matches_emulator(name):
+    kernel, launch, make, k_in, k_out = CASES[name]
+    args = make()
+    rng = np.random.default_rng(3)
+    seed = rng.normal(size=args[k_out].shape)
+    df = gradjit.autodiff(kernel, "reverse", *activities(len(args), k_in, k_out, Duplicated))
+    host = {k_in: np.zeros_like(args[k_in]), k_out: seed.copy()}
+    df.emulate[launch](*expand([a.copy() if isinstance(a, np.ndarray) else a for a in args],
+                               k_in, k_out, host))
+    dev_args = [cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
+    dev = {k_in: cuda.to_device(np.zeros_like(args[k_in])), k_out: cuda.to_device(seed.copy())}
+    df[launch](*expand(dev_args, k_in, k_out, dev))
+    np.testing.assert_allclose(dev[k_in].copy_to_host(), host[k_in], rtol=1e-12, atol=1e-12)
