@@ -19,3 +19,12 @@ def test_training_loop_in_numba_calls_the_gradient():
     history = train_in_numba.train(theta, x, y, 400, 0.05)
     assert history[-1] < 1e-3 * history[0]
     np.testing.assert_allclose(theta, [1.5, 0.8, 0.3], atol=1e-2)
+
+
+def test_gpu_training_loop_runs_on_the_emulator():
+    pytest = __import__("pytest")
+    pytest.importorskip("numba.cuda")
+    from examples import gpu_fit
+    history, params = gpu_fit.fit(steps=120, samples=128, emulate=True, log=None)
+    assert history[-1] < 0.05 * history[0]
+    np.testing.assert_allclose(np.asarray(params), [1.3, 2.0, 0.3, 0.4], atol=0.05)

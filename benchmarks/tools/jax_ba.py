@@ -66,12 +66,15 @@ def make(prepared):
 
 
 def _structure(n, m, p, obs):
-    """GradBench's CSR ``rows`` and ``cols`` (int32) for the BA Jacobian."""
-    rows = np.concatenate([np.arange(2 * p + 1) * 15, 30 * p + np.arange(1, p + 1)]).astype(np.int32)
-    ci = obs[:, 0].astype(np.int64)[:, None]
-    pi = obs[:, 1].astype(np.int64)[:, None]
-    row_cols = np.concatenate([11 * ci + np.arange(11), 11 * n + 3 * pi + np.arange(3),
-                               (11 * n + 3 * m + np.arange(p))[:, None]], axis=1)   # (p, 15)
-    cols = np.concatenate([np.repeat(row_cols[:, None, :], 2, axis=1).ravel(),
-                           11 * n + 3 * m + np.arange(p)]).astype(np.int32)
+    """GradBench's CSR ``rows`` (3p + 1,) and ``cols`` (31p,), int32, for the BA Jacobian."""
+    rows = np.empty(3 * p + 1, dtype=np.int32)
+    rows[:2 * p + 1] = np.arange(0, 30 * p + 1, 15, dtype=np.int32)
+    rows[2 * p + 1:] = np.arange(30 * p + 1, 31 * p + 1, dtype=np.int32)
+    cols = np.empty(31 * p, dtype=np.int32)
+    block = cols[:30 * p].reshape(p, 2, 15)
+    block[:, :, :11] = (11 * obs[:, 0])[:, None, None] + np.arange(11, dtype=np.int32)
+    block[:, :, 11:14] = (11 * n + 3 * obs[:, 1])[:, None, None] + np.arange(3, dtype=np.int32)
+    wcols = np.arange(11 * n + 3 * m, 11 * n + 3 * m + p, dtype=np.int32)
+    block[:, :, 14] = wcols[:, None]
+    cols[30 * p:] = wcols
     return rows, cols

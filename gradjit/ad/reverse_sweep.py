@@ -63,6 +63,7 @@ class ReverseSweep:
         self.entry_allocas = [f"{tape.TAPE_COPY} = alloca {tape.TAPE_TYPE}"]
         self.slots = {}                       # (header, name, kind) -> (ref, type)
         self.block = None
+        self._private_roots = None
         self.defblock = {}
         self.values = {}
         for ins in self.fn.instructions():
@@ -248,15 +249,16 @@ class ReverseSweep:
             acc = self.b.assign(f"insertvalue {ty} {acc}, {leaf} {self.b.fadd(leaf, x, y)}, {idx}")
         return acc
 
-    def mem_add(self, ptr, ty, value, ins):
-        """``*ptr += value`` on float leaves (atomically under a parallel marker)."""
+    def mem_add(self, ptr, ty, value, ins, private=False):
+        """``*ptr += value`` on float leaves (atomically under a parallel marker,
+        unless the address is ``private`` to the thread)."""
         leaves = T.float_paths(ty) if ty not in T.FLOATS else [((), ty)]
         for path, leaf in leaves:
             x = value if not path else self.b.assign(
                 f"extractvalue {ty} {value}, {', '.join(map(str, path))}")
             p = ptr if not path else self.b.assign(
                 f"getelementptr inbounds {ty}, ptr {ptr}, i32 0, {', '.join('i32 %d' % k for k in path)}")
-            if self.v.atomic:
+            if self.v.atomic and not private:
                 self.b.emit(f"atomicrmw fadd ptr {p}, {leaf} {x} monotonic")
             else:
                 cur = self.b.assign(f"load {leaf}, ptr {p}")
@@ -502,7 +504,7 @@ class ReverseSweep:
         ty = ins.type
         if op == "load":
             a = self.take(ins)
-            self.mem_add(self.ps(ins.operands[0]), ty, a, ins)
+            self.mem_add(self.ps(ins.operands[0]), ty, a, ins, private=self._private(ins.operands[0]))
         elif op in rules.RULES:
             self.by_rule(ins, op, ins.operands)
         elif op in ("fpext", "fptrunc"):
@@ -536,6 +538,18 @@ class ReverseSweep:
                     f"insertvalue {ty} {a}, {val.type} {T.zero(val.type)}, {idx}"))
         else:
             raise self.ctx.unsupported(f"the instruction '{op}' on active values", ins)
+
+    def _private(self, ptr) -> bool:
+        """Is the shadow of ``ptr`` written by this thread only (top-level kernel)?"""
+        if not (self.v.atomic and self.v.top):
+            return False
+        if self._private_roots is None:
+            from ..analysis.parallel import private_roots
+            self._private_roots = private_roots(self.fn)
+        from ..analysis.activity import root
+        r = root(ptr)
+        return r is not None and id(r) in self._private_roots and \
+            ptr.kind == "inst" and ptr.opcode == "getelementptr" and len(ptr.operands) == 2
 
     def by_rule(self, ins, name, fops):
         ty = ins.type
