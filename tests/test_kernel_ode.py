@@ -145,9 +145,6 @@ def test_interface_round_trip():
     np.testing.assert_array_equal(d, 0.0 * d)
 
 
-@pytest.mark.xfail(reason="gradjit bug: a callee compiled by plain Numba before "
-                          "gradjit is imported gives 'vector types are not supported'",
-                   strict=False)
 def test_gradient_when_primal_ran_before_gradjit_import():
     # GradBench's order: `primal` is evaluated (and compiled) before `gradient`.
     code = textwrap.dedent(f"""

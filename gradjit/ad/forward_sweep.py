@@ -38,6 +38,13 @@ class ForwardSweep:
         self.b = Builder("gj.t", ctx.decls, ctx.counter, ctx.target)
         self.table = {}                  # name -> shadow ref
         self.mem = MemoryTypes(ctx, self.fn)
+        self._forms, self._reserve_in = {}, {}
+        if sweep == "augmented":
+            form = ctx.loop_form(self.fn)
+            for h, f in form.by_header.items():
+                if f.trip is not None:
+                    self._forms[h] = f
+                    self._reserve_in.setdefault(f.preheader, []).append(h)
         self.values = {a.name: a for a in self.fn.args}
         for ins in self.fn.instructions():
             if ins.name:
@@ -129,7 +136,11 @@ class ForwardSweep:
                         items.append((ty, self.values[name].ref))
                     else:
                         items.append((ty, placeholder(name)))
-                tape.push_record(self.b, TAPE, items)
+                form = self._forms.get(blk.name)
+                reserved = form is not None and form.trip is not None
+                tape.push_record(self.b, TAPE, items, reserved=reserved and bool(items))
+                for h in self._reserve_in.get(blk.name, ()):
+                    self._reserve(h)
                 if blk.terminator.opcode == "ret" and len(rets) > 1:
                     tape.push_record(self.b, TAPE, [("i32", str(rets.index(blk)))])
             self.terminator(blk.terminator)
@@ -140,6 +151,22 @@ class ForwardSweep:
         lines.append("}")
         table = dict(self.table)
         return resolve("\n".join(lines), _Resolver(table, self))
+
+    def _reserve(self, header):
+        """At a loop's preheader: reserve the tape space of all its iterations."""
+        form = self._forms[header]
+        n = tape.record_bytes([ty for _, _, _, ty in self.records.get(header, ())])
+        if not n:
+            return
+        bound, start = form.trip
+        ty = bound.type
+        tc = self.b.assign(f"sub {ty} {bound.ref}, {start.ref}")
+        if ty != "i64":
+            tc = self.b.assign(f"sext {ty} {tc} to i64")
+        pos = self.b.assign(f"call i64 @llvm.smax.i64(i64 {tc}, i64 0)")
+        self.b.decls.setdefault("llvm.smax.i64", "declare i64 @llvm.smax.i64(i64, i64)")
+        total = self.b.assign(f"mul i64 {pos}, {n}")
+        self.b.emit(f"call void @gj.tape.reserve(ptr {TAPE}, i64 {total})")
 
     def _from_phi(self, blk, phis) -> str:
         ref = local_ref(blk.name + ".from")

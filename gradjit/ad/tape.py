@@ -45,6 +45,39 @@ fast:
   ret ptr %p
 }
 
+define internal void @gj.tape.reserve(ptr %t, i64 %n) alwaysinline {
+entry:
+  %topp = getelementptr inbounds i8, ptr %t, i64 8
+  %capp = getelementptr inbounds i8, ptr %t, i64 16
+  %top = load i64, ptr %topp
+  %cap = load i64, ptr %capp
+  %new = add i64 %top, %n
+  %ok = icmp ule i64 %new, %cap
+  br i1 %ok, label %done, label %slow
+slow:
+  %d0 = load ptr, ptr %t
+  %g = call { ptr, i64 } @gj.tape.grow(ptr %d0, i64 %cap, i64 %new)
+  %gd = extractvalue { ptr, i64 } %g, 0
+  %gc = extractvalue { ptr, i64 } %g, 1
+  store ptr %gd, ptr %t
+  store i64 %gc, ptr %capp
+  br label %done
+done:
+  ret void
+}
+
+; a push into space a reserve made
+define internal ptr @gj.tape.push.reserved(ptr %t, i64 %n) alwaysinline {
+entry:
+  %topp = getelementptr inbounds i8, ptr %t, i64 8
+  %top = load i64, ptr %topp
+  %new = add i64 %top, %n
+  store i64 %new, ptr %topp
+  %d = load ptr, ptr %t
+  %p = getelementptr inbounds i8, ptr %d, i64 %top
+  ret ptr %p
+}
+
 define internal ptr @gj.tape.pop(ptr %t, i64 %n) alwaysinline {
 entry:
   %topp = getelementptr inbounds i8, ptr %t, i64 8
@@ -217,9 +250,15 @@ def _record(b, tape, items, op, access):
         off += slot(ty)
 
 
-def push_record(b, tape: str, items) -> None:
-    """Emit the push of one record; ``items`` = [(type, ref)]."""
-    _record(b, tape, items, "push", lambda ty, ref, q: f"store {ty} {ref}, ptr {q}")
+def push_record(b, tape: str, items, reserved=False) -> None:
+    """Emit the push of one record; ``items`` = [(type, ref)]; ``reserved``: the
+    space was reserved before the loop (no capacity check)."""
+    _record(b, tape, items, "push.reserved" if reserved else "push",
+            lambda ty, ref, q: f"store {ty} {ref}, ptr {q}")
+
+
+def record_bytes(types) -> int:
+    return sum(slot(t) for t in types)
 
 
 def pop_record(b, tape: str, items) -> None:

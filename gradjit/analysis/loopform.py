@@ -88,6 +88,7 @@ class LoopForm:
     preheader: str        # the single predecessor outside the loop
     latch: str            # the single predecessor inside the loop
     ivs: list             # [Induction]; ivs[0] is the primary one
+    trip: tuple = None    # (bound, start) when the loop runs bound - start times
 
 
 def induction_variables(fn, loops) -> dict:
@@ -115,7 +116,7 @@ def induction_variables(fn, loops) -> dict:
                 ivs.append(iv)
         ivs.sort(key=lambda iv: iv.phi.type == "ptr")        # integers first
         if ivs:
-            out[l.header] = LoopForm(l, outside[0], inside[0], ivs)
+            out[l.header] = LoopForm(l, outside[0], inside[0], ivs, _trip(fn, l, ivs))
     return out
 
 
@@ -148,4 +149,35 @@ def _step(phi, start, nxt):
             except ValueError:
                 return None
             return Induction(phi, start, k, elem) if k else None
+    return None
+
+
+def _trip(fn, loop, ivs):
+    """Trip count of a one-block loop ``for i in range(start, bound)`` (unit step,
+    exit test ``i.next == bound``): ``(bound, start)``; None otherwise."""
+    if len(loop.blocks) != 1:
+        return None
+    term = fn.block(loop.header).terminator
+    if term.opcode != "br" or len(term.operands) != 3:
+        return None
+    cond = term.operands[0]
+    if getattr(cond, "opcode", "") != "icmp":
+        return None
+    pred = cond.text.split("icmp", 1)[1].split()[0]
+    exit_on_true = term.successors()[0] != loop.header
+    if not ((pred == "eq" and exit_on_true) or (pred == "ne" and not exit_on_true)):
+        return None
+    for iv in ivs:
+        if iv.elem is not None or iv.step != 1:
+            continue
+        nxt = next(v for v, b in iv.phi.incoming if b == loop.header)
+        a, b = cond.operands
+        bound = b if a is nxt else a if b is nxt else None
+        if bound is None:
+            continue
+        if bound.kind == "inst" and bound.block.name in loop.blocks:
+            continue
+        if bound.type != iv.phi.type:
+            continue
+        return (bound, iv.start)
     return None
