@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import os
 import sys
 import time
@@ -25,27 +24,7 @@ from numba import cuda  # noqa: E402
 
 import gradjit  # noqa: E402
 from gradjit import Const, Duplicated  # noqa: E402
-
-
-@cuda.jit
-def elementwise(a, x, y, out):
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = a * math.sin(x[i]) + y[i] * x[i]
-
-
-@cuda.jit
-def stencil(u, v):
-    i = cuda.grid(1)
-    if i >= 1 and i < u.shape[0] - 1:
-        v[i] = 0.25 * u[i - 1] + 0.5 * u[i] + 0.25 * u[i + 1] + u[i] ** 3
-
-
-@cuda.jit
-def reduction(x, y, out):
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        cuda.atomic.add(out, 0, x[i] * y[i])
+from kernels.cuda_kernels import axpy_sin as elementwise, dot as reduction, stencil  # noqa: E402
 
 
 def timed(launch, repeat=50):

@@ -3,42 +3,28 @@ differences and analytic results, PTX generated for every kernel and accepted by
 ptxas; GPU runs only when a device is present (never in CI)."""
 import math
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 cuda = pytest.importorskip("numba.cuda")
 
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
 import gradjit  # noqa: E402
 from gradjit import Const, Dual, Duplicated  # noqa: E402
 from gradjit.backend import cuda as cuda_backend  # noqa: E402
+from kernels.cuda_kernels import axpy_sin, dot, stencil  # noqa: E402
 
 try:
     cuda_backend.libdevice_path()
     HAVE_LIBDEVICE = True
 except FileNotFoundError:
     HAVE_LIBDEVICE = False
-
-
-@cuda.jit
-def axpy_sin(a, x, y, out):
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = a * math.sin(x[i]) + y[i] * x[i]
-
-
-@cuda.jit
-def stencil(u, v):
-    i = cuda.grid(1)
-    if i >= 1 and i < u.shape[0] - 1:
-        v[i] = 0.25 * u[i - 1] + 0.5 * u[i] + 0.25 * u[i + 1] + u[i] ** 3
-
-
-@cuda.jit
-def dot(x, y, out):
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        cuda.atomic.add(out, 0, x[i] * y[i])
 
 
 @cuda.jit

@@ -53,6 +53,24 @@ class Plan:
     seed: bool = False               # reverse: df takes a trailing seed
 
 
+def _version_args(plan: Plan, p, prefix):
+    """The version's primal arguments (``prefix`` then the entry parameters ``p``
+    of each primal argument) and, by version argument index, the entry parameter
+    holding each shadow (data pointers and float tangents)."""
+    primal, shadows = list(prefix), {}
+    idx = len(prefix)
+    for a in plan.args:
+        lo, hi = a.primal_slots
+        primal.extend(p[lo:hi])
+        if a.shadowed:
+            slo, _ = a.shadow_slots
+            for k, leaf in enumerate(a.leaves):
+                if leaf[0] in ("data", "float"):
+                    shadows[idx + k] = p[slo + k]
+        idx += len(a.leaves)
+    return primal, shadows
+
+
 def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name) -> str:
     """Numba-ABI entry that runs the derivative version of ``top``.
 
@@ -68,20 +86,9 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
     lines += [f"  %gj.ret = alloca {rty}", f"  %gj.dret = alloca {rty}",
               f"  store {rty} {T.zero(rty)}, ptr %gj.dret"]
     # arguments of the version: retptr, excinfo, the primal's flattened args
-    primal = ["%gj.ret", "%excinfo"]
-    shadows = {}
+    primal, shadows = _version_args(plan, p, ["%gj.ret", "%excinfo"])
     if plan.ret_active:
         shadows[0] = "%gj.dret"
-    idx = 2
-    for a in plan.args:
-        lo, hi = a.primal_slots
-        primal.extend(p[lo:hi])
-        if a.shadowed:
-            slo, shi = a.shadow_slots
-            for k, leaf in enumerate(a.leaves):
-                if leaf[0] == "data" or leaf[0] == "float":
-                    shadows[idx + k] = p[slo + k]
-        idx += len(a.leaves)
     fargs = top.args
     call_args = [f"{x.type} {v}" for x, v in zip(fargs, primal)]
     sweep = "forward" if plan.mode == "forward" else "reverse"
@@ -185,17 +192,7 @@ def kernel_entry_text(plan: Plan, top, version, df_params, name) -> str:
     p = [f"%p{k}" for k in range(len(df_params))]
     lines = [f"define void @{name}(" + ", ".join(f"{t} {r}" for t, r in zip(df_params, p)) + ") {",
              "entry:", "  %gj.ret = alloca i64", "  %gj.dret = alloca i64"]
-    primal, shadows = ["%gj.ret"], {}
-    idx = 1
-    for a in plan.args:
-        lo, hi = a.primal_slots
-        primal.extend(p[lo:hi])
-        if a.shadowed:
-            slo, _ = a.shadow_slots
-            for k, leaf in enumerate(a.leaves):
-                if leaf[0] in ("data", "float"):
-                    shadows[idx + k] = p[slo + k]
-        idx += len(a.leaves)
+    primal, shadows = _version_args(plan, p, ["%gj.ret"])
     call_args = [f"{x.type} {v}" for x, v in zip(top.args, primal)]
     sweep = "forward" if plan.mode == "forward" else "reverse"
     for a in shadow_params(version, sweep):

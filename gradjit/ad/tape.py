@@ -21,7 +21,7 @@ from ..ir import types as T
 TAPE_TYPE = "{ ptr, i64, i64 }"
 INITIAL_BYTES = 1 << 16
 
-_PUSH_POP = r"""define internal ptr @gj.tape.push(ptr %t, i64 %n) alwaysinline {
+_PUSH_POP = r"""define internal void @gj.tape.reserve(ptr %t, i64 %n) alwaysinline {
 entry:
   %topp = getelementptr inbounds i8, ptr %t, i64 8
   %capp = getelementptr inbounds i8, ptr %t, i64 16
@@ -29,31 +29,7 @@ entry:
   %cap = load i64, ptr %capp
   %new = add i64 %top, %n
   %ok = icmp ule i64 %new, %cap
-  br i1 %ok, label %fast, label %slow, !prof !{!"branch_weights", i32 2000, i32 1}
-slow:
-  %d0 = load ptr, ptr %t
-  %g = call { ptr, i64 } @gj.tape.grow(ptr %d0, i64 %cap, i64 %new)
-  %gd = extractvalue { ptr, i64 } %g, 0
-  %gc = extractvalue { ptr, i64 } %g, 1
-  store ptr %gd, ptr %t
-  store i64 %gc, ptr %capp
-  br label %fast
-fast:
-  store i64 %new, ptr %topp
-  %d = load ptr, ptr %t
-  %p = getelementptr inbounds i8, ptr %d, i64 %top
-  ret ptr %p
-}
-
-define internal void @gj.tape.reserve(ptr %t, i64 %n) alwaysinline {
-entry:
-  %topp = getelementptr inbounds i8, ptr %t, i64 8
-  %capp = getelementptr inbounds i8, ptr %t, i64 16
-  %top = load i64, ptr %topp
-  %cap = load i64, ptr %capp
-  %new = add i64 %top, %n
-  %ok = icmp ule i64 %new, %cap
-  br i1 %ok, label %done, label %slow
+  br i1 %ok, label %done, label %slow, !prof !{!"branch_weights", i32 2000, i32 1}
 slow:
   %d0 = load ptr, ptr %t
   %g = call { ptr, i64 } @gj.tape.grow(ptr %d0, i64 %cap, i64 %new)
@@ -64,6 +40,13 @@ slow:
   br label %done
 done:
   ret void
+}
+
+define internal ptr @gj.tape.push(ptr %t, i64 %n) alwaysinline {
+entry:
+  call void @gj.tape.reserve(ptr %t, i64 %n)
+  %p = call ptr @gj.tape.push.reserved(ptr %t, i64 %n)
+  ret ptr %p
 }
 
 ; a push into space a reserve made
