@@ -69,9 +69,15 @@ class Derivative:
     def __call__(self, *args):
         args = list(args)
         writebacks = self._check_shadows(args)
-        argtys = tuple(numba.typeof(a) for a in args)
-        self.compile(argtys)
-        out = self.jit(*args)
+        if not self._cache:
+            # first call: compile here so errors reach the user as gradjit's own
+            self.compile(tuple(numba.typeof(a) for a in args))
+        try:
+            out = self.jit(*args)
+        except numba.core.errors.TypingError:
+            # a new signature whose derivative failed to build: raise the real error
+            self.compile(tuple(numba.typeof(a) for a in args))
+            raise
         for user, tmp in writebacks:
             user[...] = tmp
         return out
