@@ -50,6 +50,12 @@ component (two calls per observation, seeding ``d err[r] = 1``), which yields a
 whole row of the 2 x 15 block per call; the ``w_err`` rows come from the
 reverse-mode derivative of :func:`compute_w_err`.  :func:`ba_objective_reference`
 is an independent vectorised NumPy version.
+
+JSON output (:func:`output`) follows the eval's golden tool (``to_json`` in
+ba.hpp), which the eval validates against, rather than the README's TypeScript
+types: the objective as ``{"reproj_error": {"elements": [2 values], "repeated": p},
+"w_err": {"element": value, "repeated": p}}``, the Jacobian as the first 30 and
+the last entries of ``rows``, ``cols`` and ``vals``.
 """
 
 import math
@@ -78,6 +84,9 @@ N_CAM_PARAMS = 11
 # ---------------------------------------------------------------------------
 # Numba kernels
 # ---------------------------------------------------------------------------
+# The per-observation helpers are ``inline="always"``: Numba otherwise calls them as
+# separate functions taking exploded array structs, which makes ``ba_objective``
+# about 6x slower (measured: 4.4 ms instead of 0.7 ms for ba1's 31843 observations).
 
 
 @numba.njit(inline="always")

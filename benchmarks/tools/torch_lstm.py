@@ -17,22 +17,26 @@ def make(prepared):
     c, b = sequence.shape
 
     def loss(main_params, extra_params):
-        W = main_params[0::2].reshape(n_layers, 4, b)
-        B = main_params[1::2].reshape(n_layers, 4, b)
+        # split the parameters once per call (not per time step): fewer autograd nodes
+        W = [[main_params[2 * i, k * b:(k + 1) * b] for k in range(4)] for i in range(n_layers)]
+        B = [[main_params[2 * i + 1, k * b:(k + 1) * b] for k in range(4)]
+             for i in range(n_layers)]
+        in_w, out_w, out_b = extra_params[0], extra_params[1], extra_params[2]
         hidden = [state[2 * i] for i in range(n_layers)]
         cell = [state[2 * i + 1] for i in range(n_layers)]
         total = torch.zeros((), dtype=torch.float64)
         for t in range(c - 1):
-            inp = sequence[t] * extra_params[0]
+            inp = sequence[t] * in_w
             for i in range(n_layers):
-                f = torch.sigmoid(inp * W[i, 0] + B[i, 0])
-                ig = torch.sigmoid(hidden[i] * W[i, 1] + B[i, 1])
-                o = torch.sigmoid(inp * W[i, 2] + B[i, 2])
-                g = torch.tanh(hidden[i] * W[i, 3] + B[i, 3])
+                (wf, wi, wo, wc), (bf, bi, bo, bc) = W[i], B[i]
+                f = torch.sigmoid(inp * wf + bf)
+                ig = torch.sigmoid(hidden[i] * wi + bi)
+                o = torch.sigmoid(inp * wo + bo)
+                g = torch.tanh(hidden[i] * wc + bc)
                 cell[i] = cell[i] * f + ig * g
                 hidden[i] = o * torch.tanh(cell[i])
                 inp = hidden[i]
-            ypred = inp * extra_params[1] + extra_params[2]
+            ypred = inp * out_w + out_b
             lse = torch.log(torch.sum(torch.exp(ypred)) + 2.0)
             total = total + torch.sum(sequence[t + 1] * (ypred - lse))
         return -total / ((c - 1) * b)
