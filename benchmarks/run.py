@@ -46,9 +46,13 @@ if _ROOT not in sys.path:
 KERNELS = ("gmm", "lse", "llsq", "ode", "lstm", "ba", "ht")
 
 
-def median_time(f, min_runs=5, min_seconds=0.2, max_runs=200):
-    """Median wall time of ``f()`` in seconds, after one warm-up call."""
+def median_time(f, min_runs=5, min_seconds=0.2, max_runs=200, slow=2.0):
+    """Median wall time of ``f()`` in seconds, after one warm-up call (a call slower
+    than ``slow`` seconds is repeated only twice more)."""
+    t = time.perf_counter()
     f()
+    if time.perf_counter() - t > slow:
+        min_runs = 2
     times = []
     start = time.perf_counter()
     while len(times) < min_runs or (time.perf_counter() - start < min_seconds and len(times) < max_runs):

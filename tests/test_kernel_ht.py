@@ -1,7 +1,7 @@
 """GradBench ``ht`` (hand tracking) kernel: residuals and their Jacobian with gradjit.
 
 The Numba residuals (kernels.ht) are checked against the independent NumPy/SciPy
-reference; the gradjit Jacobian (forward vector mode, the benchmarked one) against
+reference; the gradjit Jacobian (forward mode, the benchmarked one) against
 central finite differences of both, and against gradjit's reverse mode, for the
 simple and the complicated variant, on GradBench's own hand1 instances.
 """
@@ -99,15 +99,13 @@ def test_jacobian_matches_finite_differences(variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_forward_matches_reverse(variant):
-    """The @njit-driven forward sweeps, gradjit's vector mode (width=26/28) and
-    reverse mode (one sweep per residual) give the same Jacobian."""
+    """The @njit-driven forward sweeps and reverse mode (one sweep per residual)
+    give the same Jacobian."""
     p = problem(variant, first=5)
     fwd = ht.ht_jacobian(p, "forward")
     rev = ht.ht_jacobian(p, "reverse")
-    vec = ht.ht_jacobian(p, "vector")
-    assert rev.shape == fwd.shape == vec.shape == (15, 28 if variant == "complicated" else 26)
+    assert rev.shape == fwd.shape == (15, 28 if variant == "complicated" else 26)
     np.testing.assert_allclose(fwd, rev, rtol=1e-12, atol=1e-13)
-    np.testing.assert_array_equal(fwd, vec)
     # a second reverse pass gives the same (the seeds are consumed, shadows fresh)
     np.testing.assert_array_equal(ht.ht_jacobian(p, "reverse"), rev)
 

@@ -84,7 +84,7 @@ class Tool:
         min_seconds = float(inp.get("min_seconds", 0))
         prepared = mod.prepare(function, inp)
         timings = []
-        key = (module, function)
+        key = (module, function, _signature(prepared))
         if key not in self.compiled:
             t = time.perf_counter_ns()
             result = mod.evaluate(function, prepared)
@@ -99,6 +99,20 @@ class Tool:
             runs += 1
         return {"id": mid, "success": True, "output": mod.output(function, result),
                 "timings": timings}
+
+
+def _signature(obj):
+    """What decides whether a call compiles anew: the types, ranks and layouts of
+    the prepared arguments and any strings among them (e.g. an eval's variant)."""
+    if isinstance(obj, (list, tuple)):
+        return tuple(_signature(o) for o in obj)
+    if isinstance(obj, dict):
+        return tuple((k, _signature(v)) for k, v in sorted(obj.items()))
+    if isinstance(obj, str):
+        return obj
+    if hasattr(obj, "dtype") and hasattr(obj, "ndim"):
+        return (str(obj.dtype), obj.ndim, bool(getattr(obj, "flags", None) is None or obj.flags.c_contiguous))
+    return type(obj).__name__
 
 
 def main(stdin=sys.stdin, stdout=sys.stdout):

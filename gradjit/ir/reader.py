@@ -110,6 +110,8 @@ def read_function(fn, debug_lines=None) -> Function:
         f.blocks.append(blk)
         for ins in b.instructions:
             raw = str(ins)
+            if "@llvm.experimental.noalias.scope.decl" in raw:
+                continue              # a scope hint whose metadata operand we do not keep
             text = strip_metadata(raw)
             i = Instruction("inst", str(ins.type), ins.name, opcode=ins.opcode, block=blk)
             i.text = text
