@@ -85,7 +85,7 @@ class ADContext:
         got = self._reload.get(key)
         if got is None:
             self.loop_form(fn)
-            got = self._reload[key] = ReloadAnalysis(fn, self.defined, version.top, set())
+            got = self._reload[key] = ReloadAnalysis(fn, self.defined, version.top)
         return got
 
     def generate(self) -> list:

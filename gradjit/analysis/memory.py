@@ -2,10 +2,10 @@
 
 A load can be re-executed in the reverse sweep when the memory it reads is still
 alive and unchanged then: its allocation is an argument of the top-level function
-(user memory, which nothing writes after the derivative's forward sweep) or a
-local allocation whose free the augmented primal defers to the reverse sweep, and
-no instruction that may write that allocation is reachable from the load
-(Enzyme's "uncacheable" analysis, Moses & Churavy, NeurIPS 2020, sec. 3.3).
+(user memory, which nothing writes after the derivative's forward sweep) and no
+instruction that may write that allocation is reachable from the load (Enzyme's
+"uncacheable" analysis, Moses & Churavy, NeurIPS 2020, sec. 3.3).  Local arrays
+are freed before the reverse sweep runs, so their loads are recorded instead.
 """
 from __future__ import annotations
 
@@ -15,47 +15,12 @@ from .calls import classify
 _WRITES = {"store": 1, "atomicrmw": 0, "cmpxchg": 0}
 
 
-def local_allocations(fn, defined) -> set:
-    """Names of NRT allocations (meminfo values) of ``fn`` that do not escape: the
-    meminfo is only refcounted, null-checked or read through."""
-    out = set()
-    for ins in fn.instructions():
-        if ins.opcode == "call" and classify(ins.callee, ins.callee in defined) == "nrt_alloc":
-            if not _escapes(fn, ins, defined):
-                out.add(ins.name)
-    return out
-
-
-def _escapes(fn, alloc, defined) -> bool:
-    users = {}
-    for ins in fn.instructions():
-        for o in ins.operands:
-            if o is alloc:
-                users.setdefault(id(ins), ins)
-    for u in users.values():
-        if u.opcode == "call":
-            kind = classify(u.callee, u.callee in defined)
-            if kind not in ("nrt_refct", "noop") and u.callee != "NRT_MemInfo_call_dtor":
-                return True
-        elif u.opcode in ("icmp", "getelementptr", "load"):
-            if u.opcode == "load":
-                continue
-            if u.opcode == "getelementptr":
-                for ins in fn.instructions():
-                    if u in ins.operands and ins.opcode not in ("load",):
-                        return True
-        else:
-            return True
-    return False
-
-
 class ReloadAnalysis:
     """``can_reload(load)``: the load may be repeated in the reverse sweep."""
 
-    def __init__(self, fn, defined, arg_roots_ok: bool, local_ok: set):
+    def __init__(self, fn, defined, arg_roots_ok: bool):
         self.fn = fn
         self.arg_roots_ok = arg_roots_ok
-        self.local_ok = local_ok
         self.writers = {}            # root id -> set of block names (None: unknown root)
         self.writer_pos = {}         # (root id, block) -> last writer index in block
         for ins in fn.instructions():
@@ -91,12 +56,7 @@ class ReloadAnalysis:
         r = root(load.operands[0])
         if r is None:
             return False
-        if r.kind == "arg":
-            if not self.arg_roots_ok:
-                return False
-        elif r.name not in self.local_ok:
-            return False
-        if not self.arg_roots_ok and not self.local_ok:
+        if r.kind != "arg" or not self.arg_roots_ok:
             return False
         blk = load.block.name
         reach = self._reach.get(blk, set())
