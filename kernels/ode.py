@@ -38,6 +38,8 @@ differentiates in reverse mode (the sequential loop over steps is taped).
 import numba
 import numpy as np
 
+from kernels._gradbench import replay_global_draws
+
 __all__ = ["ode_fun", "ode_primal", "ode_last", "ode_primal_reference", "make_inputs"]
 
 #: Final time of the integration (GradBench's ``tf``).
@@ -132,14 +134,7 @@ def make_inputs(n, s, seed=31337):
     turn.  For a combination of the default lists this replays those draws and
     returns exactly GradBench's ``x``; otherwise the first draw after seeding.
     """
-    np.random.seed(seed)
-    order = _default_order()
-    if (n, s) in order:
-        for nn, ss in order:
-            x = np.random.rand(nn)
-            if (nn, ss) == (n, s):
-                return x
-    return np.random.rand(n)
+    return replay_global_draws(seed, _default_order(), (n, s), lambda key: key[0])
 
 
 # ---------------------------------------------------------------------------
