@@ -47,6 +47,8 @@ class Plan:
     mode: str
     args: list = field(default_factory=list)
     ret_float: str = None            # LLVM float type of the primal return, if any
+    ret_bytes: int = 8               # size of the primal's return value (its retptr buffer)
+    ret_array: bool = False          # the primal returns an array (its reference is dropped)
     ret_active: bool = False         # the return has a derivative (seed / tangent)
     return_primal: bool = True
     return_derivative: bool = False  # forward: the tangent of the return
@@ -71,6 +73,10 @@ def _version_args(plan: Plan, p, prefix):
     return primal, shadows
 
 
+def top_module_functions(top):
+    return getattr(top, "_module_functions", ())
+
+
 def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name) -> str:
     """Numba-ABI entry that runs the derivative version of ``top``.
 
@@ -83,7 +89,8 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
     lines = [f"define i32 @{name}(ptr noalias %retptr, ptr noalias %excinfo, "
              + ", ".join(f"{t} {r}" for t, r in zip(df_params, p)) + ") {", "entry:"]
     rty = plan.ret_float or "i8"
-    lines += [f"  %gj.ret = alloca {rty}", f"  %gj.dret = alloca {rty}",
+    nbytes = max(8, plan.ret_bytes)
+    lines += [f"  %gj.ret = alloca [{nbytes} x i8], align 16", f"  %gj.dret = alloca {rty}",
               f"  store {rty} {T.zero(rty)}, ptr %gj.dret"]
     # arguments of the version: retptr, excinfo, the primal's flattened args
     primal, shadows = _version_args(plan, p, ["%gj.ret", "%excinfo"])
@@ -120,6 +127,9 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
             lines.append(f"  store {rty} {seed}, ptr %gj.dret")
         lines.append(f"  call void @{_global(version.names[1])}({', '.join(rargs)})")
         lines.append("  call void @gj.tape.release(ptr %gj.tape)")
+    if plan.ret_array and "NRT_decref" in {f.name for f in top_module_functions(top)}:
+        # nobody receives the primal's returned array: drop its reference
+        lines += ["  %gj.retmi = load ptr, ptr %gj.ret", "  call fastcc void @NRT_decref(ptr %gj.retmi)"]
     values = []
     for part in result_parts:
         if part[0] == "primal":
@@ -156,6 +166,7 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
     derivative.
     """
     top = model.functions[top_name]
+    top._module_functions = list(model.functions.values())
     nleaves = sum(len(a.leaves) for a in plan.args)
     prefix = 2 if target == "cpu" else 1
     if len(top.args) != prefix + nleaves:

@@ -168,6 +168,10 @@ class Derivative:
                                 "argument" if needs_seed else
                                 f"too many arguments for return activity {ret.__name__}")
         plan.ret_float = float_llvm(rt)
+        if rt is not types.none:
+            ctx = cpu.context()
+            plan.ret_bytes = ctx.get_abi_sizeof(ctx.get_value_type(rt))
+        plan.ret_array = isinstance(rt, types.Array)
         plan.ret_active = ret is not A.Const
         parts, rtypes = [], []
         if self.mode == "reverse":
