@@ -484,3 +484,26 @@ def test_new_signature_compiles_separately():
     assert_close(g32, g64, np.float32, "ad")
     g2d = g(x[::2])  # strided: another layout, still the right numbers
     assert_close(g2d, g64[::2], np.float64, "ad")
+
+
+@njit
+def _returns_new_array(x):
+    y = np.empty_like(x)
+    for i in range(x.shape[0]):
+        y[i] = x[i] * x[i]
+    return y
+
+
+def test_autodiff_on_array_returning_function_with_const_return():
+    # the returned array has no shadow: nothing flows back, and calling it
+    # repeatedly must neither crash nor corrupt the inputs
+    x = np.linspace(0.5, 1.5, 16)
+    keep = x.copy()
+    dx = np.zeros_like(x)
+    df = gradjit.autodiff(_returns_new_array, "reverse", Duplicated, ret=Const)
+    for _ in range(5):
+        assert df(x, dx) is None
+    np.testing.assert_array_equal(x, keep)
+    assert not dx.any()
+    fwd = gradjit.autodiff(_returns_new_array, "forward", Dual, ret=Const)
+    assert fwd(x, np.ones_like(x)) is None
