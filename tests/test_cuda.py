@@ -181,12 +181,36 @@ def test_barrier_is_mirrored_and_not_emulated():
         df.emulate[2, 32](x, np.zeros(64), out, np.ones(64))
 
 
-def test_shared_memory_is_reported():
-    x = rng_arrays(64)[0]
-    df = gradjit.autodiff(shared_sum, "reverse", Duplicated, Duplicated)
-    with pytest.raises(gradjit.UnsupportedError, match="shared"):
-        df.compile([gradjit.api.kernels.typeof_value(a) for a in
-                    (x, x, np.zeros(2), np.zeros(2))])
+@cuda.jit
+def shared_scale(x, out):
+    buf = cuda.shared.array(1, dtype=np.float64)
+    i = cuda.grid(1)
+    if cuda.threadIdx.x == 0:
+        buf[0] = math.sin(x[i]) * x[i]
+    cuda.syncthreads()
+    if i < x.shape[0]:
+        out[i] = buf[0] * buf[0] + x[i]
+
+
+def test_shared_memory_has_shadows():
+    # one thread per block: the emulator can run the barrier as a no-op
+    n = 7
+    x = np.linspace(0.2, 1.4, n)
+    want = 2 * np.sin(x) * x * (np.cos(x) * x + np.sin(x)) + 1
+    dx, dout = np.zeros(n), np.ones(n)
+    gradjit.autodiff(shared_scale, "reverse", Duplicated, Duplicated).emulate[n, 1](
+        x, dx, np.zeros(n), dout)
+    np.testing.assert_allclose(dx, want, rtol=1e-12)
+    tout = np.zeros(n)
+    gradjit.autodiff(shared_scale, "forward", Dual, Dual).emulate[n, 1](x, np.ones(n), np.zeros(n), tout)
+    np.testing.assert_allclose(tout, want, rtol=1e-12)
+    if HAVE_LIBDEVICE:
+        x64 = rng_arrays(64)[0]
+        df = gradjit.autodiff(shared_sum, "reverse", Duplicated, Duplicated)
+        ptx = df.ptx(x64, np.zeros(64), np.zeros(2), np.zeros(2))
+        assert ptx.count(".shared") >= 2             # the buffer and its shadow
+        if shutil.which("ptxas"):
+            cuda_backend.ptxas_check(ptx)
 
 
 def test_kernel_activity_errors():

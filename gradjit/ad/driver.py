@@ -167,6 +167,7 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
     """
     top = model.functions[top_name]
     top._module_functions = list(model.functions.values())
+    top._model = model
     nleaves = sum(len(a.leaves) for a in plan.args)
     prefix = 2 if target == "cpu" else 1
     if len(top.args) != prefix + nleaves:
@@ -196,6 +197,51 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
     return assemble(model, ctx, bodies + [entry])
 
 
+_SHARED_DEF = re.compile(r"^@(\"[^\"]+\"|[-\w.$]+) = .*?addrspace\(3\) global (.+?) "
+                         r"(?:undef|zeroinitializer|poison)(, align \d+)?$")
+
+
+def shared_shadow_global(text):
+    """For a CUDA shared-memory global definition: (shadow definition, shadow name,
+    size in bytes); None for other globals."""
+    m = _SHARED_DEF.match(text.strip())
+    if not m:
+        return None
+    from ..analysis.activity import _shadow_global
+    name = _shadow_global(m.group(1))
+    ty = m.group(2).strip()
+    return (f"@{name} = internal addrspace(3) global {ty} undef{m.group(3) or ''}", name,
+            T.size(ty))
+
+
+def _zero_shared_shadows(model) -> list:
+    """Kernel-entry code: the block's threads zero every shadow shared array, then
+    synchronize (shadows start at zero, as seeds and adjoints need)."""
+    shadows = [s for s in (shared_shadow_global(g) for g in model.globals_text) if s]
+    if not shadows:
+        return []
+    sreg = "llvm.nvvm.read.ptx.sreg"
+    lines = [f"  %zt.x = call i32 @{sreg}.tid.x()", f"  %zt.y = call i32 @{sreg}.tid.y()",
+             f"  %zt.z = call i32 @{sreg}.tid.z()", f"  %zn.x = call i32 @{sreg}.ntid.x()",
+             f"  %zn.y = call i32 @{sreg}.ntid.y()", f"  %zn.z = call i32 @{sreg}.ntid.z()",
+             "  %zl0 = mul i32 %zt.z, %zn.y", "  %zl1 = add i32 %zl0, %zt.y",
+             "  %zl2 = mul i32 %zl1, %zn.x", "  %zl3 = add i32 %zl2, %zt.x",
+             "  %zlin = zext i32 %zl3 to i64", "  %zm0 = mul i32 %zn.x, %zn.y",
+             "  %zm1 = mul i32 %zm0, %zn.z", "  %zstep = zext i32 %zm1 to i64"]
+    prev = "entry"
+    for k, (_, name, size) in enumerate(shadows):
+        lines += [f"  br label %zh{k}", f"zh{k}:",
+                  f"  %zi{k} = phi i64 [ %zlin, %{prev} ], [ %zn{k}, %zb{k} ]",
+                  f"  %zc{k} = icmp ult i64 %zi{k}, {size}",
+                  f"  br i1 %zc{k}, label %zb{k}, label %ze{k}", f"zb{k}:",
+                  f"  %zp{k} = getelementptr i8, ptr addrspacecast (ptr addrspace(3) @{name} to ptr), i64 %zi{k}",
+                  f"  store i8 0, ptr %zp{k}", f"  %zn{k} = add i64 %zi{k}, %zstep",
+                  f"  br label %zh{k}", f"ze{k}:"]
+        prev = f"ze{k}"
+    lines.append("  call void @llvm.nvvm.barrier0()")
+    return lines
+
+
 def kernel_entry_text(plan: Plan, top, version, df_params, name) -> str:
     """``ptx_kernel`` entry of a CUDA derivative: each thread runs the derivative of
     the kernel body (in reverse mode its augmented primal, then its reverse sweep,
@@ -203,6 +249,7 @@ def kernel_entry_text(plan: Plan, top, version, df_params, name) -> str:
     p = [f"%p{k}" for k in range(len(df_params))]
     lines = [f"define void @{name}(" + ", ".join(f"{t} {r}" for t, r in zip(df_params, p)) + ") {",
              "entry:", "  %gj.ret = alloca i64", "  %gj.dret = alloca i64"]
+    lines += _zero_shared_shadows(top._model)
     primal, shadows = _version_args(plan, p, ["%gj.ret"])
     call_args = [f"{x.type} {v}" for x, v in zip(top.args, primal)]
     sweep = "forward" if plan.mode == "forward" else "reverse"
@@ -230,6 +277,9 @@ def assemble(model, ctx, bodies) -> str:
     for g in model.globals_text:
         m = _ENV.match(g)
         out.append(f"{m.group(1)} = external global ptr" if m else g)
+        sh = shared_shadow_global(g)
+        if sh is not None:
+            out.append(sh[0])
     defined, declared = set(), set()
     for f in model.functions.values():
         if f.is_declaration:
@@ -244,7 +294,10 @@ def assemble(model, ctx, bodies) -> str:
                      "NRT_MemInfo_call_dtor": "declare void @NRT_MemInfo_call_dtor(ptr)",
                      "llvm.umax.i64": "declare i64 @llvm.umax.i64(i64, i64)"}
     if ctx.target == "cuda":
-        runtime_decls = {"malloc": "declare ptr @malloc(i64)", "free": "declare void @free(ptr)",
+        runtime_decls = {
+                         "llvm.nvvm.barrier0": "declare void @llvm.nvvm.barrier0()",
+                         **{f"llvm.nvvm.read.ptx.sreg.{r}.{a}": f"declare i32 @llvm.nvvm.read.ptx.sreg.{r}.{a}()"
+                            for r in ("tid", "ntid") for a in "xyz"},"malloc": "declare ptr @malloc(i64)", "free": "declare void @free(ptr)",
                          "llvm.memset.p0.i64": "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)",
                          "llvm.memcpy.p0.p0.i64":
                              "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",

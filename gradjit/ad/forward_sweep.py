@@ -59,6 +59,9 @@ class ForwardSweep:
         """Shadow (pointer) or tangent (float) of ``v``; zero / the primal when inactive."""
         if v.kind in ("arg", "inst") and self.act.is_active(v):
             return placeholder(v.name)
+        if v.kind == "const" and self.act.is_active(v):
+            from ..analysis.activity import shadow_const
+            return shadow_const(v.text)
         if T.has_float(v.type):
             return T.zero(v.type)
         return v.ref
@@ -70,6 +73,17 @@ class ForwardSweep:
 
     def _rename_shadow(self, ins, ops):
         op, ty, out = ins.opcode, ins.type, shadow_name(ins.name)
+        consts = [o for o in ops if o.kind == "const" and self.act.is_active(o)]
+        if consts and op not in ("phi", "select", "insertvalue"):
+            from ..analysis.activity import shadow_const
+            text = ins.text
+            for c in consts:
+                text = text.replace(c.text, shadow_const(c.text))
+            self.b.emit(rename(text, {ins.name: out, **{o.name: self.shadow(o) for o in ops
+                                                          if o.kind in ("arg", "inst") and
+                                                          (o.type == "ptr" or T.has_float(o.type))}}))
+            self.table[ins.name] = out
+            return
         if op == "phi":
             inc = ", ".join(f"[ {self.shadow(v)}, {local_ref(b)} ]" for v, b in ins.incoming)
             self.b.emit(f"{out} = phi {ty} {inc}")

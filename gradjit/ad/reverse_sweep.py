@@ -122,6 +122,9 @@ class ReverseSweep:
         """The shadow of active pointer ``v`` inside the reverse of the current block."""
         if v.kind == "arg":
             return shadow_name(v.name)
+        if v.kind == "const":
+            from ..analysis.activity import shadow_const
+            return shadow_const(v.text)
         key = ("s", v.name, self.block)
         got = self._memo.get(key)
         if got is None:
@@ -152,6 +155,12 @@ class ReverseSweep:
         if v.opcode in ("getelementptr", "bitcast", "addrspacecast", "freeze"):
             base = v.operands[0]
             mapping = {o.name: self.pv(o) for o in v.operands[1:] if o.kind == "inst"}
+            if base.kind == "const":
+                from ..analysis.activity import shadow_const
+                r = self.b.tmp()
+                text = v.text.replace(base.text, shadow_const(base.text), 1)
+                self.b.emit(rename(text, dict(mapping, **{v.name: r})))
+                return r
             mapping[base.name] = self.ps(base)
             return self._clone(v, mapping)
         return self._fetch(v.name, "s", "ptr")

@@ -52,6 +52,8 @@ class Activity:
                     changed = True
 
     def is_active(self, v) -> bool:
+        if v.kind in ("const", "global") and v.type == "ptr":
+            return shared_global(v) is not None
         return v.kind in ("arg", "inst") and v.name in self.active
 
     def _any(self, ops):
@@ -120,3 +122,26 @@ def element_types(fn):
         if r is not None:
             out.setdefault(id(r), set()).add(ty)
     return out
+
+
+_SHARED = re.compile(r"ptr addrspace\(3\) @(\"[^\"]+\"|[-\w.$]+)")
+
+
+def shared_global(v):
+    """The name of the CUDA shared-memory global (address space 3) a constant
+    pointer expression refers to, or None.  Shared arrays get shadow arrays."""
+    if v.kind == "global":
+        return None
+    m = _SHARED.search(v.text or "")
+    return m.group(1) if m else None
+
+
+def shadow_const(text: str) -> str:
+    """The shadow of a constant pointer expression into shared memory."""
+    return _SHARED.sub(lambda m: "ptr addrspace(3) @" + _shadow_global(m.group(1)), text)
+
+
+def _shadow_global(name: str) -> str:
+    if name.startswith('"'):
+        return name[:-1] + '.s"'
+    return '"' + name + '.s"' if not re.match(r"^[-\w.$]+$", name + ".s") else name + ".s"

@@ -10,8 +10,7 @@ NRT_REFCT = {"NRT_incref", "NRT_decref"}
 NOOP_INTRINSICS = ("llvm.lifetime.", "llvm.assume", "llvm.experimental.noalias.scope.decl",
                    "llvm.dbg.", "llvm.prefetch", "llvm.invariant.", "llvm.sideeffect",
                    "llvm.stacksave", "llvm.stackrestore", "llvm.trap", "llvm.debugtrap")
-BARRIERS = ("llvm.nvvm.barrier0", "llvm.nvvm.barrier.sync", "llvm.nvvm.barrier0.and",
-            "llvm.nvvm.barrier0.or", "llvm.nvvm.barrier0.popc")
+BARRIERS = ("llvm.nvvm.barrier",)
 PURE_INT_INTRINSICS = ("llvm.nvvm.read.ptx.sreg.", "llvm.smax.", "llvm.smin.", "llvm.umax.", "llvm.umin.", "llvm.abs.",
                        "llvm.ctpop.", "llvm.ctlz.", "llvm.cttz.", "llvm.bswap.", "llvm.fshl.",
                        "llvm.fshr.", "llvm.sadd.with.overflow.", "llvm.uadd.with.overflow.",

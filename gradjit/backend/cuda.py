@@ -103,9 +103,9 @@ def emulator_text(text: str, call: str, params, has_retptr: bool) -> str:
     """Host version of kernel module ``text`` plus a driver
     ``gj.emu.run(<params>, gx, gy, gz, bx, by, bz)`` that calls ``@call`` for every
     thread of the grid."""
-    if "llvm.nvvm.barrier" in text:
-        raise UnsupportedError("emulating a kernel that calls cuda.syncthreads() (the emulator "
-                               "runs threads one after another)")
+    # a barrier is a no-op when every block has one thread; Emulator.run checks that
+    text = re.sub(r"^\s*(?:tail )?call void @llvm\.nvvm\.barrier[\w.]*\([^)]*\)\s*$", "", text, flags=re.M)
+    text = re.sub(r"^declare void @llvm\.nvvm\.barrier[\w.]*\(.*$", "", text, flags=re.M)
     tm = pipeline.target_machine()
     text = re.sub(r'^target triple = ".*"$', f'target triple = "{tm.triple}"', text, flags=re.M)
     text = re.sub(r'^target datalayout = ".*"$', f'target datalayout = "{tm.target_data}"',
@@ -165,6 +165,7 @@ class Emulator:
 
     def __init__(self, text: str, call: str, params, has_retptr: bool):
         self.params = list(params)
+        self.has_barrier = re.search(r"call void @llvm\.nvvm\.barrier", text) is not None
         src = emulator_text(text, call, self.params, has_retptr)
         mod = llvm.parse_assembly(src)
         mod.verify()
@@ -180,6 +181,10 @@ class Emulator:
     def run(self, grid, block, flat_args):
         g = tuple(grid) + (1,) * (3 - len(grid))
         b = tuple(block) + (1,) * (3 - len(block))
+        if self.has_barrier and b != (1, 1, 1):
+            raise UnsupportedError("emulating a kernel that calls cuda.syncthreads() with more than "
+                                   "one thread per block (the emulator runs threads one after "
+                                   "another; launch it with 1 thread per block)")
         self._fn(*flat_args, *g, *b)
 
 
