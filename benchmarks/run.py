@@ -239,6 +239,38 @@ def plot(rows, path):
     return path
 
 
+def rows_from_table(path):
+    """Rows (as ``run_case`` makes them) read back from a results table."""
+    keys = {c[1]: (c[0], c[2]) for c in COLUMNS}
+    rows, header = [], None
+    for line in open(path):
+        if not line.startswith("|") or line.startswith("|---"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+            continue
+        r = {}
+        for name, cell in zip(header, cells):
+            key, fmt = keys.get(name, (None, None))
+            if key is None or cell == "–":
+                continue
+            if fmt == "ms":
+                r[key] = float(cell) / 1e3
+            elif fmt == "{}":
+                r[key] = cell
+            else:
+                try:
+                    r[key] = float(cell.split()[0])
+                except ValueError:
+                    pass
+        sizes = [float(v.split("=")[1]) for v in r["size"].split(",")
+                 if v.split("=")[1].replace(".", "").isdigit()]
+        r["x"] = float(np.prod(sizes)) if sizes else 1.0
+        rows.append(r)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kernels", nargs="+", default=list(KERNELS), choices=KERNELS)
@@ -247,7 +279,13 @@ def main(argv=None):
     p.add_argument("--no-jax", action="store_true")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--out", default=os.path.join(_ROOT, "benchmarks", "results"))
+    p.add_argument("--plot-only", metavar="TABLE.md",
+                   help="only draw the PNG plot of an existing results table")
     opts = p.parse_args(argv)
+    if opts.plot_only:
+        png = plot(rows_from_table(opts.plot_only), opts.plot_only[:-3] + ".png")
+        print(f"written: {png}")
+        return None
     sizes_key = "quick" if opts.quick else opts.sizes
     tools = available_tools()
     if opts.no_jax:
