@@ -423,3 +423,17 @@ def dot_grads_tangents(grads, wrt, tangents):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def central(f, args, k, idx, eps=1e-6):
+    """Central difference of ``f(*args)`` in coordinate ``idx`` of array ``args[k]``
+    (the array is copied; ``args`` is left unchanged)."""
+    a = list(args)
+    x = a[k].copy()
+    a[k] = x
+    old = x[idx]
+    x[idx] = old + eps
+    fp = f(*a)
+    x[idx] = old - eps
+    fm = f(*a)
+    return (fp - fm) / (2 * eps)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import central
 
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
@@ -21,16 +22,6 @@ ARGNUMS = (0, 1, 2, 3)
 grad_gmm = gradjit.grad(gmm_objective, argnums=ARGNUMS)
 
 
-def central(f, args, k, idx, eps=1e-5):
-    a = list(args)
-    x = a[k].copy()
-    a[k] = x
-    old = x[idx]
-    x[idx] = old + eps
-    fp = f(*a)
-    x[idx] = old - eps
-    fm = f(*a)
-    return (fp - fm) / (2 * eps)
 
 
 def coords(args, count, rng):
@@ -51,8 +42,8 @@ def test_gmm_gradient_matches_finite_differences(d, k, n, count):
     scale = max(np.max(np.abs(g)) for g in grads)
     for kk, idx in coords(args, count, rng):
         got = grads[ARGNUMS.index(kk)][idx]
-        fd = central(gmm_objective, args, kk, idx)
-        ref = central(gmm_objective_reference, args, kk, idx)
+        fd = central(gmm_objective, args, kk, idx, 1e-5)
+        ref = central(gmm_objective_reference, args, kk, idx, 1e-5)
         tol = 1e-6 * max(abs(fd), 1e-2 * scale) + 1e-7
         assert abs(got - fd) <= tol, (kk, idx, got, fd)
         assert abs(got - ref) <= 10 * tol, (kk, idx, got, ref)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import central
 
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
@@ -17,16 +18,6 @@ import gradjit  # noqa: E402
 from kernels import lstm as K  # noqa: E402
 
 
-def central(f, args, k, idx, eps=1e-6):
-    a = list(args)
-    x = a[k].copy()
-    a[k] = x
-    old = x[idx]
-    x[idx] = old + eps
-    fp = f(*a)
-    x[idx] = old - eps
-    fm = f(*a)
-    return (fp - fm) / (2 * eps)
 
 
 @pytest.mark.parametrize("l,c", [(1, 2), (2, 30), (3, 17)])
