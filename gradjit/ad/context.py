@@ -21,12 +21,17 @@ class Version:
     the augmented primal ``names[0]`` and the reverse sweep ``names[1]``.
     """
 
-    def __init__(self, fn, mode, mask, ret_active, atomic=False, top=False):
+    def __init__(self, fn, mode, mask, ret_active, atomic=False, top=False, slots=None):
         self.fn, self.mode, self.mask, self.ret_active = fn, mode, mask, ret_active
         self.top = top
         self.atomic = atomic
+        # a prange body (gufunc): byte offsets of the active entries of its
+        # ``args`` array (first argument); None for other functions
+        self.slots = slots
         tag = "".join("a" if m else "c" for m in mask) + ("r" if ret_active else "") + (
             "A" if atomic else "") + ("T" if top else "")
+        if slots is not None:
+            tag += "P" + "_".join(str(o // 8) for o in sorted(slots))
         base = f"{fn.name}.gj.{mode[0]}.{tag}"
         self.names = (base + ".fwd",) if mode == "forward" else (base + ".aug", base + ".rev")
         active = [a.name for a, m in zip(fn.args, mask) if m]
@@ -35,7 +40,8 @@ class Version:
 
     def analyze(self, ctx):
         if self.activity is None:
-            self.activity = Activity(self.fn, self._active_args, ctx.defined)
+            slots = {self.fn.args[0].name: self.slots} if self.slots is not None else None
+            self.activity = Activity(self.fn, self._active_args, ctx.defined, slots)
         return self.activity
 
     @property
@@ -59,15 +65,16 @@ class ADContext:
         self._forms = {}
         self._reload = {}
 
-    def version(self, fname, mode, mask, ret_active, atomic=False, top=False) -> Version:
+    def version(self, fname, mode, mask, ret_active, atomic=False, top=False,
+                slots=None) -> Version:
         fn = self.module.functions[fname]
-        key = (fname, mode, tuple(mask), bool(ret_active), atomic, top)
+        key = (fname, mode, tuple(mask), bool(ret_active), atomic, top, slots)
         v = self.versions.get(key)
         if v is None:
             for a, m in zip(fn.args, mask):
                 if m and not carries(a.type):
                     raise AssertionError(f"argument {a.name} of {fname} cannot be active")
-            v = Version(fn, mode, tuple(mask), bool(ret_active), atomic, top)
+            v = Version(fn, mode, tuple(mask), bool(ret_active), atomic, top, slots)
             self.versions[key] = v
             self.queue.append(v)
         return v

@@ -281,8 +281,12 @@ def assemble(model, ctx, bodies) -> str:
         if sh is not None:
             out.append(sh[0])
     defined, declared = set(), set()
+    from ..frontend.markers import PARALLEL_FOR, PRIMAL
     for f in model.functions.values():
-        if f.is_declaration:
+        if f.is_declaration and f.name == PARALLEL_FOR:
+            defined.add(f.name)
+            out.append(PRIMAL)
+        elif f.is_declaration:
             declared.add(f.name)
             out.append(f.header)
         else:

@@ -287,6 +287,9 @@ class ForwardSweep:
         args = ins.operands[:-1]
         if kind == "defined":
             return self.call_defined(ins, args)
+        if kind == "parallel":
+            from . import parallel_for
+            return parallel_for.forward(self, ins)
         self.b.emit(ins.text)
         active = [a for a in args if self.act.is_active(a)]
         if kind in ("noop", "pure_int", "barrier"):

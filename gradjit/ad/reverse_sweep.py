@@ -14,7 +14,7 @@ Machine Learning, Automatically Synthesize Fast Gradients", NeurIPS 2020, sec. 3
 from __future__ import annotations
 
 from ..analysis.activity import alloca_type
-from ..analysis.calls import classify, math_name
+from ..analysis.calls import RECOMPUTE_CALLS, classify, math_name
 from ..ir import types as T
 from ..ir.model import local_ref, rename
 from ..ir.writer import label
@@ -101,6 +101,8 @@ class ReverseSweep:
         ok = False
         if self._iv(v, block) or self._outside_loop(v.name, block):
             ok = True
+        elif v.opcode == "call" and v.callee in RECOMPUTE_CALLS:
+            ok = True
         elif depth < 12 and v.opcode in (_RECOMPUTE_INT | _RECOMPUTE_FLOAT):
             ok = all(self.free(o, block, depth + 1) for o in v.operands if o.kind != "label")
         elif depth < 12 and v.opcode == "load" and self.reload.can_reload(v):
@@ -137,6 +139,8 @@ class ReverseSweep:
         if iv:
             return self.b.assign(f"load {v.type}, ptr {self._iv_slot(iv[0], v, 'v')}")
         op = v.opcode
+        if op == "call" and v.callee in RECOMPUTE_CALLS:
+            return self._clone(v, {})
         recompute = op in _RECOMPUTE_INT and not T.has_float(v.type)
         if not recompute and op in _RECOMPUTE_FLOAT:
             recompute = all(self.free(o, blk) for o in v.operands if o.kind != "label")
@@ -549,7 +553,16 @@ class ReverseSweep:
             raise self.ctx.unsupported(f"the instruction '{op}' on active values", ins)
 
     def _private(self, ptr) -> bool:
-        """Is the shadow of ``ptr`` written by this thread only (top-level kernel)?"""
+        """Is the shadow of ``ptr`` written by this thread only (top-level kernel,
+        or one loop iteration of a prange body)?"""
+        if self.v.atomic and self.v.slots is not None:
+            from ..analysis import parallel
+            if self._private_roots is None:
+                self._private_roots = (parallel.prange_private_slots(self.fn),
+                                       parallel.prange_ivs(self.fn, self.fn.args[0].name))
+            slots, ivs = self._private_roots
+            return parallel.slot_of(ptr, self.fn.args[0].name) in slots and \
+                parallel.is_iv_indexed(ptr, ivs) is not None
         if not (self.v.atomic and self.v.top):
             return False
         if self._private_roots is None:
@@ -584,6 +597,9 @@ class ReverseSweep:
         args = ins.operands[:-1]
         if kind == "defined":
             return self.call_defined(ins, args)
+        if kind == "parallel":
+            from . import parallel_for
+            return parallel_for.reverse(self, ins)
         if kind == "math":
             if ins.has_value and self.act.is_active(ins):
                 self.by_rule(ins, math_name(ins.callee), args)

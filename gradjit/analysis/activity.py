@@ -39,10 +39,13 @@ class Activity:
     are differentiated recursively).
     """
 
-    def __init__(self, fn, active_args, defined):
+    def __init__(self, fn, active_args, defined, slots=None):
         self.fn = fn
         self.active = set(active_args)
         self.defined = defined
+        # {argument name: byte offsets of its active pointer slots}: the gufunc
+        # ``args`` array of a prange body, whose entries are active one by one
+        self.slots = slots or {}
         changed = True
         while changed:
             changed = False
@@ -66,6 +69,10 @@ class Activity:
         if op == "alloca":
             return carries(alloca_type(ins)) or alloca_type(ins).startswith(("[", "{"))
         if op == "load":
+            if self.slots:
+                off = slot_offset(ins.operands[0], self.slots)
+                if off is not None:
+                    return off[1] in self.slots[off[0]]
             return self.is_active(ins.operands[0])
         if ty == "ptr" and op in _PTR_DERIVED:
             ops = ins.operands[1:] if op == "select" else ins.operands
@@ -82,6 +89,24 @@ class Activity:
             if kind in ("math", "defined"):
                 return self._any(ins.operands[:-1])
         return False
+
+
+_GEP_CONST = re.compile(r"getelementptr (?:inbounds |nuw |nusw )*(i8|ptr|i64), ptr %[-\w.$\"]+, i64 (-?\d+)$")
+
+
+def slot_offset(p, slots):
+    """(base name, byte offset) when pointer ``p`` is an argument or alloca named
+    in ``slots`` or a constant ``getelementptr`` of one; else None."""
+    if p.kind == "arg" or (p.kind == "inst" and p.opcode == "alloca"):
+        return (p.name, 0) if p.name in slots else None
+    if p.kind == "inst" and p.opcode == "getelementptr" and len(p.operands) == 2:
+        base = p.operands[0]
+        if base.kind in ("arg", "inst") and base.name in slots:
+            m = _GEP_CONST.search(p.text)
+            if m:
+                scale = 1 if m.group(1) == "i8" else 8
+                return base.name, int(m.group(2)) * scale
+    return None
 
 
 def root(v, seen=None):

@@ -23,6 +23,12 @@ INACTIVE_EXTERNALS = {"NRT_MemInfo_call_dtor", "numba_gil_ensure", "numba_gil_re
                       "NRT_decref", "NRT_incref", "numba_do_raise", "NRT_Free",
                       "numba_unpickle", "PyErr_SetString", "puts", "printf"}
 
+# the reverse sweep calls these again instead of recording their result: a
+# parfor's reduction slot is the one of the thread that runs the adjoint
+# (Numba indexes per-thread reduction arrays by ``get_thread_id()``)
+RECOMPUTE_CALLS = {"get_thread_id"}
+PARALLEL = "gj.parallel_for"
+
 _SUFFIX = re.compile(r"\.(f32|f64|f80|f128|i32|i64|v\d+f\d+)$")
 
 
@@ -52,8 +58,10 @@ LIBM_F = {"sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "
 
 def classify(callee: str, defined: bool) -> str:
     """One of 'math', 'nrt_alloc', 'nrt_refct', 'memory', 'noop', 'pure_int',
-    'barrier', 'defined', 'inactive_external', 'external'."""
+    'barrier', 'parallel', 'defined', 'inactive_external', 'external'."""
     from ..ad.rules import has_rule
+    if callee == PARALLEL:
+        return "parallel"
     if callee in NRT_ALLOC:
         return "nrt_alloc"
     if callee in NRT_REFCT:

@@ -25,7 +25,7 @@ class ReloadAnalysis:
         self.writer_pos = {}         # (root id, block) -> last writer index in block
         for ins in fn.instructions():
             for ptr in self._written(ins, defined):
-                r = root(ptr)
+                r = root(ptr) if ptr is not None else None
                 key = id(r) if r is not None else None
                 self.writers.setdefault(key, set()).add(ins.block.name)
                 self.writer_pos[(key, ins.block.name)] = max(
@@ -39,6 +39,8 @@ class ReloadAnalysis:
             return [ins.operands[_WRITES[op]]]
         if op == "call":
             kind = classify(ins.callee, ins.callee in defined)
+            if kind == "parallel":
+                return [None]            # writes through the pointers in its arrays
             if kind in ("noop", "pure_int", "math", "nrt_refct", "nrt_alloc"):
                 return []
             if kind == "memory":

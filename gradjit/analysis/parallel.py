@@ -58,3 +58,70 @@ def private_roots(fn) -> set:
                   and ins.opcode != "atomicrmw")
             uses.setdefault(id(r), []).append(ok)
     return {k for k, oks in uses.items() if all(oks)}
+
+
+# prange bodies ------------------------------------------------------------------
+# A parfor gufunc reads its arrays from the entries of its ``args`` array; its
+# loop runs an induction variable over the work item's ``[start, end]`` range
+# read from the schedule (entry 0).  Work items have disjoint ranges, so an
+# array every access of which is ``base[iv]``, with one ``base``, is written by
+# one iteration per element: its shadow needs no atomic add.
+
+def slot_of(ptr, args_name):
+    """Byte offset of the ``args`` entry the pointer ``ptr`` derives from, or None."""
+    from .activity import slot_offset
+    v, steps = ptr, 0
+    while v.kind == "inst" and v.opcode in ("getelementptr", "bitcast", "addrspacecast",
+                                            "freeze") and steps < 64:
+        v, steps = v.operands[0], steps + 1
+    if v.kind == "inst" and v.opcode == "load" and v.type == "ptr":
+        off = slot_offset(v.operands[0], {args_name: None})
+        return off[1] if off else None
+    return None
+
+
+def prange_ivs(fn, args_name) -> set:
+    """Names of the induction variables that run over a work item's range: phis
+    ``[start, pre], [iv + 1, latch]`` whose start is read from the schedule."""
+    out = set()
+    for ins in fn.instructions():
+        if ins.opcode != "phi" or len(ins.incoming) != 2:
+            continue
+        vals = [v for v, _ in ins.incoming]
+        for start, step in (vals, vals[::-1]):
+            if not (step.kind == "inst" and step.opcode == "add" and
+                    any(o is ins for o in step.operands) and
+                    any(o.kind == "const" and o.text == "1" for o in step.operands)):
+                continue
+            if start.kind == "inst" and start.opcode == "load" and \
+                    slot_of(start.operands[0], args_name) == 0:
+                out.add(ins.name)
+    return out
+
+
+def prange_private_slots(fn) -> set:
+    """Byte offsets of the ``args`` entries of a prange gufunc ``fn`` whose every
+    access is ``base[iv]`` with one ``base`` and ``iv`` a work-item induction
+    variable."""
+    args_name = fn.args[0].name
+    ivs = prange_ivs(fn, args_name)
+    seen = {}
+    for ins in fn.instructions():
+        if ins.opcode not in ("load", "store", "atomicrmw"):
+            continue
+        ptr = ins.operands[1] if ins.opcode == "store" else ins.operands[0]
+        off = slot_of(ptr, args_name)
+        if off is None:
+            continue
+        base = is_iv_indexed(ptr, ivs) if ins.opcode != "atomicrmw" else None
+        seen.setdefault(off, []).append(id(base) if base is not None else None)
+    return {off for off, bases in seen.items() if None not in bases and len(set(bases)) == 1}
+
+
+def is_iv_indexed(ptr, ivs):
+    """The base of ``ptr`` when it is ``getelementptr T, base, iv`` with ``iv`` in ``ivs``."""
+    if ptr.kind == "inst" and ptr.opcode == "getelementptr" and len(ptr.operands) == 2:
+        idx = _strip(ptr.operands[1])
+        if idx.kind == "inst" and idx.name in ivs:
+            return ptr.operands[0]
+    return None

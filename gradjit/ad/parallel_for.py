@@ -1,0 +1,247 @@
+"""Derivatives of a ``prange`` launch (the CPU parallel marker).
+
+A launch ``%h = call ptr @gj.parallel_for(G, args, dims, steps, data, N, A, T)``
+(see :mod:`gradjit.frontend.markers`) runs the gufunc ``G`` over the work items
+of a parfor's schedule on Numba's threading layer.  Its derivatives are launches
+of derivative versions of ``G`` through the same ``numba_parallel_for``, so they
+run in parallel on the same threads:
+
+* **forward mode**: one launch of ``G``'s tangent version.  Each thread's
+  trampoline offsets the shadow ``args`` array exactly as the threading layer
+  offset the primal one and calls the tangent version.
+* **augmented primal**: one launch whose trampoline runs, per work item, the
+  augmented ``G`` on a tape of its own and files that tape under the item's index
+  (its offset into the schedule).  The launch returns a handle (``%h``) holding
+  copies of ``args``/``dims``/``steps`` and the tapes; the enclosing function
+  records it like any other value.
+* **reverse sweep**: a launch over the same items whose trampoline runs, per item,
+  the reverse of ``G`` on that item's tape.  Items may run on other threads than
+  in the forward sweep: the tapes are found by item, not by thread.
+
+Which entries of ``args`` have shadows is decided at the launch (the stores that
+fill the array, :func:`launch_slots`) and carried into ``G``'s version as its
+*slots* (:class:`gradjit.analysis.activity.Activity`), so an entry holding a
+Const array or an integer never reaches shadow code.  ``G``'s reverse adds into
+shared shadows atomically except where its accesses are private to a loop
+iteration (:func:`gradjit.analysis.parallel.prange_private_slots`); this is the
+scheme of Enzyme's OpenMP support (Moses et al., "Reverse-mode automatic
+differentiation and optimization of GPU kernels via Enzyme", SC'21, sec. 4-5).
+"""
+from __future__ import annotations
+
+from ..ir import types as T
+from . import tape
+from .forward_sweep import _global
+
+_HEAD = 56     # closure header: args, dargs, dims, steps, data, tapes, nthreads
+
+
+def launch_operands(ctx, ins):
+    """(G, args, dims, steps, data, N, A, nthreads) of a launch; N and A as ints."""
+    g, args, dims, steps, data, ndim, narr, nt = ins.operands[:-1]
+    if g.kind != "func" or g.name not in ctx.defined or ndim.kind != "const" or narr.kind != "const":
+        raise ctx.unsupported("a parallel launch of an unknown gufunc", ins)
+    return g.name, args, dims, steps, data, int(ndim.text), int(narr.text), nt
+
+
+def launch_slots(ctx, fn, act, args, ins) -> frozenset:
+    """Byte offsets of the entries of the launch's ``args`` array that hold active
+    pointers, from the stores that fill it.  Raises UnsupportedError when the array
+    is written any other way."""
+    from ..analysis.activity import slot_offset
+    key = {args.name: None}
+    out = set()
+    for other in fn.instructions():
+        if other.opcode == "store":
+            val, ptr = other.operands
+            off = slot_offset(ptr, key)
+            if off is None:
+                if val.kind == "inst" and val is args:
+                    raise ctx.unsupported("a parallel launch whose argument array escapes", ins)
+                continue
+            if val.type == "ptr" and act.is_active(val):
+                out.add(off[1])
+        elif other.opcode == "call" and other is not ins and any(o is args for o in other.operands):
+            if not other.callee.startswith(("llvm.lifetime.", "llvm.memset.")):
+                raise ctx.unsupported("a parallel launch whose argument array escapes", ins)
+    return frozenset(out)
+
+
+def _version(sweep, ins):
+    ctx = sweep.ctx
+    g, args, *_ = launch_operands(ctx, ins)
+    if not sweep.act.is_active(args):
+        return None
+    slots = launch_slots(ctx, sweep.fn, sweep.act, args, ins)
+    if not slots:
+        return None
+    mode = "forward" if getattr(sweep, "sweep", None) == "forward" else "reverse"
+    return ctx.version(g, mode, [True, False, False, False], False, atomic=mode == "reverse",
+                       slots=slots)
+
+
+def forward(sweep, ins):
+    """Forward sweep (tangent launch) or augmented primal (taped launch) of ``ins``."""
+    ver = _version(sweep, ins)
+    if ver is None:
+        sweep.b.emit(ins.text)
+        return
+    ctx = sweep.ctx
+    g, args, dims, steps, data, n, a, nt = launch_operands(ctx, ins)
+    kind = "fwd" if sweep.fwd else "aug"
+    name = _launcher(ctx, ver, kind, n, a)
+    call = (f"call ptr @{_global(name)}(ptr {args.ref}, ptr {sweep.shadow(args)}, ptr {dims.ref}, "
+            f"ptr {steps.ref}, ptr {data.ref}, i64 {nt.ref})")
+    sweep.b.emit(f"{ins.ref} = {call}")
+
+
+def reverse(sweep, ins):
+    """Reverse sweep of launch ``ins``: the reverse launch over the taped items."""
+    ver = _version(sweep, ins)
+    if ver is None:
+        return
+    _, _, _, _, _, n, a, _ = launch_operands(sweep.ctx, ins)
+    name = _launcher(sweep.ctx, ver, "rev", n, a)
+    sweep.b.emit(f"call void @{_global(name)}(ptr {sweep.pv(ins)})")
+
+
+# runtime text ------------------------------------------------------------------
+
+def _launcher(ctx, ver, kind, n, a) -> str:
+    base = ver.names[0] if kind != "rev" else ver.names[1]
+    name = f"{base}.launch"
+    if name in ctx.extra:
+        return name
+    ctx.decls.setdefault("malloc", "declare ptr @malloc(i64)")
+    ctx.decls.setdefault("numba_parallel_for", "declare void @numba_parallel_for"
+                         "(ptr, ptr, ptr, ptr, ptr, i64, i64, i64)")
+    ctx.decls.setdefault("llvm.memcpy.p0.p0.i64",
+                         "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)")
+    save = _save(ctx, n, a)
+    item = f"{name}.item"
+    ctx.extra[item] = _trampoline(ver, kind, item, n, a)
+    launch = (f"  call void @numba_parallel_for(ptr @{_global(item)}, ptr %ca, ptr %cm, ptr %cs, "
+              f"ptr %c, i64 {n}, i64 {a}, i64 %nt)")
+    loads = ["  %ca = load ptr, ptr %c", "  %cmp = getelementptr i8, ptr %c, i64 16",
+             "  %cm = load ptr, ptr %cmp", "  %csp = getelementptr i8, ptr %c, i64 24",
+             "  %cs = load ptr, ptr %csp"]
+    if kind == "rev":
+        text = [f"define internal void @{_global(name)}(ptr %c) {{", "entry:", *loads,
+                "  %ntp = getelementptr i8, ptr %c, i64 48", "  %nt = load i64, ptr %ntp",
+                launch, "  call void @free(ptr %c)", "  ret void", "}"]
+    else:
+        taped = "1" if kind == "aug" else "0"
+        text = [f"define internal ptr @{_global(name)}(ptr %args, ptr %dargs, ptr %dims, "
+                "ptr %steps, ptr %data, i64 %nt) {", "entry:",
+                f"  %c = call ptr @{save}(ptr %args, ptr %dargs, ptr %dims, ptr %steps, "
+                f"ptr %data, i64 %nt, i1 {taped})", *loads, launch]
+        if kind == "fwd":
+            text += ["  call void @free(ptr %c)", "  ret ptr null", "}"]
+        else:
+            text += ["  ret ptr %c", "}"]
+    ctx.extra[name] = "\n".join(text)
+    return name
+
+
+def _save(ctx, n, a) -> str:
+    """Helper that copies a launch's arrays into a heap closure (with room for one
+    tape per work item when ``taped``)."""
+    name = f"gj.par.save.{n}.{a}"
+    if name in ctx.extra:
+        return name
+    sizes = [8 * a, 8 * a, 8 * (1 + n), 8 * (a + n)]
+    offs, o = [], _HEAD
+    for s in sizes:
+        offs.append(o)
+        o += s
+    tape_off = o
+    lines = [f"define internal ptr @{name}(ptr %args, ptr %dargs, ptr %dims, ptr %steps, "
+             "ptr %data, i64 %nt, i1 %taped) {", "entry:",
+             "  %items = load i64, ptr %dims",
+             f"  %tb = mul i64 %items, {T.size(tape.TAPE_TYPE)}",
+             "  %tb2 = select i1 %taped, i64 %tb, i64 0",
+             f"  %tot = add i64 %tb2, {tape_off}",
+             "  %c = call ptr @malloc(i64 %tot)"]
+    for k, (src, off, size) in enumerate(zip(("%args", "%dargs", "%dims", "%steps"), offs, sizes)):
+        lines += [f"  %d{k} = getelementptr i8, ptr %c, i64 {off}",
+                  f"  call void @llvm.memcpy.p0.p0.i64(ptr %d{k}, ptr {src}, i64 {size}, i1 false)",
+                  f"  %h{k} = getelementptr i8, ptr %c, i64 {8 * k}",
+                  f"  store ptr %d{k}, ptr %h{k}"]
+    lines += ["  %h4 = getelementptr i8, ptr %c, i64 32", "  store ptr %data, ptr %h4",
+              f"  %tp = getelementptr i8, ptr %c, i64 {tape_off}",
+              "  %h5 = getelementptr i8, ptr %c, i64 40", "  store ptr %tp, ptr %h5",
+              "  %h6 = getelementptr i8, ptr %c, i64 48", "  store i64 %nt, ptr %h6",
+              "  ret ptr %c", "}"]
+    ctx.extra[name] = "\n".join(lines)
+    return name
+
+
+def _trampoline(ver, kind, name, n, a) -> str:
+    """The gufunc a derivative launch runs: ``(args, dims, steps, closure)``."""
+    tt = tape.TAPE_TYPE
+    lines = [f"define internal void @{_global(name)}(ptr %args, ptr %dims, ptr %steps, ptr %c) {{",
+             "entry:", "  %oa = load ptr, ptr %c", "  %odp = getelementptr i8, ptr %c, i64 8",
+             "  %od = load ptr, ptr %odp", "  %datap = getelementptr i8, ptr %c, i64 32",
+             "  %data = load ptr, ptr %datap", "  %tpp = getelementptr i8, ptr %c, i64 40",
+             "  %tapes = load ptr, ptr %tpp", f"  %da = alloca [{a} x ptr]"]
+    if kind == "fwd":
+        # the whole run of items at once: shadows offset like the primal entries
+        for j in range(a):
+            lines += _shadow_entry(j, "%args", "0")
+        lines += [f"  call void @{_global(ver.names[0])}(ptr %args, ptr %dims, ptr %steps, "
+                  "ptr %data, ptr %da)", "  ret void", "}"]
+        return "\n".join(lines)
+    # one work item at a time, each on its own tape
+    lines += [f"  %ia = alloca [{a} x ptr]", f"  %idims = alloca [{1 + n} x i64]",
+              f"  %tp = alloca {tt}",
+              f"  call void @llvm.memcpy.p0.p0.i64(ptr %idims, ptr %dims, i64 {8 * (1 + n)}, i1 false)",
+              "  store i64 1, ptr %idims", "  %cnt = load i64, ptr %dims",
+              "  %a0 = load ptr, ptr %args", "  %o0 = load ptr, ptr %oa",
+              "  %a0i = ptrtoint ptr %a0 to i64", "  %o0i = ptrtoint ptr %o0 to i64",
+              "  %off0 = sub i64 %a0i, %o0i", "  %s0 = load i64, ptr %steps",
+              "  %s0z = icmp eq i64 %s0, 0", "  %s0d = select i1 %s0z, i64 1, i64 %s0",
+              "  %k0 = sdiv i64 %off0, %s0d", "  %any = icmp sgt i64 %cnt, 0",
+              "  br i1 %any, label %item, label %done", "item:",
+              "  %k = phi i64 [ 0, %entry ], [ %k1, %item ]"]
+    for j in range(a):
+        lines += [f"  %ap{j} = getelementptr i8, ptr %args, i64 {8 * j}",
+                  f"  %a{j}x = load ptr, ptr %ap{j}",
+                  f"  %sp{j} = getelementptr i8, ptr %steps, i64 {8 * j}",
+                  f"  %s{j}x = load i64, ptr %sp{j}",
+                  f"  %m{j} = mul i64 %k, %s{j}x",
+                  f"  %i{j} = getelementptr i8, ptr %a{j}x, i64 %m{j}",
+                  f"  %iap{j} = getelementptr i8, ptr %ia, i64 {8 * j}",
+                  f"  store ptr %i{j}, ptr %iap{j}"]
+        lines += _shadow_entry(j, "%ia", f"{j}")
+    lines += ["  %idx = add i64 %k0, %k",
+              f"  %slot = getelementptr {tt}, ptr %tapes, i64 %idx"]
+    if kind == "aug":
+        lines += [f"  call void @gj.tape.acquire(ptr %tp, i64 {tape.INITIAL_BYTES})",
+                  f"  call void @{_global(ver.names[0])}(ptr %ia, ptr %idims, ptr %steps, "
+                  "ptr %data, ptr %da, ptr %tp)",
+                  f"  %t = load {tt}, ptr %tp", f"  store {tt} %t, ptr %slot"]
+    else:
+        lines += [f"  %t = load {tt}, ptr %slot", f"  store {tt} %t, ptr %tp",
+                  f"  call void @{_global(ver.names[1])}(ptr %ia, ptr %idims, ptr %steps, "
+                  "ptr %data, ptr %da, ptr %tp)",
+                  "  call void @gj.tape.release(ptr %tp)"]
+    lines += ["  %k1 = add i64 %k, 1", "  %more = icmp slt i64 %k1, %cnt",
+              "  br i1 %more, label %item, label %done", "done:", "  ret void", "}"]
+    return "\n".join(lines)
+
+
+def _shadow_entry(j, primal_array, tag) -> list:
+    """Shadow entry j = the launch's shadow entry moved by as many bytes as the
+    primal entry j was moved from the launch's (the threading layer's offset)."""
+    return [f"  %pp{j}.{tag} = getelementptr i8, ptr {primal_array}, i64 {8 * j}",
+            f"  %pv{j}.{tag} = load ptr, ptr %pp{j}.{tag}",
+            f"  %op{j}.{tag} = getelementptr i8, ptr %oa, i64 {8 * j}",
+            f"  %ov{j}.{tag} = load ptr, ptr %op{j}.{tag}",
+            f"  %dp{j}.{tag} = getelementptr i8, ptr %od, i64 {8 * j}",
+            f"  %dv{j}.{tag} = load ptr, ptr %dp{j}.{tag}",
+            f"  %pi{j}.{tag} = ptrtoint ptr %pv{j}.{tag} to i64",
+            f"  %oi{j}.{tag} = ptrtoint ptr %ov{j}.{tag} to i64",
+            f"  %df{j}.{tag} = sub i64 %pi{j}.{tag}, %oi{j}.{tag}",
+            f"  %ds{j}.{tag} = getelementptr i8, ptr %dv{j}.{tag}, i64 %df{j}.{tag}",
+            f"  %dap{j}.{tag} = getelementptr i8, ptr %da, i64 {8 * j}",
+            f"  store ptr %ds{j}.{tag}, ptr %dap{j}.{tag}"]
