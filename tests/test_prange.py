@@ -139,3 +139,55 @@ def test_prange_large_parallel_grad(rng):
     assert_close(float(np.dot(g, t)), jv, kind="ad", rtol=1e-9)
     for idx in (0, 1, 77_777, 199_999):
         assert_close(g[idx], central(par, (x,), 0, idx), kind="fd")
+
+
+@njit(parallel=True)
+def _sin2(x):
+    y = np.empty_like(x)
+    for i in prange(x.shape[0]):
+        y[i] = np.sin(x[i]) ** 2
+    return y
+
+
+def test_prange_vjp_array_return(rng):
+    x = rng.standard_normal(50)
+    ct = rng.standard_normal(50)
+    out, pullback = gradjit.vjp(_sin2)(x)
+    assert_close(out, np.sin(x) ** 2, kind="ad")
+    assert_close(pullback(ct), ct * 2 * np.sin(x) * np.cos(x), kind="ad")
+
+
+@njit(parallel=True)
+def _cube_sum_2d(A):
+    m, n = A.shape
+    s = 0.0
+    for i in prange(m):
+        for j in prange(n):
+            s += A[i, j] ** 3
+    return s
+
+
+@njit(parallel=True)
+def _shift_product_2d(A, out):
+    m, n = A.shape
+    for i in prange(m):
+        for j in prange(n):
+            out[i, j] = A[i, j] * A[(i + 1) % m, j]
+
+
+def test_prange_2d_both_modes(rng):
+    A = rng.standard_normal((30, 20))
+    assert_close(gradjit.grad(_cube_sum_2d)(A), 3 * A ** 2, kind="ad")
+    T = rng.standard_normal(A.shape)
+    _, t = gradjit.jvp(_cube_sum_2d)((A,), (T,))
+    assert_close(t, float(np.sum(3 * A ** 2 * T)), kind="ad")
+
+
+def test_prange_2d_shared_reads(rng):
+    A = rng.standard_normal((30, 20))
+    dk = gradjit.autodiff(_shift_product_2d, "reverse", Duplicated, Duplicated)
+    out, dA, dout = np.zeros_like(A), np.zeros_like(A), rng.standard_normal(A.shape)
+    seed = dout.copy()
+    dk(A, dA, out, dout)
+    want = seed * np.roll(A, -1, axis=0) + np.roll(seed * A, 1, axis=0)
+    assert_close(dA, want, kind="ad")

@@ -21,8 +21,11 @@ class Version:
     the augmented primal ``names[0]`` and the reverse sweep ``names[1]``.
     """
 
-    def __init__(self, fn, mode, mask, ret_active, atomic=False, top=False, slots=None):
+    def __init__(self, fn, mode, mask, ret_active, atomic=False, top=False, slots=None,
+                 reload_slots=None):
         self.fn, self.mode, self.mask, self.ret_active = fn, mode, mask, ret_active
+        # a prange body: the entries of ``args`` whose memory the reverse may read again
+        self.reload_slots = reload_slots
         self.top = top
         self.atomic = atomic
         # a prange body (gufunc): byte offsets of the active entries of its
@@ -32,6 +35,7 @@ class Version:
             "A" if atomic else "") + ("T" if top else "")
         if slots is not None:
             tag += "P" + "_".join(str(o // 8) for o in sorted(slots))
+            tag += "R" + "_".join(str(o // 8) for o in sorted(reload_slots or ()))
         base = f"{fn.name}.gj.{mode[0]}.{tag}"
         self.names = (base + ".fwd",) if mode == "forward" else (base + ".aug", base + ".rev")
         active = [a.name for a, m in zip(fn.args, mask) if m]
@@ -66,15 +70,15 @@ class ADContext:
         self._reload = {}
 
     def version(self, fname, mode, mask, ret_active, atomic=False, top=False,
-                slots=None) -> Version:
+                slots=None, reload_slots=None) -> Version:
         fn = self.module.functions[fname]
-        key = (fname, mode, tuple(mask), bool(ret_active), atomic, top, slots)
+        key = (fname, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots)
         v = self.versions.get(key)
         if v is None:
             for a, m in zip(fn.args, mask):
                 if m and not carries(a.type):
                     raise AssertionError(f"argument {a.name} of {fname} cannot be active")
-            v = Version(fn, mode, tuple(mask), bool(ret_active), atomic, top, slots)
+            v = Version(fn, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots)
             self.versions[key] = v
             self.queue.append(v)
         return v
@@ -88,11 +92,14 @@ class ADContext:
         return got
 
     def reload_analysis(self, fn, version):
-        key = (fn.name, version.top)
+        key = (fn.name, version.top, version.reload_slots)
         got = self._reload.get(key)
         if got is None:
             self.loop_form(fn)
-            got = self._reload[key] = ReloadAnalysis(fn, self.defined, version.top)
+            prange = version.reload_slots is not None
+            # a prange body's args/dims/steps arrays are the same in both sweeps
+            got = self._reload[key] = ReloadAnalysis(fn, self.defined, version.top or prange,
+                                                     version.reload_slots)
         return got
 
     def generate(self) -> list:

@@ -315,9 +315,6 @@ class ForwardSweep:
         if kind == "memory":
             return self.memory(ins, args)
         if active and kind != "inactive_external":
-            if ins.callee == "numba_parallel_for":
-                raise self.ctx.unsupported("a prange loop (parallel=True); differentiate the "
-                                           "function compiled without parallel=True", ins)
             raise self.ctx.unsupported(f"a call to '{ins.callee}' with active arguments", ins)
 
     def memory(self, ins, args):

@@ -44,26 +44,43 @@ def launch_operands(ctx, ins):
     return g.name, args, dims, steps, data, int(ndim.text), int(narr.text), nt
 
 
-def launch_slots(ctx, fn, act, args, ins) -> frozenset:
-    """Byte offsets of the entries of the launch's ``args`` array that hold active
-    pointers, from the stores that fill it.  Raises UnsupportedError when the array
-    is written any other way."""
+def launch_slots(ctx, fn, act, args, ins):
+    """The entries of the launch's ``args`` array, from the stores that fill it:
+    ``(active, stored)`` with ``active`` the byte offsets of entries holding active
+    pointers and ``stored`` a map offset -> stored value.  Raises UnsupportedError
+    when the array is written any other way."""
     from ..analysis.activity import slot_offset
     key = {args.name: None}
-    out = set()
+    active, stored = set(), {}
     for other in fn.instructions():
         if other.opcode == "store":
             val, ptr = other.operands
             off = slot_offset(ptr, key)
             if off is None:
-                if val.kind == "inst" and val is args:
+                if val is args:
                     raise ctx.unsupported("a parallel launch whose argument array escapes", ins)
                 continue
+            stored[off[1]] = val
             if val.type == "ptr" and act.is_active(val):
-                out.add(off[1])
+                active.add(off[1])
         elif other.opcode == "call" and other is not ins and any(o is args for o in other.operands):
             if not other.callee.startswith(("llvm.lifetime.", "llvm.memset.")):
                 raise ctx.unsupported("a parallel launch whose argument array escapes", ins)
+    return frozenset(active), stored
+
+
+def _reload_slots(sweep, ins, stored) -> frozenset:
+    """Entries pointing into the top-level function's argument arrays that nothing
+    writes after the launch: the body's reverse may read them again."""
+    if not sweep.v.top:
+        return frozenset()
+    from ..analysis.activity import root
+    ra = sweep.ctx.reload_analysis(sweep.fn, sweep.v)
+    out = set()
+    for off, val in stored.items():
+        r = root(val) if val.type == "ptr" else None
+        if r is not None and r.kind == "arg" and ra.unwritten_after(id(r), ins):
+            out.add(off)
     return frozenset(out)
 
 
@@ -72,12 +89,13 @@ def _version(sweep, ins):
     g, args, *_ = launch_operands(ctx, ins)
     if not sweep.act.is_active(args):
         return None
-    slots = launch_slots(ctx, sweep.fn, sweep.act, args, ins)
+    slots, stored = launch_slots(ctx, sweep.fn, sweep.act, args, ins)
     if not slots:
         return None
-    mode = "forward" if getattr(sweep, "sweep", None) == "forward" else "reverse"
-    return ctx.version(g, mode, [True, False, False, False], False, atomic=mode == "reverse",
-                       slots=slots)
+    if getattr(sweep, "sweep", None) == "forward":
+        return ctx.version(g, "forward", [True, False, False, False], False, slots=slots)
+    return ctx.version(g, "reverse", [True, False, False, False], False, atomic=True,
+                       slots=slots, reload_slots=_reload_slots(sweep, ins, stored))
 
 
 def forward(sweep, ins):

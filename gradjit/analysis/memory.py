@@ -18,19 +18,32 @@ _WRITES = {"store": 1, "atomicrmw": 0, "cmpxchg": 0}
 class ReloadAnalysis:
     """``can_reload(load)``: the load may be repeated in the reverse sweep."""
 
-    def __init__(self, fn, defined, arg_roots_ok: bool):
+    def __init__(self, fn, defined, arg_roots_ok: bool, reload_slots=None):
         self.fn = fn
         self.arg_roots_ok = arg_roots_ok
-        self.writers = {}            # root id -> set of block names (None: unknown root)
-        self.writer_pos = {}         # (root id, block) -> last writer index in block
+        # a prange body: its arrays are keyed by their entry of ``args`` (first
+        # argument); ``reload_slots`` are the entries whose memory the launching
+        # function leaves unchanged until its reverse sweep
+        self.slot_base = fn.args[0].name if reload_slots is not None else None
+        self.reload_slots = reload_slots or frozenset()
+        self.writers = {}            # root key -> set of block names (None: unknown root)
+        self.writer_pos = {}         # (root key, block) -> last writer index in block
         for ins in fn.instructions():
             for ptr in self._written(ins, defined):
-                r = root(ptr) if ptr is not None else None
-                key = id(r) if r is not None else None
+                key = self._key(ptr) if ptr is not None else None
                 self.writers.setdefault(key, set()).add(ins.block.name)
                 self.writer_pos[(key, ins.block.name)] = max(
                     self.writer_pos.get((key, ins.block.name), -1), ins.index)
         self._reach = _reachability(fn)
+
+    def _key(self, ptr):
+        if self.slot_base is not None:
+            from .parallel import slot_of
+            off = slot_of(ptr, self.slot_base)
+            if off is not None:
+                return ("slot", off)
+        r = root(ptr)
+        return id(r) if r is not None else None
 
     @staticmethod
     def _written(ins, defined):
@@ -50,23 +63,32 @@ class ReloadAnalysis:
 
     def writes_in(self, ptr, blocks) -> bool:
         """May an instruction in ``blocks`` write the memory ``ptr`` points to?"""
-        r = root(ptr)
-        keys = (id(r), None) if r is not None else list(self.writers)
+        k = self._key(ptr)
+        keys = (k, None) if k is not None else list(self.writers)
         return any(self.writers.get(k, set()) & set(blocks) for k in keys)
 
     def can_reload(self, load) -> bool:
+        key = self._key(load.operands[0])
+        if isinstance(key, tuple):        # an array of a prange body: written by no item
+            return key[1] in self.reload_slots and not self.writers.get(key) and \
+                not self.writers.get(None)
         r = root(load.operands[0])
         if r is None:
             return False
         if r.kind != "arg" or not self.arg_roots_ok:
             return False
-        blk = load.block.name
+        return self.unwritten_after(key, load)
+
+    def unwritten_after(self, key, ins) -> bool:
+        """Does no instruction reachable after ``ins`` (``ins`` itself excluded) write
+        memory with root key ``key``?"""
+        blk = ins.block.name
         reach = self._reach.get(blk, set())
-        for key in (id(r), None):
-            for w in self.writers.get(key, ()):
+        for k in (key, None):
+            for w in self.writers.get(k, ()):
                 if w in reach:
                     return False
-                if w == blk and self.writer_pos[(key, w)] > load.index:
+                if w == blk and self.writer_pos[(k, w)] > ins.index:
                     return False
         return True
 
