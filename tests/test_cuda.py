@@ -170,15 +170,64 @@ def test_ptx_generated_and_accepted_by_ptxas(name, mode):
         cuda_backend.ptxas_check(ptx)
 
 
-def test_barrier_is_mirrored_and_not_emulated():
+def test_barrier_is_mirrored_and_emulated_with_threads():
     x = rng_arrays(64)[0]
     out = np.zeros(64)
     df = gradjit.autodiff(with_barrier, "reverse", Duplicated, Duplicated)
     if HAVE_LIBDEVICE:
         ptx = df.ptx(x, np.zeros(64), out, np.zeros(64))
         assert ptx.count("bar.sync") >= 2 or ptx.count("barrier") >= 2
-    with pytest.raises(gradjit.UnsupportedError, match="syncthreads"):
-        df.emulate[2, 32](x, np.zeros(64), out, np.ones(64))
+    # 32 threads per block meet at the barriers (POSIX threads on the emulator)
+    seed = np.random.default_rng(1).normal(size=64)
+    dx = np.zeros(64)
+    df.emulate[2, 32](x, dx, out, seed.copy())
+    np.testing.assert_allclose(out, 2 * x * x, rtol=1e-14)
+    np.testing.assert_allclose(dx, 4 * x * seed, rtol=1e-12)
+
+
+@cuda.jit
+def shared_neighbours(x, out):
+    buf = cuda.shared.array(32, dtype=np.float64)
+    t = cuda.threadIdx.x
+    i = cuda.grid(1)
+    if i >= x.shape[0]:
+        return                       # leaves before the barrier
+    buf[t] = math.sin(x[i])
+    cuda.syncthreads()
+    nxt = t + 1 if t + 1 < cuda.blockDim.x and i + 1 < x.shape[0] else t
+    out[i] = buf[t] * buf[nxt]
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_shared_memory_with_many_threads_against_fd(mode):
+    """Threads exchange values through shared memory across a barrier; some
+    threads of the last block return before it (the emulator must not hang)."""
+    n = 50
+    x = rng_arrays(n)[0]
+    rng = np.random.default_rng(2)
+    seed = rng.normal(size=n)
+
+    def phi(xx):
+        o = np.zeros(n)
+        gradjit.emulate(shared_neighbours)[2, 32](xx, o)
+        return float(seed @ o)
+
+    if mode == "reverse":
+        dx = np.zeros(n)
+        gradjit.autodiff(shared_neighbours, "reverse", Duplicated, Duplicated).emulate[2, 32](
+            x, dx, np.zeros(n), seed.copy())
+        for k in (0, 30, 31, 32, 49):
+            e = np.zeros(n)
+            e[k] = 1e-6
+            fd = (phi(x + e) - phi(x - e)) / 2e-6
+            assert abs(dx[k] - fd) < 1e-7 * max(1.0, abs(fd)), k
+    else:
+        direction = rng.normal(size=n)
+        tout = np.zeros(n)
+        gradjit.autodiff(shared_neighbours, "forward", Dual, Dual).emulate[2, 32](
+            x, direction.copy(), np.zeros(n), tout)
+        fd = (phi(x + 1e-6 * direction) - phi(x - 1e-6 * direction)) / 2e-6
+        assert abs(float(seed @ tout) - fd) < 1e-7 * max(1.0, abs(fd))
 
 
 @cuda.jit

@@ -99,18 +99,35 @@ def ptxas_check(ptx: str, cc=(8, 0)):
 # CPU grid emulator
 # ---------------------------------------------------------------------------
 
-def emulator_text(text: str, call: str, params, has_retptr: bool) -> str:
+def emulator_text(text: str, call: str, params, has_retptr: bool, threaded: bool = False) -> str:
     """Host version of kernel module ``text`` plus a driver
     ``gj.emu.run(<params>, gx, gy, gz, bx, by, bz)`` that calls ``@call`` for every
-    thread of the grid."""
-    # a barrier is a no-op when every block has one thread; Emulator.run checks that
-    text = re.sub(r"^\s*(?:tail )?call void @llvm\.nvvm\.barrier[\w.]*\([^)]*\)\s*$", "", text, flags=re.M)
+    thread of the grid.
+
+    Without ``threaded`` the threads of a block run one after another and barriers
+    are dropped (right only with one thread per block).  With ``threaded`` the
+    blocks run one after another and the threads of a block run as POSIX threads
+    that meet at ``cuda.syncthreads()`` (:data:`_THREADED_RUNTIME`); a thread that
+    has returned no longer takes part in barriers, so a kernel whose threads skip
+    a barrier cannot hang the emulator.
+    """
+    if threaded:
+        text = re.sub(r"call void @llvm\.nvvm\.barrier[\w.]*\([^)]*\)", "call void @gj.emu.barrier()", text)
+    else:
+        # a barrier is a no-op when every block has one thread; Emulator.run checks that
+        text = re.sub(r"^\s*(?:tail )?call void @llvm\.nvvm\.barrier[\w.]*\([^)]*\)\s*$", "", text, flags=re.M)
     text = re.sub(r"^declare void @llvm\.nvvm\.barrier[\w.]*\(.*$", "", text, flags=re.M)
     tm = pipeline.target_machine()
     text = re.sub(r'^target triple = ".*"$', f'target triple = "{tm.triple}"', text, flags=re.M)
     text = re.sub(r'^target datalayout = ".*"$', f'target datalayout = "{tm.target_data}"',
                   text, flags=re.M)
-    text = _SREG.sub(lambda m: f"{m.group(1)} = load i32, ptr @gj.emu.{m.group(2)}.{m.group(3)}", text)
+
+    def sreg(m):
+        if threaded and m.group(2) == "tid":
+            return f"{m.group(1)} = call i32 @gj.emu.tid(i64 {'xyz'.index(m.group(3))})"
+        return f"{m.group(1)} = load i32, ptr @gj.emu.{m.group(2)}.{m.group(3)}"
+
+    text = _SREG.sub(sreg, text)
     text = _SREG_DECL.sub("", text)
     text = _NV.sub(lambda m: "@" + m.group(1), text)
     text = re.sub(r"define ptx_kernel ", "define ", text)
@@ -132,15 +149,37 @@ def emulator_text(text: str, call: str, params, has_retptr: bool) -> str:
     for d in "xyz":
         loop.append(f"  %nb{d} = trunc i64 %b{d} to i32")
         loop.append(f"  store i32 %nb{d}, ptr @gj.emu.ntid.{d}")
-    # six nested counted loops: ctaid z, y, x, then tid z, y, x
-    dims = [("cz", "gz", "ctaid.z"), ("cy", "gy", "ctaid.y"), ("cx", "gx", "ctaid.x"),
-            ("tz", "bz", "tid.z"), ("ty", "by", "tid.y"), ("tx", "bx", "tid.x")]
     ret = "i32" if has_retptr else "void"
-    call_line = f"  call {ret} @{call}(" + ", ".join(args) + ")"
+    if threaded:
+        # the block's threads read the kernel's parameters from globals
+        for k, t in enumerate(params):
+            glob_lines.append(f"@gj.emu.p{k} = internal global {t} {_zero(t)}")
+            loop.append(f"  store {t} %p{k}, ptr @gj.emu.p{k}")
+        dims = [("cz", "gz", "ctaid.z"), ("cy", "gy", "ctaid.y"), ("cx", "gx", "ctaid.x")]
+        inner = ["  call void @gj.emu.block(i64 %bx, i64 %by, i64 %bz)"]
+        worker = ["define internal ptr @gj.emu.worker(ptr %ctx) {", "entry:",
+                  "  %key = load i32, ptr @gj.emu.key",
+                  "  %ok = call i32 @pthread_setspecific(i32 %key, ptr %ctx)", "  %ret = alloca i64"]
+        for k, t in enumerate(params):
+            worker.append(f"  %p{k} = load {t}, ptr @gj.emu.p{k}")
+        worker += [f"  call {ret} @{call}(" + ", ".join(args) + ")",
+                   "  call void @gj.emu.exit()", "  ret ptr null", "}"]
+        runtime = "\n".join(
+            l for l in _THREADED_RUNTIME.splitlines()
+            if not (l.startswith("declare ") and re.search(
+                r"^(?:declare|define)[^\n]*@" + re.escape(l.split("@", 1)[1].split("(")[0]) + r"\(",
+                text, re.M)))
+        extra = runtime + "\n" + "\n".join(worker) + "\n"
+    else:
+        # six nested counted loops: ctaid z, y, x, then tid z, y, x
+        dims = [("cz", "gz", "ctaid.z"), ("cy", "gy", "ctaid.y"), ("cx", "gx", "ctaid.x"),
+                ("tz", "bz", "tid.z"), ("ty", "by", "tid.y"), ("tx", "bx", "tid.x")]
+        inner = [f"  call {ret} @{call}(" + ", ".join(args) + ")"]
+        extra = ""
 
     def nest(k, prev):
         if k == len(dims):
-            return [call_line]
+            return inner
         v, bound, reg = dims[k]
         return ([f"  br label %h.{v}", f"h.{v}:",
                  f"  %{v} = phi i64 [ 0, %{prev} ], [ %{v}.n, %l.{v} ]",
@@ -152,7 +191,156 @@ def emulator_text(text: str, call: str, params, has_retptr: bool) -> str:
                 + [f"  br label %l.{v}", f"l.{v}:", f"  %{v}.n = add i64 %{v}, 1",
                    f"  br label %h.{v}", f"e.{v}:"])
     loop += nest(0, "entry") + ["  ret void", "}"]
-    return text + "\n" + "\n".join(glob_lines) + "\n" + "\n".join(loop) + "\n"
+    return text + "\n" + "\n".join(glob_lines) + "\n" + extra + "\n".join(loop) + "\n"
+
+
+def _zero(t):
+    return "null" if t == "ptr" else ("0.0" if t in ("double", "float") else "0")
+
+
+# One block's threads as POSIX threads.  Each thread's context is
+# {i32 tid.x, tid.y, tid.z} found through a pthread key; the barrier is a
+# generation counter under a mutex, released when every thread still running
+# has arrived (threads that returned count as arrived).
+_THREADED_RUNTIME = r"""
+@gj.emu.key = internal global i32 0
+@gj.emu.keyed = internal global i1 false
+@gj.emu.mutex = internal global [64 x i8] zeroinitializer, align 16
+@gj.emu.cond = internal global [64 x i8] zeroinitializer, align 16
+@gj.emu.n = internal global i64 0
+@gj.emu.arrived = internal global i64 0
+@gj.emu.exited = internal global i64 0
+@gj.emu.gen = internal global i64 0
+
+declare i32 @pthread_key_create(ptr, ptr)
+declare i32 @pthread_setspecific(i32, ptr)
+declare ptr @pthread_getspecific(i32)
+declare i32 @pthread_create(ptr, ptr, ptr, ptr)
+declare i32 @pthread_join(i64, ptr)
+declare i32 @pthread_mutex_lock(ptr)
+declare i32 @pthread_mutex_unlock(ptr)
+declare i32 @pthread_cond_wait(ptr, ptr)
+declare i32 @pthread_cond_broadcast(ptr)
+declare ptr @malloc(i64)
+declare void @free(ptr)
+
+define internal i32 @gj.emu.tid(i64 %axis) {
+entry:
+  %key = load i32, ptr @gj.emu.key
+  %ctx = call ptr @pthread_getspecific(i32 %key)
+  %p = getelementptr i32, ptr %ctx, i64 %axis
+  %v = load i32, ptr %p
+  ret i32 %v
+}
+
+; all threads still running have arrived: open the barrier (mutex held)
+define internal void @gj.emu.release_if_full() {
+entry:
+  %a = load i64, ptr @gj.emu.arrived
+  %e = load i64, ptr @gj.emu.exited
+  %n = load i64, ptr @gj.emu.n
+  %s = add i64 %a, %e
+  %full = icmp sge i64 %s, %n
+  %some = icmp sgt i64 %a, 0
+  %go = and i1 %full, %some
+  br i1 %go, label %open, label %done
+open:
+  store i64 0, ptr @gj.emu.arrived
+  %g = load i64, ptr @gj.emu.gen
+  %g1 = add i64 %g, 1
+  store i64 %g1, ptr @gj.emu.gen
+  %r = call i32 @pthread_cond_broadcast(ptr @gj.emu.cond)
+  br label %done
+done:
+  ret void
+}
+
+define internal void @gj.emu.barrier() {
+entry:
+  %l = call i32 @pthread_mutex_lock(ptr @gj.emu.mutex)
+  %gen = load i64, ptr @gj.emu.gen
+  %a = load i64, ptr @gj.emu.arrived
+  %a1 = add i64 %a, 1
+  store i64 %a1, ptr @gj.emu.arrived
+  call void @gj.emu.release_if_full()
+  br label %wait
+wait:
+  %g = load i64, ptr @gj.emu.gen
+  %same = icmp eq i64 %g, %gen
+  br i1 %same, label %sleep, label %out
+sleep:
+  %w = call i32 @pthread_cond_wait(ptr @gj.emu.cond, ptr @gj.emu.mutex)
+  br label %wait
+out:
+  %u = call i32 @pthread_mutex_unlock(ptr @gj.emu.mutex)
+  ret void
+}
+
+define internal void @gj.emu.exit() {
+entry:
+  %l = call i32 @pthread_mutex_lock(ptr @gj.emu.mutex)
+  %e = load i64, ptr @gj.emu.exited
+  %e1 = add i64 %e, 1
+  store i64 %e1, ptr @gj.emu.exited
+  call void @gj.emu.release_if_full()
+  %u = call i32 @pthread_mutex_unlock(ptr @gj.emu.mutex)
+  ret void
+}
+
+; run one block of bx*by*bz threads and wait for all of them
+define internal void @gj.emu.block(i64 %bx, i64 %by, i64 %bz) {
+entry:
+  %keyed = load i1, ptr @gj.emu.keyed
+  br i1 %keyed, label %go, label %mk
+mk:
+  %kr = call i32 @pthread_key_create(ptr @gj.emu.key, ptr null)
+  store i1 true, ptr @gj.emu.keyed
+  br label %go
+go:
+  %bxy = mul i64 %bx, %by
+  %n = mul i64 %bxy, %bz
+  store i64 %n, ptr @gj.emu.n
+  store i64 0, ptr @gj.emu.arrived
+  store i64 0, ptr @gj.emu.exited
+  %cb = mul i64 %n, 12
+  %ctxs = call ptr @malloc(i64 %cb)
+  %hb = mul i64 %n, 8
+  %hs = call ptr @malloc(i64 %hb)
+  br label %spawn
+spawn:
+  %t = phi i64 [ 0, %go ], [ %t1, %spawn ]
+  %tx = urem i64 %t, %bx
+  %tq = udiv i64 %t, %bx
+  %ty = urem i64 %tq, %by
+  %tz = udiv i64 %tq, %by
+  %c = getelementptr [3 x i32], ptr %ctxs, i64 %t
+  %cx = trunc i64 %tx to i32
+  store i32 %cx, ptr %c
+  %cyp = getelementptr i32, ptr %c, i64 1
+  %cy = trunc i64 %ty to i32
+  store i32 %cy, ptr %cyp
+  %czp = getelementptr i32, ptr %c, i64 2
+  %cz = trunc i64 %tz to i32
+  store i32 %cz, ptr %czp
+  %h = getelementptr i64, ptr %hs, i64 %t
+  %cr = call i32 @pthread_create(ptr %h, ptr null, ptr @gj.emu.worker, ptr %c)
+  %t1 = add i64 %t, 1
+  %more = icmp ult i64 %t1, %n
+  br i1 %more, label %spawn, label %join
+join:
+  %j = phi i64 [ 0, %spawn ], [ %j1, %join ]
+  %hj = getelementptr i64, ptr %hs, i64 %j
+  %hv = load i64, ptr %hj
+  %jr = call i32 @pthread_join(i64 %hv, ptr null)
+  %j1 = add i64 %j, 1
+  %jmore = icmp ult i64 %j1, %n
+  br i1 %jmore, label %join, label %done
+done:
+  call void @free(ptr %ctxs)
+  call void @free(ptr %hs)
+  ret void
+}
+"""
 
 
 _CTYPE = {"ptr": ctypes.c_void_p, "i64": ctypes.c_int64, "i32": ctypes.c_int32,
@@ -161,30 +349,44 @@ _CTYPE = {"ptr": ctypes.c_void_p, "i64": ctypes.c_int64, "i32": ctypes.c_int32,
 
 
 class Emulator:
-    """A kernel module compiled for the host; call :meth:`run`."""
+    """A kernel module compiled for the host; call :meth:`run`.
+
+    Kernels without barriers, and kernels launched with one thread per block, run
+    their threads one after another; kernels with ``cuda.syncthreads()`` and more
+    threads per block run each block's threads as POSIX threads (compiled on first
+    use, see :func:`emulator_text`).
+    """
 
     def __init__(self, text: str, call: str, params, has_retptr: bool):
         self.params = list(params)
         self.has_barrier = re.search(r"call void @llvm\.nvvm\.barrier", text) is not None
-        src = emulator_text(text, call, self.params, has_retptr)
+        self._src = (text, call, has_retptr)
+        self._fn, self._keep = self._compile(threaded=False)
+        self._threaded = None
+
+    def _compile(self, threaded):
+        text, call, has_retptr = self._src
+        src = emulator_text(text, call, self.params, has_retptr, threaded=threaded)
         mod = llvm.parse_assembly(src)
         mod.verify()
         pipeline.post_ad(mod, vectorize=False)
         # the engine owns its target machine: give it a new one
-        self._engine = llvm.create_mcjit_compiler(mod, pipeline.target_machine.__wrapped__(3))
-        self._engine.finalize_object()
-        addr = self._engine.get_function_address("gj.emu.run")
-        self._fn = ctypes.CFUNCTYPE(None, *[_CTYPE[t] for t in self.params],
-                                    *[ctypes.c_int64] * 6)(addr)
-        self._keep = mod
+        engine = llvm.create_mcjit_compiler(mod, pipeline.target_machine.__wrapped__(3))
+        engine.finalize_object()
+        addr = engine.get_function_address("gj.emu.run")
+        fn = ctypes.CFUNCTYPE(None, *[_CTYPE[t] for t in self.params], *[ctypes.c_int64] * 6)(addr)
+        return fn, (engine, mod)
 
     def run(self, grid, block, flat_args):
         g = tuple(grid) + (1,) * (3 - len(grid))
         b = tuple(block) + (1,) * (3 - len(block))
         if self.has_barrier and b != (1, 1, 1):
-            raise UnsupportedError("emulating a kernel that calls cuda.syncthreads() with more than "
-                                   "one thread per block (the emulator runs threads one after "
-                                   "another; launch it with 1 thread per block)")
+            if int(np.prod(b)) > 1024:
+                raise ValueError(f"a block of {int(np.prod(b))} threads (CUDA allows 1024)")
+            if self._threaded is None:
+                self._threaded = self._compile(threaded=True)
+            self._threaded[0](*flat_args, *g, *b)
+            return
         self._fn(*flat_args, *g, *b)
 
 
