@@ -86,12 +86,12 @@ entry:
   ret { ptr, i64 } %r1
 }
 
-""" + _PUSH_POP + r"""@gj.tape.cached = internal global ptr null
+""" + _PUSH_POP + r"""@gj.tape.cached = internal global [8 x ptr] zeroinitializer
 
-; take the buffer of the last call (or a new one) into the local tape %t
+; take a buffer of an earlier call (or a new one) into the local tape %t
 define internal void @gj.tape.acquire(ptr %t, i64 %bytes) alwaysinline {
 entry:
-  %c = atomicrmw xchg ptr @gj.tape.cached, ptr null acquire
+  %c = call ptr @gj.tape.take()
   %have = icmp ne ptr %c, null
   br i1 %have, label %reuse, label %new
 reuse:
@@ -111,8 +111,28 @@ done:
   ret void
 }
 
-; keep the buffer for the next call (a racing call's buffer is freed); the
-; first 8 bytes of a buffer hold its capacity while it is cached
+; the first cached buffer (atomically taken out of its slot), or null
+define internal ptr @gj.tape.take() noinline {
+entry:
+  br label %scan
+scan:
+  %k = phi i64 [ 0, %entry ], [ %k1, %next ]
+  %slot = getelementptr [8 x ptr], ptr @gj.tape.cached, i64 0, i64 %k
+  %c = atomicrmw xchg ptr %slot, ptr null acquire
+  %have = icmp ne ptr %c, null
+  br i1 %have, label %out, label %next
+next:
+  %k1 = add i64 %k, 1
+  %more = icmp ult i64 %k1, 8
+  br i1 %more, label %scan, label %out
+out:
+  %r = phi ptr [ %c, %scan ], [ null, %next ]
+  ret ptr %r
+}
+
+; keep the buffer for a later call (up to 8 are kept, e.g. one per work item of
+; a prange launch; one more is freed); the first 8 bytes of a buffer hold its
+; capacity while it is cached
 define internal void @gj.tape.release(ptr %t) alwaysinline {
 entry:
   %d = load ptr, ptr %t
@@ -125,8 +145,21 @@ entry:
 define internal void @gj.tape.keep(ptr %d, i64 %cap) noinline {
 entry:
   store i64 %cap, ptr %d
-  %old = atomicrmw xchg ptr @gj.tape.cached, ptr %d acq_rel
-  call void @free(ptr %old)
+  br label %scan
+scan:
+  %k = phi i64 [ 0, %entry ], [ %k1, %next ]
+  %slot = getelementptr [8 x ptr], ptr @gj.tape.cached, i64 0, i64 %k
+  %pair = cmpxchg ptr %slot, ptr null, ptr %d acq_rel monotonic
+  %ok = extractvalue { ptr, i1 } %pair, 1
+  br i1 %ok, label %done, label %next
+next:
+  %k1 = add i64 %k, 1
+  %more = icmp ult i64 %k1, 8
+  br i1 %more, label %scan, label %drop
+drop:
+  call void @free(ptr %d)
+  br label %done
+done:
   ret void
 }
 """
