@@ -107,7 +107,8 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
         lines.append(f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)})")
     else:
         lines.append("  %gj.tape = alloca " + tape.TAPE_TYPE)
-        lines.append(f"  call void @gj.tape.acquire(ptr %gj.tape, i64 {tape.INITIAL_BYTES})")
+        lines.append(f"  %gj.stk = alloca [{tape.STACK_BYTES} x i8], align 16")
+        lines.append(f"  call void @gj.tape.init_stack(ptr %gj.tape, ptr %gj.stk, i64 {tape.STACK_BYTES})")
         lines.append(f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)}, ptr %gj.tape)")
     lines += ["  %ok = icmp eq i32 %st, 0", "  br i1 %ok, label %done, label %fail", "fail:"]
     if plan.mode != "forward":
@@ -296,7 +297,9 @@ def assemble(model, ctx, bodies) -> str:
                      "calloc": "declare ptr @calloc(i64, i64)",
                      "llvm.memset.p0.i64": "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)",
                      "NRT_MemInfo_call_dtor": "declare void @NRT_MemInfo_call_dtor(ptr)",
-                     "llvm.umax.i64": "declare i64 @llvm.umax.i64(i64, i64)"}
+                     "llvm.umax.i64": "declare i64 @llvm.umax.i64(i64, i64)",
+                     "llvm.memcpy.p0.p0.i64":
+                         "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)"}
     if ctx.target == "cuda":
         runtime_decls = {
                          "llvm.nvvm.barrier0": "declare void @llvm.nvvm.barrier0()",

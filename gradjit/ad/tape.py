@@ -9,10 +9,13 @@ pushes and pops are aligned loads and stores; the stack doubles when full
 (amortised O(1) per push) and starts at ``INITIAL_BYTES`` or at the size the
 caller estimates from loop trip counts.
 
-Layout of the tape object: ``{ ptr data, i64 top, i64 capacity }``.  Each
-derivative module keeps the tape of its last call (taken and given back with
-atomic exchanges, so concurrent calls each get their own), so a call after the
-first one writes to memory that is already mapped.
+Layout of the tape object: ``{ ptr data, i64 top, i64 capacity }``.  A call
+starts its tape in a stack buffer of ``STACK_BYTES`` (marked by an odd capacity),
+so a small derivative call touches neither the heap nor shared state.  A tape that
+outgrows it moves to the heap: to a buffer kept from an earlier call (up to 8 are
+kept, taken and given back with atomic exchanges, so concurrent calls and the work
+items of a prange launch each get their own) or a new one, so large calls after
+the first one write to memory that is already mapped.
 """
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ from ..ir import types as T
 
 TAPE_TYPE = "{ ptr, i64, i64 }"
 INITIAL_BYTES = 1 << 16
+# a derivative call starts its tape in a stack buffer of this size: small calls then
+# touch no heap and no shared state; a tape that outgrows it moves to the heap
+STACK_BYTES = 2048
 
 _PUSH_POP = r"""define internal void @gj.tape.reserve(ptr %t, i64 %n) alwaysinline {
 entry:
@@ -77,13 +83,51 @@ entry:
 RUNTIME = r"""
 define internal { ptr, i64 } @gj.tape.grow(ptr %d, i64 %cap, i64 %need) noinline {
 entry:
-  %c2 = shl i64 %cap, 1
+  ; an odd capacity marks the caller's stack buffer (STACK_BYTES + 1)
+  %stk = trunc i64 %cap to i1
+  %capr = and i64 %cap, -2
+  %c2 = shl i64 %capr, 1
   %c3 = call i64 @llvm.umax.i64(i64 %c2, i64 %need)
   %c4 = call i64 @llvm.umax.i64(i64 %c3, i64 65536)
+  br i1 %stk, label %fromstack, label %heap
+heap:
   %nd = call ptr @realloc(ptr %d, i64 %c4)
-  %r0 = insertvalue { ptr, i64 } undef, ptr %nd, 0
-  %r1 = insertvalue { ptr, i64 } %r0, i64 %c4, 1
+  br label %done
+fromstack:
+  ; move to a cached heap buffer (grown if too small) or a new one
+  %c = call ptr @gj.tape.take()
+  %have = icmp ne ptr %c, null
+  br i1 %have, label %cached, label %fresh
+cached:
+  %cc = load i64, ptr %c
+  %big = icmp uge i64 %cc, %c4
+  br i1 %big, label %copy, label %fresh
+fresh:
+  %nb = call ptr @realloc(ptr %c, i64 %c4)
+  br label %copy
+copy:
+  %b = phi ptr [ %c, %cached ], [ %nb, %fresh ]
+  %bc = phi i64 [ %cc, %cached ], [ %c4, %fresh ]
+  call void @llvm.memcpy.p0.p0.i64(ptr %b, ptr %d, i64 %capr, i1 false)
+  br label %done
+done:
+  %rd = phi ptr [ %nd, %heap ], [ %b, %copy ]
+  %rc = phi i64 [ %c4, %heap ], [ %bc, %copy ]
+  %r0 = insertvalue { ptr, i64 } undef, ptr %rd, 0
+  %r1 = insertvalue { ptr, i64 } %r0, i64 %rc, 1
   ret { ptr, i64 } %r1
+}
+
+; a tape that starts in the caller's stack buffer %buf of %n bytes
+define internal void @gj.tape.init_stack(ptr %t, ptr %buf, i64 %n) alwaysinline {
+entry:
+  store ptr %buf, ptr %t
+  %topp = getelementptr inbounds i8, ptr %t, i64 8
+  store i64 8, ptr %topp
+  %capp = getelementptr inbounds i8, ptr %t, i64 16
+  %odd = or i64 %n, 1
+  store i64 %odd, ptr %capp
+  ret void
 }
 
 """ + _PUSH_POP + r"""@gj.tape.cached = internal global [8 x ptr] zeroinitializer
@@ -138,7 +182,12 @@ entry:
   %d = load ptr, ptr %t
   %capp = getelementptr inbounds i8, ptr %t, i64 16
   %cap = load i64, ptr %capp
+  %stk = trunc i64 %cap to i1
+  br i1 %stk, label %done, label %keep
+keep:
   call void @gj.tape.keep(ptr %d, i64 %cap)
+  br label %done
+done:
   ret void
 }
 
