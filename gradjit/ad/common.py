@@ -12,14 +12,20 @@ TAPE = "%gj.tape"
 _PLACEHOLDER = re.compile("\x01([^\x02]*)\x02")
 
 
-def shadow_name(name: str) -> str:
-    return local_ref(name + ".s")
+def shadow_name(name: str, lane: int = 0) -> str:
+    """The shadow (tangent) of value ``name``; in vector mode one per lane."""
+    return local_ref(name + ".s" + (str(lane) if lane else ""))
 
 
-def placeholder(name: str) -> str:
+def lane_key(name: str, lane: int = 0) -> str:
+    """Key of the shadow of ``name`` in lane ``lane`` in a sweep's shadow table."""
+    return name if not lane else f"{name}\x03{lane}"
+
+
+def placeholder(name: str, lane: int = 0) -> str:
     """A stand-in for the shadow of ``name``, resolved once the function is done
     (phis refer to shadows defined later in the block order)."""
-    return f"\x01{name}\x02"
+    return f"\x01{lane_key(name, lane)}\x02"
 
 
 def resolve(text: str, table: dict) -> str:

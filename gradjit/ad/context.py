@@ -22,8 +22,10 @@ class Version:
     """
 
     def __init__(self, fn, mode, mask, ret_active, atomic=False, top=False, slots=None,
-                 reload_slots=None):
+                 reload_slots=None, width=1):
         self.fn, self.mode, self.mask, self.ret_active = fn, mode, mask, ret_active
+        # vector forward mode: ``width`` tangents per active value, one primal sweep
+        self.width = width
         # a prange body: the entries of ``args`` whose memory the reverse may read again
         self.reload_slots = reload_slots
         self.top = top
@@ -36,6 +38,8 @@ class Version:
         if slots is not None:
             tag += "P" + "_".join(str(o // 8) for o in sorted(slots))
             tag += "R" + "_".join(str(o // 8) for o in sorted(reload_slots or ()))
+        if width > 1:
+            tag += f"W{width}"
         base = f"{fn.name}.gj.{mode[0]}.{tag}"
         self.names = (base + ".fwd",) if mode == "forward" else (base + ".aug", base + ".rev")
         active = [a.name for a, m in zip(fn.args, mask) if m]
@@ -70,15 +74,18 @@ class ADContext:
         self._reload = {}
 
     def version(self, fname, mode, mask, ret_active, atomic=False, top=False,
-                slots=None, reload_slots=None) -> Version:
+                slots=None, reload_slots=None, width=1) -> Version:
         fn = self.module.functions[fname]
-        key = (fname, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots)
+        if width > 1 and mode != "forward":
+            raise AssertionError("vector mode is implemented for forward mode only")
+        key = (fname, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots, width)
         v = self.versions.get(key)
         if v is None:
             for a, m in zip(fn.args, mask):
                 if m and not carries(a.type):
                     raise AssertionError(f"argument {a.name} of {fname} cannot be active")
-            v = Version(fn, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots)
+            v = Version(fn, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots,
+                        width)
             self.versions[key] = v
             self.queue.append(v)
         return v

@@ -20,7 +20,7 @@ from ..ir.model import local_ref, rename
 from ..ir.writer import label
 from . import rules, tape
 from .builder import Builder, fconst
-from .common import (TAPE, MemoryTypes, placeholder, resolve, shadow_name,
+from .common import (TAPE, MemoryTypes, lane_key, placeholder, resolve, shadow_name,
                      shadow_params)
 
 _SHADOW_BY_RENAME = {"getelementptr", "bitcast", "addrspacecast", "freeze", "extractvalue",
@@ -36,7 +36,10 @@ class ForwardSweep:
         self.fn, self.act = version.fn, version.activity
         self.records = records or {}
         self.b = Builder("gj.t", ctx.decls, ctx.counter, ctx.target)
-        self.table = {}                  # name -> shadow ref
+        self.table = {}                  # lane_key(name, lane) -> shadow ref
+        # vector forward mode (width N): one primal sweep, the tangent code once per lane
+        self.lanes = range(version.width) if sweep == "forward" else range(1)
+        self.lane = 0
         self.mem = MemoryTypes(ctx, self.fn)
         self._forms, self._reserve_in = {}, {}
         if sweep == "augmented":
@@ -58,7 +61,7 @@ class ForwardSweep:
     def shadow(self, v) -> str:
         """Shadow (pointer) or tangent (float) of ``v``; zero / the primal when inactive."""
         if v.kind in ("arg", "inst") and self.act.is_active(v):
-            return placeholder(v.name)
+            return placeholder(v.name, self.lane)
         if v.kind == "const" and self.act.is_active(v):
             from ..analysis.activity import shadow_const
             return shadow_const(v.text)
@@ -71,8 +74,11 @@ class ForwardSweep:
             return False
         return self.fwd or ins.type == "ptr"
 
+    def _set(self, name, ref):
+        self.table[lane_key(name, self.lane)] = ref
+
     def _rename_shadow(self, ins, ops):
-        op, ty, out = ins.opcode, ins.type, shadow_name(ins.name)
+        op, ty, out = ins.opcode, ins.type, shadow_name(ins.name, self.lane)
         consts = [o for o in ops if o.kind == "const" and self.act.is_active(o)]
         if consts and op not in ("phi", "select", "insertvalue"):
             from ..analysis.activity import shadow_const
@@ -82,41 +88,42 @@ class ForwardSweep:
             self.b.emit(rename(text, {ins.name: out, **{o.name: self.shadow(o) for o in ops
                                                           if o.kind in ("arg", "inst") and
                                                           (o.type == "ptr" or T.has_float(o.type))}}))
-            self.table[ins.name] = out
+            self._set(ins.name, out)
             return
         if op == "phi":
             inc = ", ".join(f"[ {self.shadow(v)}, {local_ref(b)} ]" for v, b in ins.incoming)
             self.b.emit(f"{out} = phi {ty} {inc}")
-            self.table[ins.name] = out
+            self._set(ins.name, out)
             return
         if op == "select":
             c, a, b = ins.operands
             self.b.emit(f"{out} = select i1 {c.ref}, {ty} {self.shadow(a)}, {ty} {self.shadow(b)}")
-            self.table[ins.name] = out
+            self._set(ins.name, out)
             return
         if op == "insertvalue":
             agg, val = ins.operands[0], ins.operands[1]
             idx = ins.text.rsplit(val.ref, 1)[1].lstrip(", ").strip()
             self.b.emit(f"{out} = insertvalue {ty} {self.shadow(agg)}, {val.type} "
                         f"{self.shadow(val)}, {idx}")
-            self.table[ins.name] = out
+            self._set(ins.name, out)
             return
-        mapping = {ins.name: shadow_name(ins.name)}
+        mapping = {ins.name: out}
         for o in ops:
             if o.kind in ("arg", "inst") and (o.type == "ptr" or T.has_float(o.type)):
                 mapping[o.name] = self.shadow(o)
         self.b.emit(rename(ins.text, mapping))
-        self.table[ins.name] = shadow_name(ins.name)
+        self._set(ins.name, out)
 
     # text -------------------------------------------------------------------
     def header(self) -> str:
         v, fn = self.v, self.fn
         params = [f"{a.type} {a.ref}" for a in fn.args]
-        params += [f"{a.type} {shadow_name(a.name)}" for a in shadow_params(v, self.sweep)]
+        params += [f"{a.type} {shadow_name(a.name, k)}" for a in shadow_params(v, self.sweep)
+                   for k in self.lanes]
         ret = fn.ret_type
         if self.fwd:
             if v.ret_float:
-                ret = f"{{ {ret}, {ret} }}"
+                ret = "{ " + ", ".join([ret] * (1 + len(self.lanes))) + " }"
             name = v.names[0]
         else:
             params.append(f"ptr {TAPE}")
@@ -126,7 +133,8 @@ class ForwardSweep:
     def text(self) -> str:
         fn = self.fn
         for a in shadow_params(self.v, self.sweep):
-            self.table[a.name] = shadow_name(a.name)
+            for k in self.lanes:
+                self.table[lane_key(a.name, k)] = shadow_name(a.name, k)
         rets = [blk for blk in fn.blocks if blk.terminator.opcode == "ret"]
         lines = [self.header() + " {"]
         for blk in fn.blocks:
@@ -135,7 +143,7 @@ class ForwardSweep:
                 if ins.opcode == "phi":
                     self.b.emit(ins.text)
                     if self.wants_shadow(ins):
-                        self._rename_shadow(ins, ins.operands)
+                        self.per_lane(lambda: self._rename_shadow(ins, ins.operands))
                 else:
                     self.instruction(ins)
             phis = [l for l in self.b.lines if _is_phi(l)]
@@ -193,11 +201,23 @@ class ForwardSweep:
         return ref
 
     # instructions -----------------------------------------------------------
+    def per_lane(self, emit):
+        """Run ``emit`` (derivative code of one instruction) once per lane."""
+        for k in self.lanes:
+            self.lane = k
+            emit()
+        self.lane = 0
+
     def instruction(self, ins):
         op = ins.opcode
         if op == "call":
             return self.call(ins)
         self.b.emit(ins.text)
+        self.per_lane(lambda: self.derivative(ins))
+
+    def derivative(self, ins):
+        """The shadow / tangent code of non-call instruction ``ins`` (current lane)."""
+        op = ins.opcode
         if op == "store":
             return self.store(ins)
         if op == "atomicrmw":
@@ -234,7 +254,7 @@ class ForwardSweep:
         acc = terms[0] if terms else fconst(0.0, ty)
         for t in terms[1:]:
             acc = b.fadd(ty, acc, t)
-        self.table[ins.name] = acc
+        self._set(ins.name, acc)
 
     def alloca(self, ins):
         aty = alloca_type(ins)
@@ -242,13 +262,14 @@ class ForwardSweep:
         if re.match(r"\s*,\s*i\d+\s+(?!1\b)", rest):
             raise self.ctx.unsupported("an alloca with a dynamic element count", ins)
         size = T.size(aty) if aty != "ptr" else 8
+        s = shadow_name(ins.name, self.lane)
         if self.fwd:
-            self.b.emit(rename(ins.text, {ins.name: shadow_name(ins.name)}))
-            self.b.call("llvm.memset.p0.i64", "void", [("ptr", shadow_name(ins.name)),
+            self.b.emit(rename(ins.text, {ins.name: s}))
+            self.b.call("llvm.memset.p0.i64", "void", [("ptr", s),
                         ("i8", "0"), ("i64", str(size)), ("i1", "false")])
         else:
-            self.b.emit(f"{shadow_name(ins.name)} = call ptr @calloc(i64 1, i64 {size})")
-        self.table[ins.name] = shadow_name(ins.name)
+            self.b.emit(f"{s} = call ptr @calloc(i64 1, i64 {size})")
+        self._set(ins.name, s)
 
     def atomic(self, ins):
         """``atomicrmw fadd/fsub p, v`` (``cuda.atomic.add``): ``*p += v`` done atomically."""
@@ -289,8 +310,14 @@ class ForwardSweep:
             return self.call_defined(ins, args)
         if kind == "parallel":
             from . import parallel_for
+            if len(self.lanes) > 1:
+                raise self.ctx.unsupported("vector forward mode (width > 1) through a prange loop", ins)
             return parallel_for.forward(self, ins)
         self.b.emit(ins.text)
+        self.per_lane(lambda: self.call_derivative(ins, kind, args))
+
+    def call_derivative(self, ins, kind, args):
+        """The shadow / tangent code of a call that is not to a defined function."""
         active = [a for a in args if self.act.is_active(a)]
         if kind in ("noop", "pure_int", "barrier"):
             return
@@ -299,14 +326,14 @@ class ForwardSweep:
                 self.tangent(ins, math_name(ins.callee), args)
             return
         if kind == "nrt_alloc":
-            s = shadow_name(ins.name)
+            s = shadow_name(ins.name, self.lane)
             self.b.emit(rename(ins.text, {ins.name: s}))
             d = self.b.assign(f"getelementptr inbounds i8, ptr {s}, i64 24")
             dp = self.b.assign(f"load ptr, ptr {d}")
             n = self.b.assign(f"getelementptr inbounds i8, ptr {s}, i64 32")
             nb = self.b.assign(f"load i64, ptr {n}")
             self.b.emit(f"call void @llvm.memset.p0.i64(ptr {dp}, i8 0, i64 {nb}, i1 false)")
-            self.table[ins.name] = s
+            self._set(ins.name, s)
             return
         if kind == "nrt_refct" or ins.callee == "NRT_MemInfo_call_dtor":
             if active and self.fwd:
@@ -346,19 +373,24 @@ class ForwardSweep:
         if ret_active and not T.has_float(ins.type):
             raise self.ctx.unsupported("a call returning an active pointer", ins)
         ver = self.ctx.version(callee.name, "forward" if self.fwd else "reverse", mask, ret_active,
-                               atomic=self.v.atomic)
+                               atomic=self.v.atomic, width=len(self.lanes))
         argtext = [f"{a.type} {a.ref}" for a in args]
-        argtext += [f"{a.type} {self.shadow(a)}" for a, m in zip(args, mask)
-                    if m and (self.fwd or a.type == "ptr")]
+        for a, m in zip(args, mask):
+            if m and (self.fwd or a.type == "ptr"):
+                for k in self.lanes:
+                    self.lane = k
+                    argtext.append(f"{a.type} {self.shadow(a)}")
+                self.lane = 0
         if not self.fwd:
             argtext.append(f"ptr {tape.TAPE_COPY}")
         call = f"call {ins.type} @{_global(ver.names[0])}({', '.join(argtext)})"
         if self.fwd and ret_active:
-            pair = f"{{ {ins.type}, {ins.type} }}"
+            pair = "{ " + ", ".join([ins.type] * (1 + len(self.lanes))) + " }"
             t = self.b.assign(f"call {pair} @{_global(ver.names[0])}({', '.join(argtext)})")
             self.b.emit(f"{ins.ref} = extractvalue {pair} {t}, 0")
-            self.b.emit(f"{shadow_name(ins.name)} = extractvalue {pair} {t}, 1")
-            self.table[ins.name] = shadow_name(ins.name)
+            for k in self.lanes:
+                self.b.emit(f"{shadow_name(ins.name, k)} = extractvalue {pair} {t}, {k + 1}")
+                self.table[lane_key(ins.name, k)] = shadow_name(ins.name, k)
         else:
             text = f"{ins.ref} = {call}" if ins.has_value else call
             if self.fwd:
@@ -370,9 +402,12 @@ class ForwardSweep:
         if term.opcode == "ret" and self.fwd and self.v.ret_float and term.operands:
             val = term.operands[0]
             ty = val.type
-            pair = f"{{ {ty}, {ty} }}"
-            a = self.b.assign(f"insertvalue {pair} undef, {ty} {val.ref}, 0")
-            c = self.b.assign(f"insertvalue {pair} {a}, {ty} {self.shadow(val)}, 1")
+            pair = "{ " + ", ".join([ty] * (1 + len(self.lanes))) + " }"
+            c = self.b.assign(f"insertvalue {pair} undef, {ty} {val.ref}, 0")
+            for k in self.lanes:
+                self.lane = k
+                c = self.b.assign(f"insertvalue {pair} {c}, {ty} {self.shadow(val)}, {k + 1}")
+            self.lane = 0
             self.b.emit(f"ret {pair} {c}")
         else:
             self.b.emit(term.text)
@@ -395,7 +430,7 @@ class _Resolver(dict):
         self.sweep = sweep
 
     def __missing__(self, name):
-        v = self.sweep.values[name]
+        v = self.sweep.values[name.split("\x03")[0]]
         return T.zero(v.type)
 
 
