@@ -366,56 +366,53 @@ def _derivative(variant, mode):
     return df
 
 
-def _forward_jacobian_driver(variant):
-    """An ``@njit`` loop calling gradjit's forward derivative once per column.
+def _vector_derivative(variant):
+    """gradjit's vector forward mode of the variant's objective: one primal sweep
+    carries every Jacobian column (width 26, or 28 with the two ``us`` columns)."""
+    key = (variant, "vector")
+    df = _DERIVATIVES.get(key)
+    if df is None:
+        import gradjit
+        from gradjit import Const, Dual
 
-    It fills ``jt`` (``ncols x 3N``, the transposed Jacobian): column ``k < 2``
-    of the complicated variant seeds ``us[:, k] = 1`` on every row, the others
-    the unit vectors of ``theta``.  (One Python call instead of 26-28 calls
-    from Python: the derivative is called from Numba code.)
-    """
-    key = (variant, "driver")
-    drv = _DERIVATIVES.get(key)
-    if drv is not None:
-        return drv
-    df = _derivative(variant, "forward")
-    if variant == "simple":
-        @numba.njit
-        def drv(theta, parents, base_relatives, inverse_base_absolutes, base_positions,
-                weights, is_mirrored, correspondences, points, err, jt):
-            dtheta = np.zeros(theta.shape[0])
-            for k in range(theta.shape[0]):
-                dtheta[:] = 0.0
-                dtheta[k] = 1.0
-                df(theta, dtheta, parents, base_relatives, inverse_base_absolutes,
-                   base_positions, weights, is_mirrored, correspondences, points,
-                   err, jt[k])
-    else:
-        @numba.njit
-        def drv(theta, us, parents, base_relatives, inverse_base_absolutes, base_positions,
-                weights, is_mirrored, triangles, correspondences, points, err, jt):
-            dtheta = np.zeros(theta.shape[0])
-            dus = np.zeros(us.shape)
-            for k in range(theta.shape[0] + 2):
-                dtheta[:] = 0.0
-                dus[:, :] = 0.0
-                if k < 2:
-                    dus[:, k] = 1.0
-                else:
-                    dtheta[k - 2] = 1.0
-                df(theta, dtheta, us, dus, parents, base_relatives, inverse_base_absolutes,
-                   base_positions, weights, is_mirrored, triangles, correspondences,
-                   points, err, jt[k])
-    _DERIVATIVES[key] = drv
-    return drv
+        model = (Const,) * 6  # parents ... is_mirrored
+        if variant == "simple":
+            df = gradjit.autodiff(ht_objective_simple, "forward", Dual, *model, Const, Const,
+                                  Dual, width=N_THETA)
+        else:
+            df = gradjit.autodiff(ht_objective_complicated, "forward", Dual, Dual, *model,
+                                  Const, Const, Const, Dual, width=N_THETA + 2)
+        _DERIVATIVES[key] = df
+    return df
+
+
+_SEEDS = {}
+
+
+def _seeds(variant, us_shape):
+    """Tangent seeds of the vector forward mode: lane ``k < 2`` of the complicated
+    variant seeds ``us[:, k] = 1`` on every row, the others the unit vectors of
+    ``theta`` (cached per shape)."""
+    key = (variant, us_shape)
+    got = _SEEDS.get(key)
+    if got is None:
+        off = 2 if variant == "complicated" else 0
+        dtheta = np.zeros((N_THETA + off, N_THETA))
+        dtheta[off:, :] = np.eye(N_THETA)
+        dus = None
+        if off:
+            dus = np.zeros((N_THETA + off,) + us_shape)
+            dus[0, :, 0] = 1.0
+            dus[1, :, 1] = 1.0
+        got = _SEEDS[key] = (dtheta, dus)
+    return got
 
 
 def ht_jacobian(p, mode="forward"):
     """The eval's Jacobian of problem ``p``: ``(3N, 26)`` or ``(3N, 28)``.
 
-    * ``"forward"`` (the benchmarked one): gradjit's forward mode, one tangent
-      sweep per column, driven from an ``@njit`` loop (as fast as gradjit's
-      vector mode, ``width=26``, which runs the width-1 derivative per direction);
+    * ``"forward"`` (the benchmarked one): gradjit's vector forward mode, one
+      primal sweep carrying all 26 (28) columns as tangent lanes;
     * ``"reverse"``: gradjit's reverse mode, one sweep per residual (``3N``
       sweeps, for testing).
     """
@@ -429,12 +426,14 @@ def ht_jacobian(p, mode="forward"):
     # the output tangents need no zeroing.
     jt = np.empty((ncols, m))
     if mode == "forward":
-        drv = _forward_jacobian_driver(variant)
+        df = _vector_derivative(variant)
         if complicated:
-            drv(p.theta, p.us, *p.model_args(), p.triangles, p.correspondences, p.points,
-                err, jt)
+            dtheta, dus = _seeds(variant, p.us.shape)
+            df(p.theta, dtheta, p.us, dus, *p.model_args(), p.triangles, p.correspondences,
+               p.points, err, jt)
         else:
-            drv(p.theta, *p.model_args(), p.correspondences, p.points, err, jt)
+            dtheta, _ = _seeds(variant, None)
+            df(p.theta, dtheta, *p.model_args(), p.correspondences, p.points, err, jt)
         return jt.T
     if mode != "reverse":
         raise ValueError(f"unknown mode {mode!r}")

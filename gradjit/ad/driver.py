@@ -53,6 +53,7 @@ class Plan:
     return_primal: bool = True
     return_derivative: bool = False  # forward: the tangent of the return
     seed: bool = False               # reverse: df takes a trailing seed
+    width: int = 1                   # vector forward mode: tangents per sweep
 
 
 def _version_args(plan: Plan, p, prefix):
@@ -156,6 +157,71 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
     return "\n".join(lines)
 
 
+def vector_entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name) -> str:
+    """Numba-ABI entry of a vector forward derivative (``plan.width`` = N lanes).
+
+    ``df``'s arguments are the primal's, each ``Dual`` one followed by its N tangents
+    stacked on a leading axis (an array of ndim + 1 whose lanes have the primal's
+    strides; for a float scalar a 1-D array of N), then, when the return has a
+    tangent, a 1-D output array of N receiving it.  The result holds the primal
+    return (if ``result_parts`` asks for it).
+    """
+    n = plan.width
+    p = [f"%p{k}" for k in range(len(df_params))]
+    lines = [f"define i32 @{name}(ptr noalias %retptr, ptr noalias %excinfo, "
+             + ", ".join(f"{t} {r}" for t, r in zip(df_params, p)) + ") {", "entry:"]
+    rty = plan.ret_float or "i8"
+    nbytes = max(8, plan.ret_bytes)
+    lines.append(f"  %gj.ret = alloca [{nbytes} x i8], align 16")
+    primal, _ = _version_args(plan, p, ["%gj.ret", "%excinfo"])
+    lanes = {}                       # version argument index -> N lane refs
+    idx = 2
+    for a in plan.args:
+        if a.shadowed:
+            slo, _ = a.shadow_slots
+            data = p[slo + 4]
+            if a.leaves[0][0] == "float":
+                ty = a.leaves[0][1]
+                refs = []
+                for k in range(n):
+                    lines += [f"  %ln{idx}.{k}.p = getelementptr {ty}, ptr {data}, i64 {k}",
+                              f"  %ln{idx}.{k} = load {ty}, ptr %ln{idx}.{k}.p"]
+                    refs.append(f"%ln{idx}.{k}")
+                lanes[idx] = refs
+            else:
+                nd = a.numba_type.ndim
+                stride0 = p[slo + 5 + nd + 1]
+                j = next(i for i, leaf in enumerate(a.leaves) if leaf[0] == "data")
+                refs = []
+                for k in range(n):
+                    lines += [f"  %ln{idx}.{k}.o = mul i64 {stride0}, {k}",
+                              f"  %ln{idx}.{k} = getelementptr i8, ptr {data}, i64 %ln{idx}.{k}.o"]
+                    refs.append(f"%ln{idx}.{k}")
+                lanes[idx + j] = refs
+        idx += len(a.leaves)
+    if plan.ret_active:
+        dret = p[len(df_params) - 3]              # data pointer of the trailing 1-D array
+        lanes[0] = []
+        for k in range(n):
+            lines.append(f"  %ln0.{k} = getelementptr {rty}, ptr {dret}, i64 {k}")
+            lanes[0].append(f"%ln0.{k}")
+    fargs = top.args
+    call_args = [f"{x.type} {v}" for x, v in zip(fargs, primal)]
+    for a in shadow_params(version, "forward"):
+        for ref in lanes[fargs.index(a)]:
+            call_args.append(f"{a.type} {ref}")
+    lines += [f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)})",
+              "  %ok = icmp eq i32 %st, 0", "  br i1 %ok, label %done, label %fail", "fail:",
+              "  ret i32 %st", "done:"]
+    if plan.ret_array and "NRT_decref" in {f.name for f in top_module_functions(top)}:
+        lines += ["  %gj.retmi = load ptr, ptr %gj.ret", "  call fastcc void @NRT_decref(ptr %gj.retmi)"]
+    if ret_llvm is not None:
+        assert list(result_parts) == [("primal",)], result_parts
+        lines += [f"  %r.primal = load {rty}, ptr %gj.ret", f"  store {ret_llvm} %r.primal, ptr %retptr"]
+    lines += ["  ret i32 0", "}"]
+    return "\n".join(lines)
+
+
 def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts, entry_name,
                   target="cpu"):
     """Generate the derivative module text for ``plan``; returns the text.
@@ -189,9 +255,12 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
                 mask.append(False)
     ctx = ADContext(model, elem, target=target)
     mode = "forward" if plan.mode == "forward" else "reverse"
-    version = ctx.version(top_name, mode, mask, False, atomic=(target == "cuda"), top=True)
+    version = ctx.version(top_name, mode, mask, False, atomic=(target == "cuda"), top=True,
+                          width=plan.width)
     bodies = ctx.generate()
-    if target == "cpu":
+    if target == "cpu" and plan.width > 1:
+        entry = vector_entry_text(plan, top, version, df_params, ret_llvm, result_parts, entry_name)
+    elif target == "cpu":
         entry = entry_text(plan, top, version, df_params, ret_llvm, result_parts, entry_name)
     else:
         entry = kernel_entry_text(plan, top, version, df_params, entry_name)
