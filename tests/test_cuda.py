@@ -166,7 +166,7 @@ def test_ptx_generated_and_accepted_by_ptxas(name, mode):
         assert "atom." in ptx or "red." in ptx        # shared addresses: atomic adds
     if mode == "reverse" and name == "axpy_sin":
         assert "atom." not in ptx and "red." not in ptx   # x[i] is private to thread i
-    if shutil.which("ptxas"):
+    if cuda_backend.find_ptxas():
         cuda_backend.ptxas_check(ptx)
 
 
@@ -258,7 +258,7 @@ def test_shared_memory_has_shadows():
         df = gradjit.autodiff(shared_sum, "reverse", Duplicated, Duplicated)
         ptx = df.ptx(x64, np.zeros(64), np.zeros(2), np.zeros(2))
         assert ptx.count(".shared") >= 2             # the buffer and its shadow
-        if shutil.which("ptxas"):
+        if cuda_backend.find_ptxas():
             cuda_backend.ptxas_check(ptx)
 
 
@@ -287,3 +287,19 @@ def test_gpu_matches_emulator(name):
     dev = {k_in: cuda.to_device(np.zeros_like(args[k_in])), k_out: cuda.to_device(seed.copy())}
     df[launch](*expand(dev_args, k_in, k_out, dev))
     np.testing.assert_allclose(dev[k_in].copy_to_host(), host[k_in], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not HAVE_LIBDEVICE, reason="libdevice not installed")
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+@pytest.mark.parametrize("kernel", [with_barrier, shared_sum, shared_scale, shared_neighbours],
+                         ids=lambda k: k.py_func.__name__)
+def test_barrier_and_shared_kernels_ptx(kernel, mode):
+    """PTX of the kernels with barriers and shared memory, accepted by ptxas."""
+    n = 64
+    act = Duplicated if mode == "reverse" else Dual
+    df = gradjit.autodiff(kernel, mode, act, act)
+    nout = 2 if kernel is shared_sum else n
+    ptx = df.ptx(np.zeros(n), np.zeros(n), np.zeros(nout), np.zeros(nout))
+    assert "bar.sync" in ptx or "barrier" in ptx
+    if cuda_backend.find_ptxas():
+        cuda_backend.ptxas_check(ptx)

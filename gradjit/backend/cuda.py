@@ -78,10 +78,28 @@ def to_ptx(text: str, kernel: str, cc=(8, 0)) -> str:
     return tm.emit_assembly(mod)
 
 
+def find_ptxas():
+    """``ptxas`` from PATH, else from the ``nvidia-cuda-nvcc-cu12`` wheel (the
+    ``cuda`` extra installs it, so PTX is checked on machines without CUDA); None
+    when neither is there."""
+    exe = shutil.which("ptxas")
+    if exe:
+        return exe
+    try:
+        import nvidia
+    except ImportError:
+        return None
+    for base in getattr(nvidia, "__path__", []):
+        cand = os.path.join(base, "cuda_nvcc", "bin", "ptxas")
+        if os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
 def ptxas_check(ptx: str, cc=(8, 0)):
     """Run ``ptxas`` on ``ptx`` (returns its output); None when ptxas is not installed.
     Raises ``RuntimeError`` with ptxas' message if it rejects the PTX."""
-    exe = shutil.which("ptxas")
+    exe = find_ptxas()
     if exe is None:
         return None
     with tempfile.TemporaryDirectory() as d:
