@@ -22,6 +22,11 @@ def lane_key(name: str, lane: int = 0) -> str:
     return name if not lane else f"{name}\x03{lane}"
 
 
+def shadow_kind(lane: int = 0) -> str:
+    """Record kind of the shadow of a value in lane ``lane`` ('s', 's1', ...)."""
+    return "s" if not lane else f"s{lane}"
+
+
 def placeholder(name: str, lane: int = 0) -> str:
     """A stand-in for the shadow of ``name``, resolved once the function is done
     (phis refer to shadows defined later in the block order)."""
@@ -62,8 +67,8 @@ def float_outs(version):
     return [a for a, m in zip(version.fn.args, version.mask) if m and a.type != "ptr"]
 
 
-def out_name(a) -> str:
-    return local_ref(a.name + ".out")
+def out_name(a, lane: int = 0) -> str:
+    return local_ref(a.name + ".out" + (str(lane) if lane else ""))
 
 
 class MemoryTypes:

@@ -24,7 +24,7 @@ class Version:
     def __init__(self, fn, mode, mask, ret_active, atomic=False, top=False, slots=None,
                  reload_slots=None, width=1):
         self.fn, self.mode, self.mask, self.ret_active = fn, mode, mask, ret_active
-        # vector forward mode: ``width`` tangents per active value, one primal sweep
+        # vector mode: ``width`` tangents / adjoints per active value, one primal sweep
         self.width = width
         # a prange body: the entries of ``args`` whose memory the reverse may read again
         self.reload_slots = reload_slots
@@ -76,8 +76,6 @@ class ADContext:
     def version(self, fname, mode, mask, ret_active, atomic=False, top=False,
                 slots=None, reload_slots=None, width=1) -> Version:
         fn = self.module.functions[fname]
-        if width > 1 and mode != "forward":
-            raise AssertionError("vector mode is implemented for forward mode only")
         key = (fname, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots, width)
         v = self.versions.get(key)
         if v is None:

@@ -158,13 +158,18 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
 
 
 def vector_entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name) -> str:
-    """Numba-ABI entry of a vector forward derivative (``plan.width`` = N lanes).
+    """Numba-ABI entry of a vector derivative (``plan.width`` = N lanes).
 
-    ``df``'s arguments are the primal's, each ``Dual`` one followed by its N tangents
+    ``df``'s arguments are the primal's, each shadowed one followed by its N shadows
     stacked on a leading axis (an array of ndim + 1 whose lanes have the primal's
-    strides; for a float scalar a 1-D array of N), then, when the return has a
-    tangent, a 1-D output array of N receiving it.  The result holds the primal
-    return (if ``result_parts`` asks for it).
+    strides; for a float scalar a 1-D array of N), then
+
+    * forward mode: a 1-D output array of N receiving the return's tangents;
+    * reverse mode: the N seeds (a 1-D array, when the return is Active), then an
+      output array ``(max(1, number of Active args), N)`` receiving the gradients
+      of the Active float arguments.
+
+    The result holds the primal return (if ``result_parts`` asks for it).
     """
     n = plan.width
     p = [f"%p{k}" for k in range(len(df_params))]
@@ -199,20 +204,65 @@ def vector_entry_text(plan: Plan, top, version, df_params, ret_llvm, result_part
                     refs.append(f"%ln{idx}.{k}")
                 lanes[idx + j] = refs
         idx += len(a.leaves)
-    if plan.ret_active:
+    reverse = plan.mode != "forward"
+    if plan.ret_active and not reverse:
         dret = p[len(df_params) - 3]              # data pointer of the trailing 1-D array
         lanes[0] = []
         for k in range(n):
             lines.append(f"  %ln0.{k} = getelementptr {rty}, ptr {dret}, i64 {k}")
             lanes[0].append(f"%ln0.{k}")
+    if plan.ret_active and reverse:
+        # the seeds: one slot per lane in the return value's shadow
+        seeds = p[len(df_params) - 9 - 3]         # data of the 1-D array before the gradients
+        lanes[0] = []
+        for k in range(n):
+            lines += [f"  %ln0.{k} = alloca {rty}",
+                      f"  %sd.{k}.p = getelementptr double, ptr {seeds}, i64 {k}",
+                      f"  %sd.{k} = load double, ptr %sd.{k}.p"]
+            sv = f"%sd.{k}"
+            if rty == "float":
+                lines.append(f"  %sd.{k}.t = fptrunc double %sd.{k} to float")
+                sv = f"%sd.{k}.t"
+            lines.append(f"  store {rty} {sv}, ptr %ln0.{k}")
+            lanes[0].append(f"%ln0.{k}")
     fargs = top.args
     call_args = [f"{x.type} {v}" for x, v in zip(fargs, primal)]
-    for a in shadow_params(version, "forward"):
+    for a in shadow_params(version, "reverse" if reverse else "forward"):
         for ref in lanes[fargs.index(a)]:
             call_args.append(f"{a.type} {ref}")
-    lines += [f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)})",
-              "  %ok = icmp eq i32 %st, 0", "  br i1 %ok, label %done, label %fail", "fail:",
-              "  ret i32 %st", "done:"]
+    if reverse:
+        lines.append("  %gj.tape = alloca " + tape.TAPE_TYPE)
+        lines.append(f"  %gj.stk = alloca [{tape.STACK_BYTES} x i8], align 16")
+        lines.append(f"  call void @gj.tape.init_stack(ptr %gj.tape, ptr %gj.stk, i64 {tape.STACK_BYTES})")
+        lines.append(f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)}, ptr %gj.tape)")
+    else:
+        lines.append(f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)})")
+    lines += ["  %ok = icmp eq i32 %st, 0", "  br i1 %ok, label %done, label %fail", "fail:"]
+    if reverse:
+        lines.append("  call void @gj.tape.release(ptr %gj.tape)")
+    lines += ["  ret i32 %st", "done:"]
+    if reverse:
+        outs = float_outs(version)
+        gout, gstride = p[len(df_params) - 5], p[len(df_params) - 2]   # data, stride of axis 0
+        rargs = list(call_args) + ["ptr %gj.tape"]
+        for j, a in enumerate(outs):
+            for k in range(n):
+                lines += [f"  %out{j}.{k} = alloca {a.type}",
+                          f"  store {a.type} {T.zero(a.type)}, ptr %out{j}.{k}"]
+                rargs.append(f"ptr %out{j}.{k}")
+        lines.append(f"  call void @{_global(version.names[1])}({', '.join(rargs)})")
+        lines.append("  call void @gj.tape.release(ptr %gj.tape)")
+        for j, a in enumerate(outs):
+            lines.append(f"  %go{j} = mul i64 {gstride}, {j}")
+            lines.append(f"  %gr{j} = getelementptr i8, ptr {gout}, i64 %go{j}")
+            for k in range(n):
+                lines += [f"  %gv{j}.{k} = load {a.type}, ptr %out{j}.{k}"]
+                v = f"%gv{j}.{k}"
+                if a.type == "float":
+                    lines.append(f"  %gv{j}.{k}.e = fpext float {v} to double")
+                    v = f"%gv{j}.{k}.e"
+                lines += [f"  %gp{j}.{k} = getelementptr double, ptr %gr{j}, i64 {k}",
+                          f"  store double {v}, ptr %gp{j}.{k}"]
     if plan.ret_array and "NRT_decref" in {f.name for f in top_module_functions(top)}:
         lines += ["  %gj.retmi = load ptr, ptr %gj.ret", "  call fastcc void @NRT_decref(ptr %gj.retmi)"]
     if ret_llvm is not None:
@@ -259,7 +309,8 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
                           width=plan.width)
     bodies = ctx.generate()
     if target == "cpu" and plan.width > 1:
-        entry = vector_entry_text(plan, top, version, df_params, ret_llvm, result_parts, entry_name)
+        parts = [x for x in result_parts if x[0] == "primal"]
+        entry = vector_entry_text(plan, top, version, df_params, ret_llvm, parts, entry_name)
     elif target == "cpu":
         entry = entry_text(plan, top, version, df_params, ret_llvm, result_parts, entry_name)
     else:

@@ -37,8 +37,8 @@ class ForwardSweep:
         self.records = records or {}
         self.b = Builder("gj.t", ctx.decls, ctx.counter, ctx.target)
         self.table = {}                  # lane_key(name, lane) -> shadow ref
-        # vector forward mode (width N): one primal sweep, the tangent code once per lane
-        self.lanes = range(version.width) if sweep == "forward" else range(1)
+        # vector mode (width N): one primal sweep, the tangent / shadow code once per lane
+        self.lanes = range(version.width)
         self.lane = 0
         self.mem = MemoryTypes(ctx, self.fn)
         self._forms, self._reserve_in = {}, {}
@@ -157,7 +157,7 @@ class ForwardSweep:
                     elif kind == "v":
                         items.append((ty, self.values[name].ref))
                     else:
-                        items.append((ty, placeholder(name)))
+                        items.append((ty, placeholder(name, int(kind[1:] or 0))))
                 form = self._forms.get(blk.name)
                 reserved = form is not None and form.trip is not None
                 tape.push_record(self.b, TAPE, items, reserved=reserved and bool(items))

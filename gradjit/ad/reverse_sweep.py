@@ -20,11 +20,21 @@ from ..ir.model import local_ref, rename
 from ..ir.writer import label
 from . import rules, tape
 from .builder import Builder
-from .common import (TAPE, MemoryTypes, float_outs, out_name, shadow_name,
-                     shadow_params)
+from .common import (TAPE, MemoryTypes, float_outs, lane_key, out_name, shadow_kind,
+                     shadow_name, shadow_params)
 from .forward_sweep import _global
 
 DRET = "%gj.dret"
+
+
+def dret(lane: int) -> str:
+    """The seed (adjoint of the return value) of lane ``lane``."""
+    return DRET + (str(lane) if lane else "")
+
+
+def _suffix(kind: str) -> str:
+    """Name suffix of a recorded primal value ('v') or shadow ('s', 's1', ...)."""
+    return "" if kind == "v" else "." + kind
 
 
 _RECOMPUTE_INT = {"getelementptr", "add", "sub", "mul", "shl", "lshr", "ashr", "and", "or", "xor",
@@ -58,7 +68,11 @@ class ReverseSweep:
         self.records = {}                     # block -> [(kind, payload)] final layout
         self._memo = {}
         self.b = Builder("gj.r", ctx.decls, ctx.counter, ctx.target)
-        self.adj = {}                         # name -> (alloca ref, type)
+        self.adj = {}                         # lane_key(name, lane) -> (alloca ref, type)
+        # batched reverse mode (width N): one augmented primal, the adjoint code of
+        # every instruction once per lane (lane-independent primal values are shared)
+        self.lanes = range(version.width)
+        self.lane = 0
         self.mem = MemoryTypes(ctx, self.fn)
         self.entry_allocas = [f"{tape.TAPE_COPY} = alloca {tape.TAPE_TYPE}"]
         self.slots = {}                       # (header, name, kind) -> (ref, type)
@@ -121,13 +135,14 @@ class ReverseSweep:
         return got
 
     def ps(self, v) -> str:
-        """The shadow of active pointer ``v`` inside the reverse of the current block."""
+        """The shadow of active pointer ``v`` inside the reverse of the current block
+        (of the current lane)."""
         if v.kind == "arg":
-            return shadow_name(v.name)
+            return shadow_name(v.name, self.lane)
         if v.kind == "const":
             from ..analysis.activity import shadow_const
             return shadow_const(v.text)
-        key = ("s", v.name, self.block)
+        key = (shadow_kind(self.lane), v.name, self.block)
         got = self._memo.get(key)
         if got is None:
             got = self._memo[key] = self._get_shadow(v)
@@ -155,7 +170,7 @@ class ReverseSweep:
         blk = self.block
         iv = self._iv(v, blk)
         if iv:
-            return self.b.assign(f"load ptr, ptr {self._iv_slot(iv[0], v, 's')}")
+            return self.b.assign(f"load ptr, ptr {self._iv_slot(iv[0], v, shadow_kind(self.lane))}")
         if v.opcode in ("getelementptr", "bitcast", "addrspacecast", "freeze"):
             base = v.operands[0]
             mapping = {o.name: self.pv(o) for o in v.operands[1:] if o.kind == "inst"}
@@ -167,7 +182,7 @@ class ReverseSweep:
                 return r
             mapping[base.name] = self.ps(base)
             return self._clone(v, mapping)
-        return self._fetch(v.name, "s", "ptr")
+        return self._fetch(v.name, shadow_kind(self.lane), "ptr")
 
     def _clone(self, ins, mapping):
         r = self.b.tmp()
@@ -188,7 +203,7 @@ class ReverseSweep:
         lst = self.needs.setdefault(self.block, [])
         if (name, kind, ty) not in lst:
             lst.append((name, kind, ty))
-        return local_ref(f"{name}{'.s' if kind == 's' else ''}@{self.block}")
+        return local_ref(f"{name}{_suffix(kind)}@{self.block}")
 
     def _invariant_load_loop(self, name):
         """The innermost loop (containing the current block) in which load ``name``
@@ -220,7 +235,7 @@ class ReverseSweep:
     def _inv_slot(self, loop, name, kind, ty):
         key = (loop.header, name, kind)
         if key not in self.slots:
-            ref = local_ref(f"{name}{'.s' if kind == 's' else ''}@L.{loop.header}")
+            ref = local_ref(f"{name}{_suffix(kind)}@L.{loop.header}")
             self.slots[key] = (ref, ty)
             self.entry_allocas.append(f"{ref} = alloca {ty}")
             self.inv.setdefault(loop.header, []).append((name, kind, ty))
@@ -231,10 +246,11 @@ class ReverseSweep:
 
     # adjoints ---------------------------------------------------------------
     def _slot(self, v):
-        if v.name not in self.adj:
-            ref = local_ref(v.name + ".d")
-            self.adj[v.name] = (ref, v.type)
-        return self.adj[v.name][0]
+        key = lane_key(v.name, self.lane)
+        if key not in self.adj:
+            ref = local_ref(v.name + ".d" + (str(self.lane) if self.lane else ""))
+            self.adj[key] = (ref, v.type)
+        return self.adj[key][0]
 
     def take(self, v) -> str:
         """Read and zero the adjoint of ``v``."""
@@ -345,7 +361,7 @@ class ReverseSweep:
                 if tag == "from":
                     refs.append((ty, local_ref(f"{blk.name}.from@rev")))
                 elif tag == "own":
-                    refs.append((ty, local_ref(f"{name}{'.s' if kind == 's' else ''}@{blk.name}")))
+                    refs.append((ty, local_ref(f"{name}{_suffix(kind)}@{blk.name}")))
                 else:
                     refs.append((ty, self.b.tmp()))
             tape.pop_record(self.b, TAPE, refs)
@@ -356,13 +372,17 @@ class ReverseSweep:
             out.extend("  " + l for l in self.b.lines + bodies[blk.name])
         # entry: adjoint slots, then the reverse of the return block taken
         params = [f"{a.type} {a.ref}" for a in fn.args]
-        params += [f"{a.type} {shadow_name(a.name)}" for a in shadow_params(v, "reverse")]
+        params += [f"{a.type} {shadow_name(a.name, k)}" for a in shadow_params(v, "reverse")
+                   for k in self.lanes]
         params.append(f"ptr {TAPE}")
         if v.ret_float:
-            params.append(f"{fn.ret_type} {DRET}")
-        params += [f"ptr {out_name(a)}" for a in float_outs(v)]
+            params += [f"{fn.ret_type} {dret(k)}" for k in self.lanes]
+        params += [f"ptr {out_name(a, k)}" for a in float_outs(v) for k in self.lanes]
         for a in float_outs(v):
-            self._slot(a)
+            for k in self.lanes:
+                self.lane = k
+                self._slot(a)
+        self.lane = 0
         head = [f"define internal void @{_global(v.names[1])}({', '.join(params)}) {{", "entry:"]
         for name, (ref, ty) in self.adj.items():
             head.append(f"  {ref} = alloca {ty}")
@@ -384,10 +404,13 @@ class ReverseSweep:
         tail = ["rev.exit:"]
         self.b.lines = []
         for a in float_outs(v):
-            slot = self._slot(a)
-            x = self.b.assign(f"load {a.type}, ptr {slot}")
-            y = self.b.assign(f"load {a.type}, ptr {out_name(a)}")
-            self.b.emit(f"store {a.type} {self.b.fadd(a.type, y, x)}, ptr {out_name(a)}")
+            for k in self.lanes:
+                self.lane = k
+                slot = self._slot(a)
+                x = self.b.assign(f"load {a.type}, ptr {slot}")
+                y = self.b.assign(f"load {a.type}, ptr {out_name(a, k)}")
+                self.b.emit(f"store {a.type} {self.b.fadd(a.type, y, x)}, ptr {out_name(a, k)}")
+        self.lane = 0
         self.b.emit("ret void")
         tail.extend("  " + l for l in self.b.lines)
         return "\n".join(head + out + edges + tail + ["}"])
@@ -398,7 +421,7 @@ class ReverseSweep:
         self.b.lines = []
         term = blk.terminator
         if term.opcode == "ret" and term.operands and self.v.ret_float:
-            self.add(term.operands[0], DRET)
+            self.per_lane(lambda: self.add(term.operands[0], dret(self.lane)))
         for ins in reversed(blk.instructions[:-1]):
             if ins.opcode != "phi":
                 self.instruction(ins)
@@ -470,16 +493,19 @@ class ReverseSweep:
         loop's back edge, step its induction variables back."""
         self.b.lines = []
         phis = [p for p in blk.phis() if self.act.is_active(p) and T.has_float(p.type)]
-        taken = [(p, self.take(p)) for p in phis]
-        for p, a in taken:
-            for val, src in p.incoming:
-                if src == pred:
-                    self.add(val, a)
-                    break
+
+        def move():
+            taken = [(p, self.take(p)) for p in phis]
+            for p, a in taken:
+                for val, src in p.incoming:
+                    if src == pred:
+                        self.add(val, a)
+                        break
+        self.per_lane(move)
         form = self.form.by_header.get(blk.name)
         if form is not None and pred == form.latch:
             for iv in form.ivs:
-                for kind in ("v", "s"):
+                for kind in ("v",) + tuple(shadow_kind(k) for k in self.lanes):
                     key = (blk.name, iv.phi.name, kind)
                     if key not in self.slots:
                         continue
@@ -494,7 +520,21 @@ class ReverseSweep:
         return [f"{label('edge.' + pred + '.' + blk.name)}:"] + ["  " + l for l in self.b.lines]
 
     # instruction adjoints --------------------------------------------------------
+    def per_lane(self, emit):
+        """Run ``emit`` (adjoint code) once per lane."""
+        for k in self.lanes:
+            self.lane = k
+            emit()
+        self.lane = 0
+
     def instruction(self, ins):
+        if ins.opcode == "call" and classify(ins.callee, ins.callee in self.ctx.defined) in (
+                "defined", "parallel", "barrier"):
+            return self.call(ins)              # one call serves every lane
+        self.per_lane(lambda: self.adjoint(ins))
+
+    def adjoint(self, ins):
+        """The adjoint code of ``ins`` for the current lane."""
         op = ins.opcode
         if op == "call":
             return self.call(ins)
@@ -599,6 +639,8 @@ class ReverseSweep:
             return self.call_defined(ins, args)
         if kind == "parallel":
             from . import parallel_for
+            if len(self.lanes) > 1:
+                raise self.ctx.unsupported("batched reverse mode (width > 1) through a prange loop", ins)
             return parallel_for.reverse(self, ins)
         if kind == "math":
             if ins.has_value and self.act.is_active(ins):
@@ -634,21 +676,37 @@ class ReverseSweep:
     def call_defined(self, ins, args):
         mask = [self.act.is_active(a) for a in args]
         ret_active = ins.has_value and self.act.is_active(ins)
-        ver = self.ctx.version(ins.callee, "reverse", mask, ret_active, atomic=self.v.atomic)
+        ver = self.ctx.version(ins.callee, "reverse", mask, ret_active, atomic=self.v.atomic,
+                               width=len(self.lanes))
         argtext = [f"{a.type} {self.pv(a)}" for a in args]
-        argtext += [f"ptr {self.ps(a)}" for a, m in zip(args, mask) if m and a.type == "ptr"]
+        lanes = list(self.lanes)
+
+        def each_lane(f):
+            out = []
+            for k in lanes:
+                self.lane = k
+                out.append(f())
+            self.lane = 0
+            return out
+
+        for a, m in zip(args, mask):
+            if m and a.type == "ptr":
+                argtext += each_lane(lambda: f"ptr {self.ps(a)}")
         argtext.append(f"ptr {tape.TAPE_COPY}")
         if ver.ret_float:
-            argtext.append(f"{ins.type} {self.take(ins)}")
+            argtext += each_lane(lambda: f"{ins.type} {self.take(ins)}")
         outs = []
         for a, m in zip(args, mask):
             if m and a.type != "ptr":
-                slot = local_ref(f"gj.o{len(self.entry_allocas)}")
-                self.entry_allocas.append(f"{slot} = alloca {a.type}")
-                self.b.emit(f"store {a.type} {T.zero(a.type)}, ptr {slot}")
-                argtext.append(f"ptr {slot}")
-                outs.append((a, slot))
+                for k in lanes:
+                    slot = local_ref(f"gj.o{len(self.entry_allocas)}")
+                    self.entry_allocas.append(f"{slot} = alloca {a.type}")
+                    self.b.emit(f"store {a.type} {T.zero(a.type)}, ptr {slot}")
+                    argtext.append(f"ptr {slot}")
+                    outs.append((a, slot, k))
         tape.call_with_copy(self.b, lambda: self.b.emit(
             f"call void @{_global(ver.names[1])}({', '.join(argtext)})"))
-        for a, slot in outs:
+        for a, slot, k in outs:
+            self.lane = k
             self.add(a, self.b.assign(f"load {a.type}, ptr {slot}"))
+        self.lane = 0

@@ -132,7 +132,7 @@ class Derivative:
         try:
             return self._generate(plan, primal_types, argtys, debug=False)
         except UnsupportedError as e:
-            if e.location is None:
+            if e.location is None and "(width > 1)" not in str(e):
                 try:
                     self._generate(plan, primal_types, argtys, debug=True)
                 except UnsupportedError as e2:
@@ -181,7 +181,7 @@ class Derivative:
                 rtypes.append(rt)
             j = 0
             for a in plan.args:
-                if a.active_float:
+                if a.active_float and self.width == 1:
                     parts.append(("grad", j))
                     rtypes.append(a.numba_type)
                     j += 1
@@ -282,7 +282,9 @@ def autodiff(fn, mode, *activities, ret=None, width=1):
         ``Const``, ``Dual``, ``DualOnly`` in forward mode).
     ret : activity of the return value (default ``Active`` / ``Dual`` when ``fn``
         returns a float scalar, else ``Const``).
-    width : vector width; only 1 is implemented.
+    width : vector width N: every shadow, tangent and seed gets a leading axis of N
+        and one primal sweep serves all N lanes (:class:`VectorForward`,
+        :class:`VectorReverse`).
 
     Returns
     -------
@@ -303,8 +305,6 @@ def autodiff(fn, mode, *activities, ret=None, width=1):
         ``ret`` asks for a derivative of a return value that is not a float scalar.
     UnsupportedError
         ``fn`` contains a construct without derivative (at the first call).
-    NotImplementedError
-        ``width`` > 1.
 
     The transformation is Enzyme's (Moses & Churavy, NeurIPS 2020) applied to
     Numba's optimized LLVM IR.
@@ -341,7 +341,7 @@ def autodiff(fn, mode, *activities, ret=None, width=1):
         return Derivative(fn, m, tuple(acts), r, 1)
     if m == "forward":
         return VectorForward(fn, m, tuple(acts), r, int(width))
-    return BatchedDerivative(Derivative(fn, m, tuple(acts), r, 1), int(width))
+    return VectorReverse(fn, m, tuple(acts), r, int(width))
 
 
 def _kernel_autodiff(kernel, mode, activities, ret, width):
@@ -364,12 +364,11 @@ def _kernel_autodiff(kernel, mode, activities, ret, width):
 
 
 class BatchedDerivative:
-    """Vector mode (``width=N``): every shadow, tangent, seed and returned
-    derivative has a leading axis of length N.
-
-    This first implementation runs the width-1 derivative once per direction
-    (restoring primal arrays ``fn`` overwrites between runs); the results follow
-    the vector-mode conventions of shared/API.md.  It is called from Python only.
+    """Vector mode (``width=N``) by running the width-1 derivative once per lane
+    (restoring primal arrays ``fn`` overwrites between runs): the fallback of
+    :class:`VectorForward` / :class:`VectorReverse` for code without a vector-mode
+    derivative (prange loops).  Results follow the vector-mode conventions of
+    shared/API.md.
     """
 
     def __init__(self, base: Derivative, width: int):
@@ -436,40 +435,14 @@ class VectorForward(Derivative):
     """
 
     def __call__(self, *args):
-        args = list(args)
+        orig, args = args, list(args)
         n = self.width
-        writebacks = []
-        k = 0
-        for name, act in zip(self.params, self.activities):
-            if k >= len(args):
-                break
-            if act.shadowed and k + 1 < len(args):
-                x, dx = args[k], args[k + 1]
-                want = (n,) + np.shape(x)
-                if not isinstance(dx, np.ndarray) or dx.shape != want:
-                    raise ValueError(f"argument '{name}': vector-mode shadow shape "
-                                     f"{np.shape(dx)} differs from {want}")
-                dt = x.dtype if isinstance(x, np.ndarray) else np.dtype(
-                    np.float32 if isinstance(x, np.float32) else np.float64)
-                if dx.dtype != dt:
-                    raise ValueError(f"argument '{name}': shadow dtype {dx.dtype} differs from "
-                                     f"the primal's dtype {dt}")
-                if isinstance(x, np.ndarray) and not _lanes_match(x, dx):
-                    if not (x.flags.c_contiguous or x.flags.f_contiguous):
-                        xc = np.ascontiguousarray(x)
-                        writebacks.append((x, xc))
-                        args[k] = x = xc
-                    tmp = _lane_stack_like(x, n)
-                    tmp[...] = dx
-                    writebacks.append((dx, tmp))
-                    args[k + 1] = tmp
-                k += 2
-            else:
-                k += 1
+        writebacks = _vector_shadows(self, args)
         dret = np.zeros(n)                    # the return's tangents (always passed)
         args.append(dret)
-        key = tuple(numba.typeof(a) for a in args)
-        compiled = self.compile(key)
+        compiled = _compile_or_none(self, args)
+        if compiled is None:
+            return _one_lane_at_a_time(self, orig)
         out = self.jit(*args)
         for user, tmp in writebacks:
             user[...] = tmp
@@ -487,6 +460,101 @@ class VectorForward(Derivative):
         compiled.ret_float = plan.ret_float
         compiled.ret = self._resolved_ret
         return compiled
+
+
+class VectorReverse(Derivative):
+    """Batched reverse mode (``width=N``): one augmented primal sweep, N adjoints.
+
+    Each ``Duplicated`` shadow has a leading axis of N (lane k receives the
+    gradient for seed k and its output lanes are consumed as seeds); the seed of
+    an Active return is a 1-D array of N (a scalar is broadcast); each returned
+    gradient of an ``Active`` argument is a 1-D array of N.  The reverse sweep
+    repeats the adjoint code of every instruction per lane and shares all primal
+    values and the tape between lanes (Enzyme's batched reverse mode).
+    """
+
+    def __call__(self, *args):
+        args = list(args)
+        n = self.width
+        expected = sum(2 if a.shadowed else 1 for a in self.activities)
+        if len(args) not in (expected, expected + 1):
+            raise ActivityError(f"the derivative takes {expected} arguments (+1 seed), got {len(args)}")
+        orig = tuple(args)
+        writebacks = _vector_shadows(self, args)
+        if len(args) == expected + 1:
+            args[-1] = np.ascontiguousarray(np.broadcast_to(
+                np.asarray(args[-1], dtype=np.float64), (n,)))
+        rows = sum(1 for a in self.activities if a is A.Active)
+        gout = np.zeros((max(1, rows), n))
+        args.append(gout)
+        compiled = _compile_or_none(self, args)
+        if compiled is None:
+            return _one_lane_at_a_time(self, orig)
+        out = self.jit(*args)
+        for user, tmp in writebacks:
+            user[...] = tmp
+        grads = [gout[j].copy() for j in range(rows)]
+        res = ([out] if compiled.restype is not types.none else []) + grads
+        if not res:
+            return None
+        return res[0] if len(res) == 1 else tuple(res)
+
+
+def _compile_or_none(d, args):
+    """The compiled vector derivative for ``args``; None when a construct has no
+    vector-mode derivative yet (a prange loop), so the caller falls back to lanes
+    one after another."""
+    try:
+        return d.compile(tuple(numba.typeof(a) for a in args))
+    except UnsupportedError as e:
+        if "(width > 1)" in str(e):
+            return None
+        raise
+
+
+def _one_lane_at_a_time(d, args):
+    """Vector-mode results computed by the width-1 derivative once per lane."""
+    fb = getattr(d, "_fallback", None)
+    if fb is None:
+        fb = d._fallback = BatchedDerivative(Derivative(d.fn, d.mode, d.activities, d.ret, 1),
+                                             d.width)
+    return fb(*args)
+
+
+def _vector_shadows(d, args):
+    """Check the stacked shadows of a vector-mode call (``(N, *x.shape)``, same
+    dtype); lanes laid out differently from their primal are swapped for
+    temporaries.  Returns the ``(user array, temporary)`` pairs to copy back."""
+    n = d.width
+    writebacks = []
+    k = 0
+    for name, act in zip(d.params, d.activities):
+        if k >= len(args):
+            break
+        if act.shadowed and k + 1 < len(args):
+            x, dx = args[k], args[k + 1]
+            want = (n,) + np.shape(x)
+            if not isinstance(dx, np.ndarray) or dx.shape != want:
+                raise ValueError(f"argument '{name}': vector-mode shadow shape "
+                                 f"{np.shape(dx)} differs from {want}")
+            dt = x.dtype if isinstance(x, np.ndarray) else np.dtype(
+                np.float32 if isinstance(x, np.float32) else np.float64)
+            if dx.dtype != dt:
+                raise ValueError(f"argument '{name}': shadow dtype {dx.dtype} differs from "
+                                 f"the primal's dtype {dt}")
+            if isinstance(x, np.ndarray) and not _lanes_match(x, dx):
+                if not (x.flags.c_contiguous or x.flags.f_contiguous):
+                    xc = np.ascontiguousarray(x)
+                    writebacks.append((x, xc))
+                    args[k] = x = xc
+                tmp = _lane_stack_like(x, n)
+                tmp[...] = dx
+                writebacks.append((dx, tmp))
+                args[k + 1] = tmp
+            k += 2
+        else:
+            k += 1
+    return writebacks
 
 
 def _lanes_match(x, dx) -> bool:
