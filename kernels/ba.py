@@ -179,10 +179,12 @@ def objective(cams, X, w, obs, feats):
 
 
 # gradjit derivatives of the per-observation residuals (compiled on first use).
-# d_reproj(cam, dcam, X, dX, w, feat, err, derr) -> d w: accumulates
-# derr . d err / d cam into dcam, ... / d X into dX and returns derr . d err / d w.
+# d_reproj: batched reverse mode, one augmented primal and two adjoint lanes (one
+# per residual component): d_reproj(cam, dcam, X, dX, w, feat, err, derr, dw)
+# with dcam (2, 11), dX (2, 3), derr (2, 2) (lane r seeds component r; consumed)
+# and dw (1, 2) receiving the two derivatives with respect to w.
 d_reproj = gradjit.autodiff(compute_reproj_err, "reverse",
-                            Duplicated, Duplicated, Active, Const, Duplicated)
+                            Duplicated, Duplicated, Active, Const, Duplicated, width=2)
 # d_w_err(w, seed) -> (w_err, d w_err / d w * seed)
 d_w_err = gradjit.autodiff(compute_w_err, "reverse", Active)
 
@@ -196,10 +198,11 @@ def ba_jacobian_fill(cams, X, w, obs, feats, rows, cols, vals):
     n = cams.shape[0]
     m = X.shape[0]
     p = w.shape[0]
-    dcam = np.empty(N_CAM_PARAMS)
-    dX = np.empty(3)
+    dcam = np.empty((2, N_CAM_PARAMS))
+    dX = np.empty((2, 3))
     err = np.empty(2)
-    derr = np.zeros(2)
+    derr = np.zeros((2, 2))
+    dw = np.empty((1, 2))
     xoff = N_CAM_PARAMS * n
     woff = xoff + 3 * m
     nz = 0
@@ -207,27 +210,30 @@ def ba_jacobian_fill(cams, X, w, obs, feats, rows, cols, vals):
     for i in range(p):
         ci = obs[i, 0]
         pi = obs[i, 1]
+        dcam[:, :] = 0.0
+        dX[:, :] = 0.0
+        dw[0, 0] = 0.0
+        dw[0, 1] = 0.0
+        derr[0, 0] = 1.0           # seeds; consumed (zeroed) by the reverse pass
+        derr[1, 1] = 1.0
+        d_reproj(cams[ci], dcam, X[pi], dX, w[i], feats[i], err, derr, dw)
         for r in range(2):
-            dcam[:] = 0.0
-            dX[:] = 0.0
-            derr[r] = 1.0          # seed; consumed (zeroed) by the reverse pass
-            dw = d_reproj(cams[ci], dcam, X[pi], dX, w[i], feats[i], err, derr)
             for j in range(N_CAM_PARAMS):
                 cols[nz] = N_CAM_PARAMS * ci + j
-                vals[nz] = dcam[j]
+                vals[nz] = dcam[r, j]
                 nz += 1
             for j in range(3):
                 cols[nz] = xoff + 3 * pi + j
-                vals[nz] = dX[j]
+                vals[nz] = dX[r, j]
                 nz += 1
             cols[nz] = woff + i
-            vals[nz] = dw
+            vals[nz] = dw[0, r]
             nz += 1
             rows[2 * i + r + 1] = nz
     for i in range(p):
-        _, dw = d_w_err(w[i], 1.0)
+        _, dwe = d_w_err(w[i], 1.0)
         cols[nz] = woff + i
-        vals[nz] = dw
+        vals[nz] = dwe
         nz += 1
         rows[2 * p + i + 1] = nz
 
