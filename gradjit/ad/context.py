@@ -60,9 +60,11 @@ class Version:
 class ADContext:
     """Generates versions on demand (a worklist, so recursion terminates)."""
 
-    def __init__(self, module, arg_elem_types=None, target="cpu"):
+    def __init__(self, module, arg_elem_types=None, target="cpu", checkpointing="auto"):
         self.module = module
         self.target = target
+        # cache policy of the reverse sweep (see gradjit.ad.reverse_sweep.CHECKPOINTING)
+        self.checkpointing = checkpointing
         self.defined = {n for n, f in module.functions.items() if not f.is_declaration}
         self.versions = {}
         self.queue = []

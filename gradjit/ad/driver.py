@@ -53,7 +53,8 @@ class Plan:
     return_primal: bool = True
     return_derivative: bool = False  # forward: the tangent of the return
     seed: bool = False               # reverse: df takes a trailing seed
-    width: int = 1                   # vector forward mode: tangents per sweep
+    width: int = 1                   # vector mode: lanes per sweep
+    checkpointing: str = "auto"      # reverse sweep cache policy ("auto", "recompute", "store")
 
 
 def _version_args(plan: Plan, p, prefix):
@@ -303,7 +304,7 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
                 mask.append(a.shadowed or a.active_float)
             else:
                 mask.append(False)
-    ctx = ADContext(model, elem, target=target)
+    ctx = ADContext(model, elem, target=target, checkpointing=plan.checkpointing)
     mode = "forward" if plan.mode == "forward" else "reverse"
     version = ctx.version(top_name, mode, mask, False, atomic=(target == "cuda"), top=True,
                           width=plan.width)

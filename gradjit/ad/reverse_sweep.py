@@ -44,6 +44,17 @@ _RECOMPUTE_FLOAT = {"fadd", "fsub", "fmul", "fdiv", "fneg", "fcmp", "sitofp", "u
                     "fptrunc", "select", "freeze"}
 
 
+#: Cache policies of the reverse sweep (``autodiff(..., checkpointing=...)``): which
+#: primal values the reverse recomputes and which the augmented primal stores.
+#: "auto": recompute integer/address code, float arithmetic on available values and
+#: loads of unchanged memory; store the rest (math calls, overwritten memory).
+#: "recompute": also recompute math calls (sin, exp, ...) on available values:
+#: a smaller tape for more arithmetic.  "store": recompute only integer/address
+#: code; store every float value the reverse needs: the largest tape, the least
+#: recomputation.  All three give the same derivatives.
+CHECKPOINTING = ("auto", "recompute", "store")
+
+
 class ReverseSweep:
     """Builds the reverse sweep of one version and decides, for every primal value
     a reverse block needs, how it gets there (cheapest first):
@@ -113,13 +124,17 @@ class ReverseSweep:
         if got is not None:
             return got
         ok = False
+        policy = self.ctx.checkpointing
+        floats = _RECOMPUTE_FLOAT if policy != "store" else set()
         if self._iv(v, block) or self._outside_loop(v.name, block):
             ok = True
         elif v.opcode == "call" and v.callee in RECOMPUTE_CALLS:
             ok = True
-        elif depth < 12 and v.opcode in (_RECOMPUTE_INT | _RECOMPUTE_FLOAT):
+        elif depth < 12 and v.opcode in (_RECOMPUTE_INT | floats):
             ok = all(self.free(o, block, depth + 1) for o in v.operands if o.kind != "label")
-        elif depth < 12 and v.opcode == "load" and self.reload.can_reload(v):
+        elif depth < 12 and self._recompute_math(v):
+            ok = all(self.free(o, block, depth + 1) for o in v.operands[:-1])
+        elif depth < 12 and v.opcode == "load" and policy != "store" and self.reload.can_reload(v):
             ok = self.free(v.operands[0], block, depth + 1)
         self._memo[("free",) + key] = ok
         return ok
@@ -154,14 +169,17 @@ class ReverseSweep:
         if iv:
             return self.b.assign(f"load {v.type}, ptr {self._iv_slot(iv[0], v, 'v')}")
         op = v.opcode
+        policy = self.ctx.checkpointing
         if op == "call" and v.callee in RECOMPUTE_CALLS:
             return self._clone(v, {})
         recompute = op in _RECOMPUTE_INT and not T.has_float(v.type)
-        if not recompute and op in _RECOMPUTE_FLOAT:
+        if not recompute and op in _RECOMPUTE_FLOAT and policy != "store":
             recompute = all(self.free(o, blk) for o in v.operands if o.kind != "label")
+        if not recompute and self._recompute_math(v):
+            recompute = all(self.free(o, blk) for o in v.operands[:-1])
         if recompute:
             return self._clone(v, {o.name: self.pv(o) for o in v.operands if o.kind == "inst"})
-        if op == "load" and self.reload.can_reload(v) and (
+        if op == "load" and policy != "store" and self.reload.can_reload(v) and (
                 self.free(v.operands[0], blk) or not self._outside_loop(v.name, blk)):
             return self._clone(v, {o.name: self.pv(o) for o in v.operands if o.kind == "inst"})
         return self._fetch(v.name, "v", v.type)
@@ -183,6 +201,11 @@ class ReverseSweep:
             mapping[base.name] = self.ps(base)
             return self._clone(v, mapping)
         return self._fetch(v.name, shadow_kind(self.lane), "ptr")
+
+    def _recompute_math(self, v) -> bool:
+        """Under the "recompute" policy: is ``v`` a pure math call (sin, exp, ...)?"""
+        return (self.ctx.checkpointing == "recompute" and v.opcode == "call" and
+                classify(v.callee, v.callee in self.ctx.defined) == "math")
 
     def _clone(self, ins, mapping):
         r = self.b.tmp()

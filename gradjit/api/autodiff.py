@@ -39,8 +39,9 @@ class Derivative:
     per argument-type signature.  ``df.signatures`` lists the compiled ones.
     """
 
-    def __init__(self, fn, mode, acts, ret, width):
+    def __init__(self, fn, mode, acts, ret, width, checkpointing="auto"):
         self.fn = fn
+        self.checkpointing = checkpointing
         self.dispatcher = dispatcher_of(fn)
         self.mode = mode
         self.activities = acts
@@ -145,8 +146,10 @@ class Derivative:
             raise
 
     def _plan(self, argtys):
-        return plan_arguments(self.dispatcher.py_func.__name__, self.params, self.activities,
-                              self.mode, argtys, self.width)
+        plan, primal_types = plan_arguments(self.dispatcher.py_func.__name__, self.params,
+                                            self.activities, self.mode, argtys, self.width)
+        plan.checkpointing = self.checkpointing
+        return plan, primal_types
 
     def _generate(self, plan, primal_types, argtys, debug):
         cap = capture(self.dispatcher, primal_types, debug=debug)
@@ -270,7 +273,7 @@ def _typeof_derivative(val, c):
     return types.Dispatcher(val.jit)
 
 
-def autodiff(fn, mode, *activities, ret=None, width=1):
+def autodiff(fn, mode, *activities, ret=None, width=1, checkpointing="auto"):
     """Differentiate ``fn`` (a ``@numba.njit`` dispatcher or a Python function).
 
     Parameters
@@ -285,6 +288,11 @@ def autodiff(fn, mode, *activities, ret=None, width=1):
     width : vector width N: every shadow, tangent and seed gets a leading axis of N
         and one primal sweep serves all N lanes (:class:`VectorForward`,
         :class:`VectorReverse`).
+    checkpointing : reverse mode's cache policy, ``"auto"`` (default),
+        ``"recompute"`` (recompute math calls such as ``sin``/``exp`` in the reverse
+        sweep instead of storing them: a smaller tape) or ``"store"`` (store every
+        float value the reverse sweep needs: the least recomputation).  The
+        derivatives are the same; see ``gradjit.ad.reverse_sweep.CHECKPOINTING``.
 
     Returns
     -------
@@ -337,11 +345,14 @@ def autodiff(fn, mode, *activities, ret=None, width=1):
         r = A.as_class(ret)
         if r is None or m not in r.modes or r in (A.Duplicated, A.DuplicatedNoNeed):
             raise ActivityError(f"return activity {ret!r} is not valid in {m} mode")
+    from ..ad.reverse_sweep import CHECKPOINTING
+    if checkpointing not in CHECKPOINTING:
+        raise ValueError(f"checkpointing must be one of {CHECKPOINTING}, got {checkpointing!r}")
     if width == 1:
-        return Derivative(fn, m, tuple(acts), r, 1)
+        return Derivative(fn, m, tuple(acts), r, 1, checkpointing)
     if m == "forward":
-        return VectorForward(fn, m, tuple(acts), r, int(width))
-    return VectorReverse(fn, m, tuple(acts), r, int(width))
+        return VectorForward(fn, m, tuple(acts), r, int(width), checkpointing)
+    return VectorReverse(fn, m, tuple(acts), r, int(width), checkpointing)
 
 
 def _kernel_autodiff(kernel, mode, activities, ret, width):
@@ -516,8 +527,8 @@ def _one_lane_at_a_time(d, args):
     """Vector-mode results computed by the width-1 derivative once per lane."""
     fb = getattr(d, "_fallback", None)
     if fb is None:
-        fb = d._fallback = BatchedDerivative(Derivative(d.fn, d.mode, d.activities, d.ret, 1),
-                                             d.width)
+        fb = d._fallback = BatchedDerivative(
+            Derivative(d.fn, d.mode, d.activities, d.ret, 1, d.checkpointing), d.width)
     return fb(*args)
 
 
