@@ -11,7 +11,7 @@ from numba import njit, prange
 
 import gradjit
 from gradjit import Active, Dual, Duplicated
-from conftest import assert_close, central, check_grads, get_grad
+from conftest import assert_close, central, check_grads, fd_grad, get_grad
 
 
 def _both(py):
@@ -191,3 +191,23 @@ def test_prange_2d_shared_reads(rng):
     dk(A, dA, out, dout)
     want = seed * np.roll(A, -1, axis=0) + np.roll(seed * A, 1, axis=0)
     assert_close(dA, want, kind="ad")
+
+
+@njit(parallel=True)
+def _cos_times(x, y):
+    for i in prange(x.shape[0]):
+        y[i] = np.cos(x[i]) * x[i]
+
+
+@njit
+def _two_launches_in_place(x):
+    y = np.empty_like(x)
+    _cos_times(x, y)
+    _cos_times(y, x)           # the second launch overwrites the input in place
+    return np.sum(y * y) + np.sum(x)
+
+
+def test_prange_called_from_serial_code_with_overwrites(rng):
+    x = rng.uniform(0.1, 1.0, 30)
+    g = gradjit.grad(_two_launches_in_place)(x.copy())
+    assert_close(g, fd_grad(_two_launches_in_place, (x,), 0))
