@@ -211,3 +211,47 @@ def test_prange_called_from_serial_code_with_overwrites(rng):
     x = rng.uniform(0.1, 1.0, 30)
     g = gradjit.grad(_two_launches_in_place)(x.copy())
     assert_close(g, fd_grad(_two_launches_in_place, (x,), 0))
+
+
+def _heat(u0, kappa, steps):
+    # explicit time stepping: two launches per step, the second a plain copy
+    # (which LLVM turns into a memcpy inside the parallel body)
+    u = u0.copy()
+    n = u.shape[0]
+    v = np.empty_like(u)
+    for t in range(steps):
+        for i in prange(n):
+            left = u[i - 1] if i > 0 else u[n - 1]
+            right = u[i + 1] if i < n - 1 else u[0]
+            v[i] = u[i] + kappa * (left - 2.0 * u[i] + right) - 0.01 * u[i] ** 3
+        for i in prange(n):
+            u[i] = v[i]
+    s = 0.0
+    for i in range(n):
+        s += u[i] * u[i]
+    return s
+
+
+def _local_array_in_body(x):
+    s = 0.0
+    for i in prange(x.shape[0]):
+        tmp = np.empty(3)
+        for j in range(3):
+            tmp[j] = np.sin(x[i] * (j + 1))
+        s += tmp[0] * tmp[1] + tmp[2]
+    return s
+
+
+@pytest.mark.parametrize("py,make,wrt", [
+    (_heat, lambda r: (r.uniform(0, 1, 40), 0.2, 15), (0, 1)),
+    (_local_array_in_body, lambda r: (r.uniform(0.1, 2.0, 50),), (0,)),
+], ids=["heat_time_stepping", "local_array_in_body"])
+def test_prange_patterns_against_serial_and_fd(py, make, wrt, rng):
+    par, ser = njit(parallel=True)(py), njit(py)
+    args = make(rng)
+    gp = gradjit.grad(par, wrt)(*args)
+    gs = gradjit.grad(ser, wrt)(*args)
+    for a, b in zip(gp, gs):
+        assert_close(a, b, kind="ad", rtol=1e-10, atol=1e-12)
+    for k, g in zip(wrt, gp):
+        assert_close(g, fd_grad(ser, args, k))

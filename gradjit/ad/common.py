@@ -75,13 +75,21 @@ class MemoryTypes:
     """Element type of the memory a pointer addresses (TypeTree of the argument it
     comes from, else the loads and stores made through the same allocation)."""
 
-    def __init__(self, ctx, fn):
+    def __init__(self, ctx, fn, version=None):
         self.ctx, self.fn = ctx, fn
         self._by_root = None
+        # a prange body: element types of its arrays, by entry of ``args``, as the
+        # launching function knows them
+        self.slot_types = dict(getattr(version, "slot_types", None) or ())
 
     def kind(self, ptr) -> str:
         """'double' / 'float' for float memory, 'ptr' for pointer slots, 'int', or
         'unknown'."""
+        if self.slot_types:
+            from ..analysis.parallel import slot_of
+            off = slot_of(ptr, self.fn.args[0].name)
+            if off in self.slot_types:
+                return self.slot_types[off]
         r = root(ptr)
         if r is None:
             return "unknown"
@@ -91,6 +99,9 @@ class MemoryTypes:
                 return t
         if self._by_root is None:
             self._by_root = element_types(self.fn)
+            from .parallel_for import launched_element_types
+            for k, tys in launched_element_types(self.ctx, self.fn).items():
+                self._by_root.setdefault(k, set()).update(tys)
         tys = self._by_root.get(id(r), set())
         floats = [t for t in tys if t in ("double", "float")]
         if len(floats) == 1:

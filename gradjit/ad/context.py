@@ -22,12 +22,14 @@ class Version:
     """
 
     def __init__(self, fn, mode, mask, ret_active, atomic=False, top=False, slots=None,
-                 reload_slots=None, width=1):
+                 reload_slots=None, width=1, slot_types=None):
         self.fn, self.mode, self.mask, self.ret_active = fn, mode, mask, ret_active
         # vector mode: ``width`` tangents / adjoints per active value, one primal sweep
         self.width = width
         # a prange body: the entries of ``args`` whose memory the reverse may read again
         self.reload_slots = reload_slots
+        # a prange body: frozenset of (entry offset, element type) from its launch
+        self.slot_types = slot_types
         self.top = top
         self.atomic = atomic
         # a prange body (gufunc): byte offsets of the active entries of its
@@ -40,6 +42,8 @@ class Version:
             tag += "R" + "_".join(str(o // 8) for o in sorted(reload_slots or ()))
         if width > 1:
             tag += f"W{width}"
+        if slot_types:
+            tag += "E" + "_".join(f"{o // 8}{t[0]}" for o, t in sorted(slot_types))
         base = f"{fn.name}.gj.{mode[0]}.{tag}"
         self.names = (base + ".fwd",) if mode == "forward" else (base + ".aug", base + ".rev")
         active = [a.name for a, m in zip(fn.args, mask) if m]
@@ -76,16 +80,17 @@ class ADContext:
         self._reload = {}
 
     def version(self, fname, mode, mask, ret_active, atomic=False, top=False,
-                slots=None, reload_slots=None, width=1) -> Version:
+                slots=None, reload_slots=None, width=1, slot_types=None) -> Version:
         fn = self.module.functions[fname]
-        key = (fname, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots, width)
+        key = (fname, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots, width,
+               slot_types)
         v = self.versions.get(key)
         if v is None:
             for a, m in zip(fn.args, mask):
                 if m and not carries(a.type):
                     raise AssertionError(f"argument {a.name} of {fname} cannot be active")
             v = Version(fn, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots,
-                        width)
+                        width, slot_types)
             self.versions[key] = v
             self.queue.append(v)
         return v

@@ -40,7 +40,7 @@ class ForwardSweep:
         # vector mode (width N): one primal sweep, the tangent / shadow code once per lane
         self.lanes = range(version.width)
         self.lane = 0
-        self.mem = MemoryTypes(ctx, self.fn)
+        self.mem = MemoryTypes(ctx, self.fn, version)
         self._forms, self._reserve_in = {}, {}
         if sweep == "augmented":
             form = ctx.loop_form(self.fn)

@@ -69,6 +69,44 @@ def launch_slots(ctx, fn, act, args, ins):
     return frozenset(active), stored
 
 
+def launched_element_types(ctx, fn) -> dict:
+    """Root id -> scalar types loaded or stored by the prange bodies ``fn`` launches
+    through the arrays it passes them (memory that ``fn`` itself never reads, e.g. a
+    copy made for the loop, still has a known element type)."""
+    from ..analysis.activity import root, slot_offset
+    from ..analysis.parallel import slot_of
+    from ..analysis.calls import PARALLEL
+    out = {}
+    for ins in fn.instructions():
+        if ins.opcode != "call" or ins.callee != PARALLEL:
+            continue
+        g, args = ins.operands[0], ins.operands[1]
+        body = ctx.module.functions.get(g.name) if g.kind == "func" else None
+        if body is None or body.is_declaration or not body.args:
+            continue
+        by_slot = {}
+        base = body.args[0].name
+        for b in body.instructions():
+            if b.opcode == "load":
+                ptr, ty = b.operands[0], b.type
+            elif b.opcode == "store":
+                ptr, ty = b.operands[1], b.operands[0].type
+            else:
+                continue
+            off = slot_of(ptr, base)
+            if off is not None:
+                by_slot.setdefault(off, set()).add(ty)
+        key = {args.name: None}
+        for other in fn.instructions():
+            if other.opcode == "store":
+                off = slot_offset(other.operands[1], key)
+                if off is not None and off[1] in by_slot:
+                    r = root(other.operands[0])
+                    if r is not None:
+                        out.setdefault(id(r), set()).update(by_slot[off[1]])
+    return out
+
+
 def _reload_slots(sweep, ins, stored) -> frozenset:
     """Entries pointing into the top-level function's argument arrays that nothing
     writes after the launch: the body's reverse may read them again."""
@@ -92,10 +130,16 @@ def _version(sweep, ins):
     slots, stored = launch_slots(ctx, sweep.fn, sweep.act, args, ins)
     if not slots:
         return None
+    # the body may reach its arrays only through memcpy/memset (a copy loop turned
+    # into an intrinsic): it gets their element types from here
+    types = frozenset((off, k) for off, k in ((off, sweep.mem.kind(stored[off])) for off in slots)
+                      if k in ("double", "float"))
     if getattr(sweep, "sweep", None) == "forward":
-        return ctx.version(g, "forward", [True, False, False, False], False, slots=slots)
+        return ctx.version(g, "forward", [True, False, False, False], False, slots=slots,
+                           slot_types=types)
     return ctx.version(g, "reverse", [True, False, False, False], False, atomic=True,
-                       slots=slots, reload_slots=_reload_slots(sweep, ins, stored))
+                       slots=slots, reload_slots=_reload_slots(sweep, ins, stored),
+                       slot_types=types)
 
 
 def forward(sweep, ins):

@@ -84,7 +84,7 @@ class ReverseSweep:
         # every instruction once per lane (lane-independent primal values are shared)
         self.lanes = range(version.width)
         self.lane = 0
-        self.mem = MemoryTypes(ctx, self.fn)
+        self.mem = MemoryTypes(ctx, self.fn, version)
         self.entry_allocas = [f"{tape.TAPE_COPY} = alloca {tape.TAPE_TYPE}"]
         self.slots = {}                       # (header, name, kind) -> (ref, type)
         self.block = None

@@ -72,12 +72,21 @@ class ReloadAnalysis:
         if isinstance(key, tuple):        # an array of a prange body: written by no item
             return key[1] in self.reload_slots and not self.writers.get(key) and \
                 not self.writers.get(None)
+        if self.slot_base is not None and not self._launch_array(load.operands[0]):
+            return False                  # reached through an entry it cannot name
         r = root(load.operands[0])
         if r is None:
             return False
         if r.kind != "arg" or not self.arg_roots_ok:
             return False
         return self.unwritten_after(key, load)
+
+    def _launch_array(self, ptr) -> bool:
+        """Is ``ptr`` a constant offset into one of a prange body's own argument
+        arrays (``args``, ``dims``, ``steps``), which its launch keeps unchanged?"""
+        from .activity import slot_offset
+        names = {a.name: None for a in self.fn.args[:3]}
+        return slot_offset(ptr, names) is not None
 
     def unwritten_after(self, key, ins) -> bool:
         """Does no instruction reachable after ``ins`` (``ins`` itself excluded) write

@@ -67,16 +67,25 @@ def private_roots(fn) -> set:
 # array every access of which is ``base[iv]``, with one ``base``, is written by
 # one iteration per element: its shadow needs no atomic add.
 
-def slot_of(ptr, args_name):
-    """Byte offset of the ``args`` entry the pointer ``ptr`` derives from, or None."""
+def slot_of(ptr, args_name, _seen=None):
+    """Byte offset of the ``args`` entry the pointer ``ptr`` derives from (through
+    geps, casts, phis and selects that agree), or None."""
     from .activity import slot_offset
+    seen = _seen if _seen is not None else set()
     v, steps = ptr, 0
     while v.kind == "inst" and v.opcode in ("getelementptr", "bitcast", "addrspacecast",
                                             "freeze") and steps < 64:
         v, steps = v.operands[0], steps + 1
-    if v.kind == "inst" and v.opcode == "load" and v.type == "ptr":
+    if v.kind != "inst" or id(v) in seen:
+        return None
+    if v.opcode == "load" and v.type == "ptr":
         off = slot_offset(v.operands[0], {args_name: None})
         return off[1] if off else None
+    if v.opcode in ("phi", "select"):
+        seen.add(id(v))
+        ops = v.operands[1:] if v.opcode == "select" else v.operands
+        offs = {slot_of(o, args_name, seen) for o in ops if o.kind != "const"}
+        return offs.pop() if len(offs) == 1 else None
     return None
 
 
