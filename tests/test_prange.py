@@ -54,11 +54,46 @@ def _reduction_max(x):
     return s / x.shape[0]
 
 
+def _two_reductions(x):
+    s = 0.0
+    t = 0.0
+    for i in prange(x.shape[0]):
+        s += x[i] * x[i]
+        t += np.sin(x[i])
+    return s * t
+
+
+def _max_reduction(x):
+    m = -1e300
+    for i in prange(x.shape[0]):
+        m = max(m, x[i] * x[i])
+    return m
+
+
+def _rows_2d(A):
+    # 2-D arrays and a 2-D parallel reduction (np.sum of an array expression)
+    m, n = A.shape
+    B = np.empty_like(A)
+    for i in prange(m):
+        for j in range(n):
+            B[i, j] = A[i, j] * A[i, (j + 1) % n]
+    return np.sum(np.sin(B))
+
+
+def _array_expression(x):
+    y = np.sin(x) * np.exp(-x)          # parallel=True turns this into a parfor
+    return np.sum(y * y)
+
+
 PROGRAMS = {
     "elementwise": (_elementwise, lambda r: (r.standard_normal(67), 0.7)),
     "neighbours": (_neighbours, lambda r: (r.standard_normal(101),)),
     "rows": (_rows, lambda r: (r.standard_normal((23, 9)), r.standard_normal(9))),
     "reduction": (_reduction_max, lambda r: (r.standard_normal(333),)),
+    "two_reductions": (_two_reductions, lambda r: (r.standard_normal(41),)),
+    "max_reduction": (_max_reduction, lambda r: (r.standard_normal(41),)),
+    "rows_2d": (_rows_2d, lambda r: (r.standard_normal((6, 4)),)),
+    "array_expression": (_array_expression, lambda r: (r.standard_normal(37),)),
 }
 _COMPILED = {k: _both(py) for k, (py, _) in PROGRAMS.items()}
 

@@ -21,7 +21,12 @@ MEMORY = ("llvm.memcpy.", "llvm.memmove.", "llvm.memset.")
 # exception/GIL/runtime helpers that touch no floating-point data
 INACTIVE_EXTERNALS = {"NRT_MemInfo_call_dtor", "numba_gil_ensure", "numba_gil_release",
                       "NRT_decref", "NRT_incref", "numba_do_raise", "NRT_Free",
-                      "numba_unpickle", "PyErr_SetString", "puts", "printf"}
+                      "numba_unpickle", "PyErr_SetString", "puts", "printf",
+                      # the parfor runtime: scheduling of work items on integers only
+                      "get_sched_size", "do_scheduling_signed", "do_scheduling_unsigned",
+                      "allocate_sched", "deallocate_sched", "get_num_threads",
+                      "get_parallel_chunksize", "set_parallel_chunksize", "get_thread_id",
+                      "PyEval_SaveThread", "PyEval_RestoreThread"}
 
 # the reverse sweep calls these again instead of recording their result: a
 # parfor's reduction slot is the one of the thread that runs the adjoint
