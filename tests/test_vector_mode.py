@@ -266,3 +266,24 @@ def test_vector_mode_through_prange_runs_lane_by_lane(rng):
     assert_close(dx, np.array([3 * x ** 2, 6 * x ** 2]), kind="ad")
     _, t = gradjit.autodiff(cubes, "forward", Dual, width=2)(x, np.stack([np.ones(20), x]))
     assert_close(t, np.array([np.sum(3 * x ** 2), np.sum(3 * x ** 3)]), kind="ad")
+
+
+@njit
+def _recursive(x, n):
+    if n == 0:
+        return x
+    return math.sin(_recursive(x, n - 1)) * x
+
+
+def test_vector_modes_through_recursion():
+    from gradjit import Active
+    seeds = np.array([1.0, 2.0, -1.0])
+    g1 = gradjit.grad(_recursive)(0.7, 4)
+    eps = 1e-6
+    fd = (_recursive(0.7 + eps, 4) - _recursive(0.7 - eps, 4)) / (2 * eps)
+    assert abs(g1 - fd) < 1e-7
+    val, g = gradjit.autodiff(_recursive, "reverse", Active, Const, width=3)(0.7, 4, seeds)
+    assert_close(val, _recursive(0.7, 4), kind="ad")
+    assert_close(g, g1 * seeds, kind="ad")
+    _, t = gradjit.autodiff(_recursive, "forward", Dual, Const, width=3)(0.7, seeds, 4)
+    assert_close(t, g1 * seeds, kind="ad")
