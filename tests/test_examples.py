@@ -28,3 +28,10 @@ def test_gpu_training_loop_runs_on_the_emulator():
     history, params = gpu_fit.fit(steps=120, samples=128, emulate=True, log=None)
     assert history[-1] < 0.05 * history[0]
     np.testing.assert_allclose(np.asarray(params), [1.3, 2.0, 0.3, 0.4], atol=0.05)
+
+
+def test_prange_heat_fit_recovers_the_coefficient():
+    from examples import prange_heat_fit
+    history, kappa = prange_heat_fit.fit(n=300, steps=60, iters=25, log=None)
+    assert history[-1] < 1e-6 * history[0]
+    assert abs(kappa - 0.23) < 1e-3
