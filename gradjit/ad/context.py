@@ -22,7 +22,7 @@ class Version:
     """
 
     def __init__(self, fn, mode, mask, ret_active, atomic=False, top=False, slots=None,
-                 reload_slots=None, width=1, slot_types=None):
+                 reload_slots=None, width=1, slot_types=None, priv_slots=None):
         self.fn, self.mode, self.mask, self.ret_active = fn, mode, mask, ret_active
         # vector mode: ``width`` tangents / adjoints per active value, one primal sweep
         self.width = width
@@ -30,6 +30,8 @@ class Version:
         self.reload_slots = reload_slots
         # a prange body: frozenset of (entry offset, element type) from its launch
         self.slot_types = slot_types
+        # a prange body's reverse: entries whose shadow is a per-thread buffer
+        self.priv_slots = priv_slots
         self.top = top
         self.atomic = atomic
         # a prange body (gufunc): byte offsets of the active entries of its
@@ -44,6 +46,8 @@ class Version:
             tag += f"W{width}"
         if slot_types:
             tag += "E" + "_".join(f"{o // 8}{t[0]}" for o, t in sorted(slot_types))
+        if priv_slots:
+            tag += "V" + "_".join(str(o // 8) for o in sorted(priv_slots))
         base = f"{fn.name}.gj.{mode[0]}.{tag}"
         self.names = (base + ".fwd",) if mode == "forward" else (base + ".aug", base + ".rev")
         active = [a.name for a, m in zip(fn.args, mask) if m]
@@ -80,17 +84,18 @@ class ADContext:
         self._reload = {}
 
     def version(self, fname, mode, mask, ret_active, atomic=False, top=False,
-                slots=None, reload_slots=None, width=1, slot_types=None) -> Version:
+                slots=None, reload_slots=None, width=1, slot_types=None,
+                priv_slots=None) -> Version:
         fn = self.module.functions[fname]
         key = (fname, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots, width,
-               slot_types)
+               slot_types, priv_slots)
         v = self.versions.get(key)
         if v is None:
             for a, m in zip(fn.args, mask):
                 if m and not carries(a.type):
                     raise AssertionError(f"argument {a.name} of {fname} cannot be active")
             v = Version(fn, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots,
-                        width, slot_types)
+                        width, slot_types, priv_slots)
             self.versions[key] = v
             self.queue.append(v)
         return v

@@ -122,7 +122,7 @@ def _reload_slots(sweep, ins, stored) -> frozenset:
     return frozenset(out)
 
 
-def _version(sweep, ins):
+def _version(sweep, ins, priv_slots=None):
     ctx = sweep.ctx
     g, args, *_ = launch_operands(ctx, ins)
     if not sweep.act.is_active(args):
@@ -139,7 +139,61 @@ def _version(sweep, ins):
                            slot_types=types)
     return ctx.version(g, "reverse", [True, False, False, False], False, atomic=True,
                        slots=slots, reload_slots=_reload_slots(sweep, ins, stored),
-                       slot_types=types)
+                       slot_types=types, priv_slots=priv_slots)
+
+
+#: A reverse launch gives each thread private zeroed copies of the shared shadows
+#: (arrays the body reads at positions other iterations read too, e.g. weights used
+#: by every iteration) and adds them into the real shadows afterwards, instead of
+#: contended atomic adds, when their total size is at most this many bytes.
+PRIVATE_SHADOW_BYTES = 1 << 20
+
+
+def _privatizable(sweep, ins, ver):
+    """[(entry offset, nitems arg, itemsize arg, element type)] of the entries whose
+    shadow the reverse launch can give each thread a private copy of: a float array
+    argument of the top-level function that the body only reads, not privately."""
+    import re
+    from ..analysis.parallel import prange_private_slots, slot_of
+    if not sweep.v.top or not ver.slot_types:
+        return []
+    g, args, *_ = launch_operands(sweep.ctx, ins)
+    body = sweep.ctx.module.functions[g]
+    base = body.args[0].name
+    written = set()
+    for b in body.instructions():
+        if b.opcode in ("phi", "select") and b.type == "ptr":
+            # its shadow would be recorded by the forward sweep, pointing at the
+            # real shadow: keep that entry's adds atomic
+            written.add(slot_of(b, base))
+        ptrs = []
+        if b.opcode == "store":
+            ptrs = [b.operands[1]]
+        elif b.opcode in ("atomicrmw", "cmpxchg"):
+            ptrs = [b.operands[0]]
+        elif b.opcode == "call":
+            ptrs = [o for o in b.operands[:-1] if o.type == "ptr"]
+        for ptr in ptrs:
+            written.add(slot_of(ptr, base))
+    private = prange_private_slots(body)
+    # shared by every iteration: no access of the entry depends on the work item's
+    # induction variable (weights read by all iterations); arrays indexed by it
+    # (x[i + 1], A[i, j]) are touched by few iterations each and keep atomic adds
+    varying = _iv_dependent_slots(body)
+    _, stored = launch_slots(sweep.ctx, sweep.fn, sweep.act, args, ins)
+    names = {a.name: a for a in sweep.fn.args}
+    types = dict(ver.slot_types)
+    out = []
+    for off in sorted(ver.slots):
+        val = stored.get(off)
+        if off in private or off in written or off in varying or off not in types or \
+                val is None or val.kind != "arg":
+            continue
+        m = re.match(r"^(.*)\.4$", val.name)
+        if not m or m.group(1) + ".2" not in names or m.group(1) + ".3" not in names:
+            continue
+        out.append((off, names[m.group(1) + ".2"], names[m.group(1) + ".3"], types[off]))
+    return out
 
 
 def forward(sweep, ins):
@@ -164,7 +218,15 @@ def reverse(sweep, ins):
         return
     _, _, _, _, _, n, a, _ = launch_operands(sweep.ctx, ins)
     name = _launcher(sweep.ctx, ver, "rev", n, a)
-    sweep.b.emit(f"call void @{_global(name)}(ptr {sweep.pv(ins)})")
+    priv = _privatizable(sweep, ins, ver)
+    if not priv:
+        sweep.b.emit(f"call void @{_global(name)}(ptr {sweep.pv(ins)})")
+        return
+    ver_p = _version(sweep, ins, priv_slots=frozenset(off for off, *_ in priv))
+    pname = _private_launcher(sweep.ctx, ver_p, name, n, a, priv)
+    sizes = [sweep.b.assign(f"mul i64 {ni.ref}, {isz.ref}") for _, ni, isz, _ in priv]
+    sweep.b.emit(f"call void @{_global(pname)}(ptr {sweep.pv(ins)}, "
+                 + ", ".join(f"i64 {x}" for x in sizes) + ")")
 
 
 # runtime text ------------------------------------------------------------------
@@ -205,6 +267,67 @@ def _launcher(ctx, ver, kind, n, a) -> str:
     return name
 
 
+def _iv_dependent_slots(body) -> set:
+    """Entries of a prange body some access of which has an address depending on a
+    work-item induction variable."""
+    from ..analysis.parallel import prange_ivs, slot_of
+    base = body.args[0].name
+    ivs = prange_ivs(body, base)
+
+    def depends(v, depth=0, seen=None):
+        seen = seen if seen is not None else set()
+        if v.kind != "inst" or id(v) in seen or depth > 24:
+            return False
+        if v.name in ivs:
+            return True
+        seen.add(id(v))
+        if v.opcode == "load":
+            return False
+        return any(depends(o, depth + 1, seen) for o in v.operands if o.kind == "inst")
+
+    out = set()
+    for b in body.instructions():
+        if b.opcode in ("load", "store", "atomicrmw"):
+            ptr = b.operands[1] if b.opcode == "store" else b.operands[0]
+            off = slot_of(ptr, base)
+            if off is not None and off not in out and depends(ptr):
+                out.add(off)
+    return out
+
+
+def _private_launcher(ctx, ver_p, atomic_launcher, n, a, priv) -> str:
+    """Reverse launcher that runs ``ver_p`` (plain adds into per-thread shadow copies
+    of the ``priv`` entries) when the copies are small, else ``atomic_launcher``."""
+    name = f"{ver_p.names[1]}.launch"
+    if name in ctx.extra:
+        return name
+    ctx.decls.setdefault("calloc", "declare ptr @calloc(i64, i64)")
+    item = f"{name}.item"
+    ctx.extra[item] = _trampoline(ver_p, "rev", item, n, a, priv=[(off, ty) for off, _, _, ty in priv])
+    k = len(priv)
+    lines = [f"define internal void @{_global(name)}(ptr %c, "
+             + ", ".join(f"i64 %b{q}" for q in range(k)) + ") {", "entry:"]
+    tot = "%b0"
+    for q in range(1, k):
+        lines.append(f"  %t{q} = add i64 {tot}, %b{q}")
+        tot = f"%t{q}"
+    lines += [f"  %small = icmp ule i64 {tot}, {PRIVATE_SHADOW_BYTES}",
+              "  br i1 %small, label %priv, label %shared", "shared:",
+              f"  call void @{_global(atomic_launcher)}(ptr %c)", "  ret void", "priv:",
+              f"  %w = alloca [{1 + k} x i64]", "  store ptr %c, ptr %w"]
+    for q in range(k):
+        lines += [f"  %wp{q} = getelementptr i64, ptr %w, i64 {q + 1}", f"  store i64 %b{q}, ptr %wp{q}"]
+    lines += ["  %ca = load ptr, ptr %c", "  %cmp = getelementptr i8, ptr %c, i64 16",
+              "  %cm = load ptr, ptr %cmp", "  %csp = getelementptr i8, ptr %c, i64 24",
+              "  %cs = load ptr, ptr %csp", "  %ntp = getelementptr i8, ptr %c, i64 48",
+              "  %nt = load i64, ptr %ntp",
+              f"  call void @numba_parallel_for(ptr @{_global(item)}, ptr %ca, ptr %cm, ptr %cs, "
+              f"ptr %w, i64 {n}, i64 {a}, i64 %nt)",
+              "  call void @free(ptr %c)", "  ret void", "}"]
+    ctx.extra[name] = "\n".join(lines)
+    return name
+
+
 def _save(ctx, n, a) -> str:
     """Helper that copies a launch's arrays into a heap closure (with room for one
     tape per work item when ``taped``)."""
@@ -238,11 +361,22 @@ def _save(ctx, n, a) -> str:
     return name
 
 
-def _trampoline(ver, kind, name, n, a) -> str:
-    """The gufunc a derivative launch runs: ``(args, dims, steps, closure)``."""
+def _trampoline(ver, kind, name, n, a, priv=None) -> str:
+    """The gufunc a derivative launch runs: ``(args, dims, steps, closure)``.
+
+    With ``priv`` ([(entry offset, element type)], reverse only) its data is
+    ``{closure, sizes...}`` and those entries' shadows are per-call zeroed copies,
+    added atomically into the real shadows after the call's items."""
     tt = tape.TAPE_TYPE
-    lines = [f"define internal void @{_global(name)}(ptr %args, ptr %dims, ptr %steps, ptr %c) {{",
-             "entry:", "  %oa = load ptr, ptr %c", "  %odp = getelementptr i8, ptr %c, i64 8",
+    head = f"define internal void @{_global(name)}(ptr %args, ptr %dims, ptr %steps, ptr %c) {{"
+    pre = []
+    if priv:
+        head = f"define internal void @{_global(name)}(ptr %args, ptr %dims, ptr %steps, ptr %w) {{"
+        pre = ["  %c = load ptr, ptr %w"]
+        for q, (off, ty) in enumerate(priv):
+            pre += [f"  %szp{q} = getelementptr i64, ptr %w, i64 {q + 1}", f"  %sz{q} = load i64, ptr %szp{q}",
+                    f"  %pv{q} = call ptr @calloc(i64 1, i64 %sz{q})"]
+    lines = [head, "entry:", *pre, "  %oa = load ptr, ptr %c", "  %odp = getelementptr i8, ptr %c, i64 8",
              "  %od = load ptr, ptr %odp", "  %datap = getelementptr i8, ptr %c, i64 32",
              "  %data = load ptr, ptr %datap", "  %tpp = getelementptr i8, ptr %c, i64 40",
              "  %tapes = load ptr, ptr %tpp", f"  %da = alloca [{a} x ptr]"]
@@ -265,6 +399,7 @@ def _trampoline(ver, kind, name, n, a) -> str:
               "  %k0 = sdiv i64 %off0, %s0d", "  %any = icmp sgt i64 %cnt, 0",
               "  br i1 %any, label %item, label %done", "item:",
               "  %k = phi i64 [ 0, %entry ], [ %k1, %item ]"]
+    priv_at = {off // 8: q for q, (off, _) in enumerate(priv or ())}
     for j in range(a):
         lines += [f"  %ap{j} = getelementptr i8, ptr %args, i64 {8 * j}",
                   f"  %a{j}x = load ptr, ptr %ap{j}",
@@ -275,6 +410,10 @@ def _trampoline(ver, kind, name, n, a) -> str:
                   f"  %iap{j} = getelementptr i8, ptr %ia, i64 {8 * j}",
                   f"  store ptr %i{j}, ptr %iap{j}"]
         lines += _shadow_entry(j, "%ia", f"{j}")
+        if j in priv_at:
+            q = priv_at[j]
+            lines += [f"  %pd{q} = getelementptr i8, ptr %pv{q}, i64 %df{j}.{j}",
+                      f"  store ptr %pd{q}, ptr %dap{j}.{j}"]
     lines += ["  %idx = add i64 %k0, %k",
               f"  %slot = getelementptr {tt}, ptr %tapes, i64 %idx"]
     if kind == "aug":
@@ -288,7 +427,24 @@ def _trampoline(ver, kind, name, n, a) -> str:
                   "ptr %data, ptr %da, ptr %tp)",
                   "  call void @gj.tape.release(ptr %tp)"]
     lines += ["  %k1 = add i64 %k, 1", "  %more = icmp slt i64 %k1, %cnt",
-              "  br i1 %more, label %item, label %done", "done:", "  ret void", "}"]
+              "  br i1 %more, label %item, label %done", "done:"]
+    for q, (off, ty) in enumerate(priv or ()):
+        es = 8 if ty == "double" else 4
+        j = off // 8
+        lines += [f"  %rd{q} = getelementptr i8, ptr %od, i64 {off}", f"  %rb{q} = load ptr, ptr %rd{q}",
+                  f"  %rn{q} = udiv i64 %sz{q}, {es}", f"  %rz{q} = icmp sgt i64 %rn{q}, 0",
+                  f"  br i1 %rz{q}, label %red{q}, label %fin{q}", f"red{q}:",
+                  f"  %e{q} = phi i64 [ 0, %{'done' if q == 0 else f'fin{q - 1}'} ], [ %e{q}n, %nx{q} ]",
+                  f"  %sp{q}x = getelementptr {ty}, ptr %pv{q}, i64 %e{q}",
+                  f"  %sv{q} = load {ty}, ptr %sp{q}x", f"  %nz{q} = fcmp une {ty} %sv{q}, 0.0",
+                  f"  br i1 %nz{q}, label %add{q}, label %nx{q}", f"add{q}:",
+                  f"  %dp{q}x = getelementptr {ty}, ptr %rb{q}, i64 %e{q}",
+                  f"  %old{q} = atomicrmw fadd ptr %dp{q}x, {ty} %sv{q} monotonic",
+                  f"  br label %nx{q}", f"nx{q}:", f"  %e{q}n = add i64 %e{q}, 1",
+                  f"  %em{q} = icmp slt i64 %e{q}n, %rn{q}",
+                  f"  br i1 %em{q}, label %red{q}, label %fin{q}", f"fin{q}:",
+                  f"  call void @free(ptr %pv{q})"]
+    lines += ["  ret void", "}"]
     return "\n".join(lines)
 
 

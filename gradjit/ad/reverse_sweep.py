@@ -200,6 +200,13 @@ class ReverseSweep:
                 return r
             mapping[base.name] = self.ps(base)
             return self._clone(v, mapping)
+        if self.v.slots is not None and v.opcode == "load":
+            # a prange body's array shadow: read again from the shadow ``args`` array,
+            # which its reverse launch may point at a private buffer
+            from ..analysis.activity import slot_offset
+            addr = v.operands[0]
+            if slot_offset(addr, {self.fn.args[0].name: None}) is not None:
+                return self.b.assign(f"load ptr, ptr {self.ps(addr)}")
         return self._fetch(v.name, shadow_kind(self.lane), "ptr")
 
     def _recompute_math(self, v) -> bool:
@@ -620,6 +627,8 @@ class ReverseSweep:
         or one loop iteration of a prange body)?"""
         if self.v.atomic and self.v.slots is not None:
             from ..analysis import parallel
+            if self.v.priv_slots and parallel.slot_of(ptr, self.fn.args[0].name) in self.v.priv_slots:
+                return True                     # a per-thread buffer of the reverse launch
             if self._private_roots is None:
                 self._private_roots = (parallel.prange_private_slots(self.fn),
                                        parallel.prange_ivs(self.fn, self.fn.args[0].name))
