@@ -321,3 +321,19 @@ def test_prange_shared_weights_private_shadow_copies(rng):
             assert_close(a, b, kind="ad", rtol=1e-10, atol=1e-14)
         if nfeat == 8:
             assert_close(gp[1], fd_grad(ser, (X, w, y), 1))
+
+
+def test_prange_vector_modes_one_launch_for_all_lanes(rng):
+    from gradjit import Active, Const
+    par = njit(parallel=True)(_heat)
+    x = rng.uniform(0, 1, 30)
+    N = 3
+    seeds = np.array([1.0, -2.0, 0.5])
+    g = gradjit.grad(par, (0, 1))(x, 0.2, 5)
+    dx = np.zeros((N, 30))
+    _, dk = gradjit.autodiff(par, "reverse", Duplicated, Active, Const, width=N)(x, dx, 0.2, 5, seeds)
+    assert_close(dx, seeds[:, None] * g[0], kind="ad")
+    assert_close(dk, seeds * g[1], kind="ad")
+    T = rng.standard_normal((N, 30))
+    _, t = gradjit.autodiff(par, "forward", Dual, Dual, Const, width=N)(x, T, 0.2, np.ones(N), 5)
+    assert_close(t, T @ g[0] + g[1], kind="ad")

@@ -246,9 +246,9 @@ def test_batched_reverse_shadow_shape_error():
         df(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros(2), np.ones(2))
 
 
-def test_vector_mode_through_prange_runs_lane_by_lane(rng):
-    """prange loops have no vector-mode derivative yet: lanes run one at a time,
-    with the same results."""
+def test_vector_mode_through_prange(rng):
+    """Vector modes through a prange launch: N shadow arrays per launch, one
+    augmented launch and one reverse launch for all lanes."""
     from gradjit import Duplicated
     from numba import prange
 

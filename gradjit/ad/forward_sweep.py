@@ -310,8 +310,6 @@ class ForwardSweep:
             return self.call_defined(ins, args)
         if kind == "parallel":
             from . import parallel_for
-            if len(self.lanes) > 1:
-                raise self.ctx.unsupported("vector forward mode (width > 1) through a prange loop", ins)
             return parallel_for.forward(self, ins)
         self.b.emit(ins.text)
         self.per_lane(lambda: self.call_derivative(ins, kind, args))

@@ -134,12 +134,13 @@ def _version(sweep, ins, priv_slots=None):
     # into an intrinsic): it gets their element types from here
     types = frozenset((off, k) for off, k in ((off, sweep.mem.kind(stored[off])) for off in slots)
                       if k in ("double", "float"))
+    width = len(sweep.lanes)
     if getattr(sweep, "sweep", None) == "forward":
         return ctx.version(g, "forward", [True, False, False, False], False, slots=slots,
-                           slot_types=types)
+                           slot_types=types, width=width)
     return ctx.version(g, "reverse", [True, False, False, False], False, atomic=True,
                        slots=slots, reload_slots=_reload_slots(sweep, ins, stored),
-                       slot_types=types, priv_slots=priv_slots)
+                       slot_types=types, priv_slots=priv_slots, width=width)
 
 
 #: A reverse launch gives each thread private zeroed copies of the shared shadows
@@ -206,7 +207,12 @@ def forward(sweep, ins):
     g, args, dims, steps, data, n, a, nt = launch_operands(ctx, ins)
     kind = "fwd" if sweep.fwd else "aug"
     name = _launcher(ctx, ver, kind, n, a)
-    call = (f"call ptr @{_global(name)}(ptr {args.ref}, ptr {sweep.shadow(args)}, ptr {dims.ref}, "
+    shadows = []
+    for k in sweep.lanes:
+        sweep.lane = k
+        shadows.append(f"ptr {sweep.shadow(args)}")
+    sweep.lane = 0
+    call = (f"call ptr @{_global(name)}(ptr {args.ref}, {', '.join(shadows)}, ptr {dims.ref}, "
             f"ptr {steps.ref}, ptr {data.ref}, i64 {nt.ref})")
     sweep.b.emit(f"{ins.ref} = {call}")
 
@@ -218,7 +224,7 @@ def reverse(sweep, ins):
         return
     _, _, _, _, _, n, a, _ = launch_operands(sweep.ctx, ins)
     name = _launcher(sweep.ctx, ver, "rev", n, a)
-    priv = _privatizable(sweep, ins, ver)
+    priv = _privatizable(sweep, ins, ver) if ver.width == 1 else []
     if not priv:
         sweep.b.emit(f"call void @{_global(name)}(ptr {sweep.pv(ins)})")
         return
@@ -241,7 +247,8 @@ def _launcher(ctx, ver, kind, n, a) -> str:
                          "(ptr, ptr, ptr, ptr, ptr, i64, i64, i64)")
     ctx.decls.setdefault("llvm.memcpy.p0.p0.i64",
                          "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)")
-    save = _save(ctx, n, a)
+    w = ver.width
+    save = _save(ctx, n, a, w)
     item = f"{name}.item"
     ctx.extra[item] = _trampoline(ver, kind, item, n, a)
     launch = (f"  call void @numba_parallel_for(ptr @{_global(item)}, ptr %ca, ptr %cm, ptr %cs, "
@@ -255,10 +262,15 @@ def _launcher(ctx, ver, kind, n, a) -> str:
                 launch, "  call void @free(ptr %c)", "  ret void", "}"]
     else:
         taped = "1" if kind == "aug" else "0"
-        text = [f"define internal ptr @{_global(name)}(ptr %args, ptr %dargs, ptr %dims, "
+        lanes = ", ".join(f"ptr %dargs{k}" for k in range(w))
+        text = [f"define internal ptr @{_global(name)}(ptr %args, {lanes}, ptr %dims, "
                 "ptr %steps, ptr %data, i64 %nt) {", "entry:",
-                f"  %c = call ptr @{save}(ptr %args, ptr %dargs, ptr %dims, ptr %steps, "
-                f"ptr %data, i64 %nt, i1 {taped})", *loads, launch]
+                f"  %dargs = alloca [{w * a} x ptr]"]
+        for k in range(w):           # the lanes' shadow arrays, one after another
+            text += [f"  %dl{k} = getelementptr i8, ptr %dargs, i64 {8 * a * k}",
+                     f"  call void @llvm.memcpy.p0.p0.i64(ptr %dl{k}, ptr %dargs{k}, i64 {8 * a}, i1 false)"]
+        text += [f"  %c = call ptr @{save}(ptr %args, ptr %dargs, ptr %dims, ptr %steps, "
+                 f"ptr %data, i64 %nt, i1 {taped})", *loads, launch]
         if kind == "fwd":
             text += ["  call void @free(ptr %c)", "  ret ptr null", "}"]
         else:
@@ -328,13 +340,13 @@ def _private_launcher(ctx, ver_p, atomic_launcher, n, a, priv) -> str:
     return name
 
 
-def _save(ctx, n, a) -> str:
-    """Helper that copies a launch's arrays into a heap closure (with room for one
-    tape per work item when ``taped``)."""
-    name = f"gj.par.save.{n}.{a}"
+def _save(ctx, n, a, w=1) -> str:
+    """Helper that copies a launch's arrays (``w`` lanes of shadow arrays) into a
+    heap closure (with room for one tape per work item when ``taped``)."""
+    name = f"gj.par.save.{n}.{a}" + (f".w{w}" if w > 1 else "")
     if name in ctx.extra:
         return name
-    sizes = [8 * a, 8 * a, 8 * (1 + n), 8 * (a + n)]
+    sizes = [8 * a, 8 * a * w, 8 * (1 + n), 8 * (a + n)]
     offs, o = [], _HEAD
     for s in sizes:
         offs.append(o)
@@ -368,6 +380,9 @@ def _trampoline(ver, kind, name, n, a, priv=None) -> str:
     ``{closure, sizes...}`` and those entries' shadows are per-call zeroed copies,
     added atomically into the real shadows after the call's items."""
     tt = tape.TAPE_TYPE
+    w = ver.width
+    lane_args = ", ".join(f"ptr %da.l{k}" for k in range(w))
+    lane_ptrs = [f"  %da.l{k} = getelementptr i8, ptr %da, i64 {8 * a * k}" for k in range(w)]
     head = f"define internal void @{_global(name)}(ptr %args, ptr %dims, ptr %steps, ptr %c) {{"
     pre = []
     if priv:
@@ -379,13 +394,15 @@ def _trampoline(ver, kind, name, n, a, priv=None) -> str:
     lines = [head, "entry:", *pre, "  %oa = load ptr, ptr %c", "  %odp = getelementptr i8, ptr %c, i64 8",
              "  %od = load ptr, ptr %odp", "  %datap = getelementptr i8, ptr %c, i64 32",
              "  %data = load ptr, ptr %datap", "  %tpp = getelementptr i8, ptr %c, i64 40",
-             "  %tapes = load ptr, ptr %tpp", f"  %da = alloca [{a} x ptr]"]
+             "  %tapes = load ptr, ptr %tpp", f"  %da = alloca [{a * w} x ptr]"]
     if kind == "fwd":
         # the whole run of items at once: shadows offset like the primal entries
-        for j in range(a):
-            lines += _shadow_entry(j, "%args", "0")
+        for k in range(w):
+            for j in range(a):
+                lines += _shadow_entry(j, "%args", f"0.{k}", k, a)
+        lines += lane_ptrs
         lines += [f"  call void @{_global(ver.names[0])}(ptr %args, ptr %dims, ptr %steps, "
-                  "ptr %data, ptr %da)", "  ret void", "}"]
+                  f"ptr %data, {lane_args})", "  ret void", "}"]
         return "\n".join(lines)
     # one work item at a time, each on its own tape
     lines += [f"  %ia = alloca [{a} x ptr]", f"  %idims = alloca [{1 + n} x i64]",
@@ -409,22 +426,24 @@ def _trampoline(ver, kind, name, n, a, priv=None) -> str:
                   f"  %i{j} = getelementptr i8, ptr %a{j}x, i64 %m{j}",
                   f"  %iap{j} = getelementptr i8, ptr %ia, i64 {8 * j}",
                   f"  store ptr %i{j}, ptr %iap{j}"]
-        lines += _shadow_entry(j, "%ia", f"{j}")
+        for k in range(w):
+            lines += _shadow_entry(j, "%ia", f"{j}" + (f".{k}" if k else ""), k, a)
         if j in priv_at:
             q = priv_at[j]
             lines += [f"  %pd{q} = getelementptr i8, ptr %pv{q}, i64 %df{j}.{j}",
                       f"  store ptr %pd{q}, ptr %dap{j}.{j}"]
+    lines += lane_ptrs
     lines += ["  %idx = add i64 %k0, %k",
               f"  %slot = getelementptr {tt}, ptr %tapes, i64 %idx"]
     if kind == "aug":
         lines += [f"  call void @gj.tape.acquire(ptr %tp, i64 {tape.INITIAL_BYTES})",
                   f"  call void @{_global(ver.names[0])}(ptr %ia, ptr %idims, ptr %steps, "
-                  "ptr %data, ptr %da, ptr %tp)",
+                  f"ptr %data, {lane_args}, ptr %tp)",
                   f"  %t = load {tt}, ptr %tp", f"  store {tt} %t, ptr %slot"]
     else:
         lines += [f"  %t = load {tt}, ptr %slot", f"  store {tt} %t, ptr %tp",
                   f"  call void @{_global(ver.names[1])}(ptr %ia, ptr %idims, ptr %steps, "
-                  "ptr %data, ptr %da, ptr %tp)",
+                  f"ptr %data, {lane_args}, ptr %tp)",
                   "  call void @gj.tape.release(ptr %tp)"]
     lines += ["  %k1 = add i64 %k, 1", "  %more = icmp slt i64 %k1, %cnt",
               "  br i1 %more, label %item, label %done", "done:"]
@@ -448,18 +467,20 @@ def _trampoline(ver, kind, name, n, a, priv=None) -> str:
     return "\n".join(lines)
 
 
-def _shadow_entry(j, primal_array, tag) -> list:
-    """Shadow entry j = the launch's shadow entry moved by as many bytes as the
-    primal entry j was moved from the launch's (the threading layer's offset)."""
+def _shadow_entry(j, primal_array, tag, lane=0, a=0) -> list:
+    """Shadow entry j (of lane ``lane``; ``a`` entries per lane) = the launch's
+    shadow entry moved by as many bytes as the primal entry j was moved from the
+    launch's (the threading layer's offset)."""
+    at = 8 * (lane * a + j)
     return [f"  %pp{j}.{tag} = getelementptr i8, ptr {primal_array}, i64 {8 * j}",
             f"  %pv{j}.{tag} = load ptr, ptr %pp{j}.{tag}",
             f"  %op{j}.{tag} = getelementptr i8, ptr %oa, i64 {8 * j}",
             f"  %ov{j}.{tag} = load ptr, ptr %op{j}.{tag}",
-            f"  %dp{j}.{tag} = getelementptr i8, ptr %od, i64 {8 * j}",
+            f"  %dp{j}.{tag} = getelementptr i8, ptr %od, i64 {at}",
             f"  %dv{j}.{tag} = load ptr, ptr %dp{j}.{tag}",
             f"  %pi{j}.{tag} = ptrtoint ptr %pv{j}.{tag} to i64",
             f"  %oi{j}.{tag} = ptrtoint ptr %ov{j}.{tag} to i64",
             f"  %df{j}.{tag} = sub i64 %pi{j}.{tag}, %oi{j}.{tag}",
             f"  %ds{j}.{tag} = getelementptr i8, ptr %dv{j}.{tag}, i64 %df{j}.{tag}",
-            f"  %dap{j}.{tag} = getelementptr i8, ptr %da, i64 {8 * j}",
+            f"  %dap{j}.{tag} = getelementptr i8, ptr %da, i64 {at}",
             f"  store ptr %ds{j}.{tag}, ptr %dap{j}.{tag}"]

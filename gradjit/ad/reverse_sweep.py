@@ -671,8 +671,6 @@ class ReverseSweep:
             return self.call_defined(ins, args)
         if kind == "parallel":
             from . import parallel_for
-            if len(self.lanes) > 1:
-                raise self.ctx.unsupported("batched reverse mode (width > 1) through a prange loop", ins)
             return parallel_for.reverse(self, ins)
         if kind == "math":
             if ins.has_value and self.act.is_active(ins):

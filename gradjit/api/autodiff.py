@@ -133,7 +133,7 @@ class Derivative:
         try:
             return self._generate(plan, primal_types, argtys, debug=False)
         except UnsupportedError as e:
-            if e.location is None and "(width > 1)" not in str(e):
+            if e.location is None:
                 try:
                     self._generate(plan, primal_types, argtys, debug=True)
                 except UnsupportedError as e2:
@@ -374,64 +374,6 @@ def _kernel_autodiff(kernel, mode, activities, ret, width):
     return KernelDerivative(kernel, mode, acts)
 
 
-class BatchedDerivative:
-    """Vector mode (``width=N``) by running the width-1 derivative once per lane
-    (restoring primal arrays ``fn`` overwrites between runs): the fallback of
-    :class:`VectorForward` / :class:`VectorReverse` for code without a vector-mode
-    derivative (prange loops).  Results follow the vector-mode conventions of
-    shared/API.md.
-    """
-
-    def __init__(self, base: Derivative, width: int):
-        self.base, self.width = base, width
-
-    def __repr__(self):
-        return f"<batched x{self.width} {self.base!r}>"
-
-    def __call__(self, *args):
-        base, n = self.base, self.width
-        acts = base.activities
-        expected = sum(2 if a.shadowed else 1 for a in acts)
-        if len(args) not in (expected, expected + 1):
-            raise ActivityError(f"the derivative takes {expected} arguments (+1 seed), got {len(args)}")
-        primal_arrays = []
-        per = []                      # per argument: (kind, primal, shadow)
-        k = 0
-        for name, act in zip(base.params, acts):
-            x = args[k]
-            if act.shadowed:
-                dx = args[k + 1]
-                want = (n,) + np.shape(x)
-                if np.shape(dx) != want:
-                    raise ValueError(f"argument '{name}': vector-mode shadow shape {np.shape(dx)} "
-                                     f"differs from {want}")
-                per.append(("shadow", x, dx))
-                k += 2
-            else:
-                per.append(("plain", x, None))
-                k += 1
-            if isinstance(x, np.ndarray):
-                primal_arrays.append(x)
-        seed = None
-        if len(args) == expected + 1:
-            seed = np.broadcast_to(np.asarray(args[-1], dtype=np.float64), (n,))
-        saved = [a.copy() for a in primal_arrays]
-        outs = []
-        for j in range(n):
-            if j:
-                for a, s in zip(primal_arrays, saved):
-                    a[...] = s
-            call = []
-            for kind, x, dx in per:
-                call.append(x)
-                if kind == "shadow":
-                    call.append(dx[j] if isinstance(dx[j], np.ndarray) else float(dx[j]))
-            if seed is not None:
-                call.append(float(seed[j]))
-            outs.append(base(*call))
-        return _stack(outs, base, seed is not None)
-
-
 class VectorForward(Derivative):
     """Vector forward mode (``width=N``): one primal sweep carries N tangents.
 
@@ -446,14 +388,12 @@ class VectorForward(Derivative):
     """
 
     def __call__(self, *args):
-        orig, args = args, list(args)
+        args = list(args)
         n = self.width
         writebacks = _vector_shadows(self, args)
         dret = np.zeros(n)                    # the return's tangents (always passed)
         args.append(dret)
-        compiled = _compile_or_none(self, args)
-        if compiled is None:
-            return _one_lane_at_a_time(self, orig)
+        compiled = self.compile(tuple(numba.typeof(a) for a in args))
         out = self.jit(*args)
         for user, tmp in writebacks:
             user[...] = tmp
@@ -490,7 +430,6 @@ class VectorReverse(Derivative):
         expected = sum(2 if a.shadowed else 1 for a in self.activities)
         if len(args) not in (expected, expected + 1):
             raise ActivityError(f"the derivative takes {expected} arguments (+1 seed), got {len(args)}")
-        orig = tuple(args)
         writebacks = _vector_shadows(self, args)
         if len(args) == expected + 1:
             args[-1] = np.ascontiguousarray(np.broadcast_to(
@@ -498,9 +437,7 @@ class VectorReverse(Derivative):
         rows = sum(1 for a in self.activities if a is A.Active)
         gout = np.zeros((max(1, rows), n))
         args.append(gout)
-        compiled = _compile_or_none(self, args)
-        if compiled is None:
-            return _one_lane_at_a_time(self, orig)
+        compiled = self.compile(tuple(numba.typeof(a) for a in args))
         out = self.jit(*args)
         for user, tmp in writebacks:
             user[...] = tmp
@@ -509,27 +446,6 @@ class VectorReverse(Derivative):
         if not res:
             return None
         return res[0] if len(res) == 1 else tuple(res)
-
-
-def _compile_or_none(d, args):
-    """The compiled vector derivative for ``args``; None when a construct has no
-    vector-mode derivative yet (a prange loop), so the caller falls back to lanes
-    one after another."""
-    try:
-        return d.compile(tuple(numba.typeof(a) for a in args))
-    except UnsupportedError as e:
-        if "(width > 1)" in str(e):
-            return None
-        raise
-
-
-def _one_lane_at_a_time(d, args):
-    """Vector-mode results computed by the width-1 derivative once per lane."""
-    fb = getattr(d, "_fallback", None)
-    if fb is None:
-        fb = d._fallback = BatchedDerivative(
-            Derivative(d.fn, d.mode, d.activities, d.ret, 1, d.checkpointing), d.width)
-    return fb(*args)
 
 
 def _vector_shadows(d, args):
@@ -582,22 +498,3 @@ def _lane_stack_like(x, n):
     return np.moveaxis(a, -1, 0)
 
 
-def _stack(outs, base, has_seed):
-    """Combine per-direction results: primal values once, derivatives stacked."""
-    first = outs[0]
-    if first is None:
-        return None
-    single = not isinstance(first, tuple)
-    rows = [(o,) if single else o for o in outs]
-    ret = base.ret
-    primal_first = (base.mode == "reverse" and has_seed and ret in (None, A.Active)) or (
-        base.mode == "forward" and ret in (None, A.Dual))
-    if base.mode == "forward" and ret is A.Const:
-        primal_first = True
-    out = []
-    for i in range(len(rows[0])):
-        if i == 0 and primal_first:
-            out.append(rows[-1][0])
-        else:
-            out.append(np.array([r[i] for r in rows]))
-    return out[0] if len(out) == 1 else tuple(out)
