@@ -343,13 +343,15 @@ def ht_residuals(p, theta=None, us=None):
 _DERIVATIVES = {}
 
 
-def _derivative(variant, mode):
-    """gradjit derivative of the variant's objective (created once).
+def _derivative(variant, mode, width=1):
+    """gradjit derivative of the variant's objective (created once per arguments).
 
     Forward: ``theta`` (and ``us``) and ``err`` are ``Dual``; reverse: they are
-    ``Duplicated``; the model and the data are ``Const``.
+    ``Duplicated``; the model and the data are ``Const``.  ``width`` > 1 is the
+    vector mode: one primal sweep carries ``width`` tangents (the forward Jacobian
+    uses 26 lanes, or 28 with the two ``us`` columns).
     """
-    key = (variant, mode)
+    key = (variant, mode, width)
     df = _DERIVATIVES.get(key)
     if df is None:
         import gradjit
@@ -358,30 +360,11 @@ def _derivative(variant, mode):
         act = Dual if mode == "forward" else Duplicated
         model = (Const,) * 6  # parents ... is_mirrored
         if variant == "simple":
-            df = gradjit.autodiff(ht_objective_simple, mode, act, *model, Const, Const, act)
+            df = gradjit.autodiff(ht_objective_simple, mode, act, *model, Const, Const, act,
+                                  width=width)
         else:
             df = gradjit.autodiff(ht_objective_complicated, mode, act, act, *model,
-                                  Const, Const, Const, act)
-        _DERIVATIVES[key] = df
-    return df
-
-
-def _vector_derivative(variant):
-    """gradjit's vector forward mode of the variant's objective: one primal sweep
-    carries every Jacobian column (width 26, or 28 with the two ``us`` columns)."""
-    key = (variant, "vector")
-    df = _DERIVATIVES.get(key)
-    if df is None:
-        import gradjit
-        from gradjit import Const, Dual
-
-        model = (Const,) * 6  # parents ... is_mirrored
-        if variant == "simple":
-            df = gradjit.autodiff(ht_objective_simple, "forward", Dual, *model, Const, Const,
-                                  Dual, width=N_THETA)
-        else:
-            df = gradjit.autodiff(ht_objective_complicated, "forward", Dual, Dual, *model,
-                                  Const, Const, Const, Dual, width=N_THETA + 2)
+                                  Const, Const, Const, act, width=width)
         _DERIVATIVES[key] = df
     return df
 
@@ -426,7 +409,7 @@ def ht_jacobian(p, mode="forward"):
     # the output tangents need no zeroing.
     jt = np.empty((ncols, m))
     if mode == "forward":
-        df = _vector_derivative(variant)
+        df = _derivative(variant, "forward", width=ncols)
         if complicated:
             dtheta, dus = _seeds(variant, p.us.shape)
             df(p.theta, dtheta, p.us, dus, *p.model_args(), p.triangles, p.correspondences,

@@ -46,6 +46,24 @@ def resolve(text: str, table: dict) -> str:
     return _PLACEHOLDER.sub(sub, text)
 
 
+class LaneSweep:
+    """Lanes of vector mode (``width`` N), shared by the forward and reverse sweeps:
+    ``self.lanes`` and the current ``self.lane``, which the shadow / adjoint naming
+    of a sweep reads."""
+
+    lanes = range(1)
+    lane = 0
+
+    def per_lane(self, f) -> list:
+        """``[f() for each lane]`` with ``self.lane`` set to that lane."""
+        out = []
+        for k in self.lanes:
+            self.lane = k
+            out.append(f())
+        self.lane = 0
+        return out
+
+
 def shadow_params(version, sweep: str):
     """(arg, is_float) pairs of the arguments that get a shadow parameter.
 

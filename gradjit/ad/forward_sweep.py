@@ -20,8 +20,8 @@ from ..ir.model import local_ref, rename
 from ..ir.writer import label
 from . import rules, tape
 from .builder import Builder, fconst
-from .common import (TAPE, MemoryTypes, lane_key, placeholder, resolve, shadow_name,
-                     shadow_params)
+from .common import (TAPE, LaneSweep, MemoryTypes, lane_key, placeholder, resolve,
+                     shadow_name, shadow_params)
 
 _SHADOW_BY_RENAME = {"getelementptr", "bitcast", "addrspacecast", "freeze", "extractvalue",
                      "insertvalue", "fpext", "fptrunc", "select", "load", "phi"}
@@ -29,7 +29,7 @@ _LOSES_DERIVATIVE = {"bitcast", "ptrtoint", "fptosi", "fptoui", "fcmp", "store",
                      "call", "extractelement", "insertelement", "shufflevector"}
 
 
-class ForwardSweep:
+class ForwardSweep(LaneSweep):
     def __init__(self, ctx, version, sweep, records=None):
         assert sweep in ("forward", "augmented")
         self.ctx, self.v, self.sweep = ctx, version, sweep
@@ -39,7 +39,6 @@ class ForwardSweep:
         self.table = {}                  # lane_key(name, lane) -> shadow ref
         # vector mode (width N): one primal sweep, the tangent / shadow code once per lane
         self.lanes = range(version.width)
-        self.lane = 0
         self.mem = MemoryTypes(ctx, self.fn, version)
         self._forms, self._reserve_in = {}, {}
         if sweep == "augmented":
@@ -201,13 +200,6 @@ class ForwardSweep:
         return ref
 
     # instructions -----------------------------------------------------------
-    def per_lane(self, emit):
-        """Run ``emit`` (derivative code of one instruction) once per lane."""
-        for k in self.lanes:
-            self.lane = k
-            emit()
-        self.lane = 0
-
     def instruction(self, ins):
         op = ins.opcode
         if op == "call":
@@ -375,10 +367,7 @@ class ForwardSweep:
         argtext = [f"{a.type} {a.ref}" for a in args]
         for a, m in zip(args, mask):
             if m and (self.fwd or a.type == "ptr"):
-                for k in self.lanes:
-                    self.lane = k
-                    argtext.append(f"{a.type} {self.shadow(a)}")
-                self.lane = 0
+                argtext += self.per_lane(lambda: f"{a.type} {self.shadow(a)}")
         if not self.fwd:
             argtext.append(f"ptr {tape.TAPE_COPY}")
         call = f"call {ins.type} @{_global(ver.names[0])}({', '.join(argtext)})"
@@ -402,10 +391,8 @@ class ForwardSweep:
             ty = val.type
             pair = "{ " + ", ".join([ty] * (1 + len(self.lanes))) + " }"
             c = self.b.assign(f"insertvalue {pair} undef, {ty} {val.ref}, 0")
-            for k in self.lanes:
-                self.lane = k
-                c = self.b.assign(f"insertvalue {pair} {c}, {ty} {self.shadow(val)}, {k + 1}")
-            self.lane = 0
+            for k, t in enumerate(self.per_lane(lambda: self.shadow(val))):
+                c = self.b.assign(f"insertvalue {pair} {c}, {ty} {t}, {k + 1}")
             self.b.emit(f"ret {pair} {c}")
         else:
             self.b.emit(term.text)

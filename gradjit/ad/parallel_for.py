@@ -44,14 +44,12 @@ def launch_operands(ctx, ins):
     return g.name, args, dims, steps, data, int(ndim.text), int(narr.text), nt
 
 
-def launch_slots(ctx, fn, act, args, ins):
-    """The entries of the launch's ``args`` array, from the stores that fill it:
-    ``(active, stored)`` with ``active`` the byte offsets of entries holding active
-    pointers and ``stored`` a map offset -> stored value.  Raises UnsupportedError
-    when the array is written any other way."""
+def launch_stores(ctx, fn, args, ins) -> dict:
+    """Byte offset -> value stored into that entry of the launch's ``args`` array.
+    Raises UnsupportedError when the array is written any other way."""
     from ..analysis.activity import slot_offset
     key = {args.name: None}
-    active, stored = set(), {}
+    stored = {}
     for other in fn.instructions():
         if other.opcode == "store":
             val, ptr = other.operands
@@ -61,11 +59,17 @@ def launch_slots(ctx, fn, act, args, ins):
                     raise ctx.unsupported("a parallel launch whose argument array escapes", ins)
                 continue
             stored[off[1]] = val
-            if val.type == "ptr" and act.is_active(val):
-                active.add(off[1])
         elif other.opcode == "call" and other is not ins and any(o is args for o in other.operands):
             if not other.callee.startswith(("llvm.lifetime.", "llvm.memset.")):
                 raise ctx.unsupported("a parallel launch whose argument array escapes", ins)
+    return stored
+
+
+def launch_slots(ctx, fn, act, args, ins):
+    """``(active, stored)``: the byte offsets of the entries of the launch's
+    ``args`` array holding active pointers, and :func:`launch_stores`."""
+    stored = launch_stores(ctx, fn, args, ins)
+    active = {off for off, val in stored.items() if val.type == "ptr" and act.is_active(val)}
     return frozenset(active), stored
 
 
@@ -73,9 +77,9 @@ def launched_element_types(ctx, fn) -> dict:
     """Root id -> scalar types loaded or stored by the prange bodies ``fn`` launches
     through the arrays it passes them (memory that ``fn`` itself never reads, e.g. a
     copy made for the loop, still has a known element type)."""
-    from ..analysis.activity import root, slot_offset
-    from ..analysis.parallel import slot_of
+    from ..analysis.activity import root
     from ..analysis.calls import PARALLEL
+    from ..analysis.parallel import slot_element_types
     out = {}
     for ins in fn.instructions():
         if ins.opcode != "call" or ins.callee != PARALLEL:
@@ -84,26 +88,11 @@ def launched_element_types(ctx, fn) -> dict:
         body = ctx.module.functions.get(g.name) if g.kind == "func" else None
         if body is None or body.is_declaration or not body.args:
             continue
-        by_slot = {}
-        base = body.args[0].name
-        for b in body.instructions():
-            if b.opcode == "load":
-                ptr, ty = b.operands[0], b.type
-            elif b.opcode == "store":
-                ptr, ty = b.operands[1], b.operands[0].type
-            else:
-                continue
-            off = slot_of(ptr, base)
-            if off is not None:
-                by_slot.setdefault(off, set()).add(ty)
-        key = {args.name: None}
-        for other in fn.instructions():
-            if other.opcode == "store":
-                off = slot_offset(other.operands[1], key)
-                if off is not None and off[1] in by_slot:
-                    r = root(other.operands[0])
-                    if r is not None:
-                        out.setdefault(id(r), set()).update(by_slot[off[1]])
+        by_slot = slot_element_types(body)
+        for off, val in launch_stores(ctx, fn, args, ins).items():
+            r = root(val) if off in by_slot else None
+            if r is not None:
+                out.setdefault(id(r), set()).update(by_slot[off])
     return out
 
 
@@ -155,7 +144,7 @@ def _privatizable(sweep, ins, ver):
     shadow the reverse launch can give each thread a private copy of: a float array
     argument of the top-level function that the body only reads, not privately."""
     import re
-    from ..analysis.parallel import prange_private_slots, slot_of
+    from ..analysis.parallel import iv_dependent_slots, prange_private_slots, slot_of
     if not sweep.v.top or not ver.slot_types:
         return []
     g, args, *_ = launch_operands(sweep.ctx, ins)
@@ -180,8 +169,8 @@ def _privatizable(sweep, ins, ver):
     # shared by every iteration: no access of the entry depends on the work item's
     # induction variable (weights read by all iterations); arrays indexed by it
     # (x[i + 1], A[i, j]) are touched by few iterations each and keep atomic adds
-    varying = _iv_dependent_slots(body)
-    _, stored = launch_slots(sweep.ctx, sweep.fn, sweep.act, args, ins)
+    varying = iv_dependent_slots(body)
+    stored = launch_stores(sweep.ctx, sweep.fn, args, ins)
     names = {a.name: a for a in sweep.fn.args}
     types = dict(ver.slot_types)
     out = []
@@ -207,11 +196,7 @@ def forward(sweep, ins):
     g, args, dims, steps, data, n, a, nt = launch_operands(ctx, ins)
     kind = "fwd" if sweep.fwd else "aug"
     name = _launcher(ctx, ver, kind, n, a)
-    shadows = []
-    for k in sweep.lanes:
-        sweep.lane = k
-        shadows.append(f"ptr {sweep.shadow(args)}")
-    sweep.lane = 0
+    shadows = sweep.per_lane(lambda: f"ptr {sweep.shadow(args)}")
     call = (f"call ptr @{_global(name)}(ptr {args.ref}, {', '.join(shadows)}, ptr {dims.ref}, "
             f"ptr {steps.ref}, ptr {data.ref}, i64 {nt.ref})")
     sweep.b.emit(f"{ins.ref} = {call}")
@@ -277,34 +262,6 @@ def _launcher(ctx, ver, kind, n, a) -> str:
             text += ["  ret ptr %c", "}"]
     ctx.extra[name] = "\n".join(text)
     return name
-
-
-def _iv_dependent_slots(body) -> set:
-    """Entries of a prange body some access of which has an address depending on a
-    work-item induction variable."""
-    from ..analysis.parallel import prange_ivs, slot_of
-    base = body.args[0].name
-    ivs = prange_ivs(body, base)
-
-    def depends(v, depth=0, seen=None):
-        seen = seen if seen is not None else set()
-        if v.kind != "inst" or id(v) in seen or depth > 24:
-            return False
-        if v.name in ivs:
-            return True
-        seen.add(id(v))
-        if v.opcode == "load":
-            return False
-        return any(depends(o, depth + 1, seen) for o in v.operands if o.kind == "inst")
-
-    out = set()
-    for b in body.instructions():
-        if b.opcode in ("load", "store", "atomicrmw"):
-            ptr = b.operands[1] if b.opcode == "store" else b.operands[0]
-            off = slot_of(ptr, base)
-            if off is not None and off not in out and depends(ptr):
-                out.add(off)
-    return out
 
 
 def _private_launcher(ctx, ver_p, atomic_launcher, n, a, priv) -> str:

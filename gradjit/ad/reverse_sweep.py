@@ -20,8 +20,8 @@ from ..ir.model import local_ref, rename
 from ..ir.writer import label
 from . import rules, tape
 from .builder import Builder
-from .common import (TAPE, MemoryTypes, float_outs, lane_key, out_name, shadow_kind,
-                     shadow_name, shadow_params)
+from .common import (TAPE, LaneSweep, MemoryTypes, float_outs, lane_key, out_name,
+                     shadow_kind, shadow_name, shadow_params)
 from .forward_sweep import _global
 
 DRET = "%gj.dret"
@@ -55,7 +55,7 @@ _RECOMPUTE_FLOAT = {"fadd", "fsub", "fmul", "fdiv", "fneg", "fcmp", "sitofp", "u
 CHECKPOINTING = ("auto", "recompute", "store")
 
 
-class ReverseSweep:
+class ReverseSweep(LaneSweep):
     """Builds the reverse sweep of one version and decides, for every primal value
     a reverse block needs, how it gets there (cheapest first):
 
@@ -83,7 +83,6 @@ class ReverseSweep:
         # batched reverse mode (width N): one augmented primal, the adjoint code of
         # every instruction once per lane (lane-independent primal values are shared)
         self.lanes = range(version.width)
-        self.lane = 0
         self.mem = MemoryTypes(ctx, self.fn, version)
         self.entry_allocas = [f"{tape.TAPE_COPY} = alloca {tape.TAPE_TYPE}"]
         self.slots = {}                       # (header, name, kind) -> (ref, type)
@@ -409,10 +408,7 @@ class ReverseSweep:
             params += [f"{fn.ret_type} {dret(k)}" for k in self.lanes]
         params += [f"ptr {out_name(a, k)}" for a in float_outs(v) for k in self.lanes]
         for a in float_outs(v):
-            for k in self.lanes:
-                self.lane = k
-                self._slot(a)
-        self.lane = 0
+            self.per_lane(lambda: self._slot(a))
         head = [f"define internal void @{_global(v.names[1])}({', '.join(params)}) {{", "entry:"]
         for name, (ref, ty) in self.adj.items():
             head.append(f"  {ref} = alloca {ty}")
@@ -434,13 +430,7 @@ class ReverseSweep:
         tail = ["rev.exit:"]
         self.b.lines = []
         for a in float_outs(v):
-            for k in self.lanes:
-                self.lane = k
-                slot = self._slot(a)
-                x = self.b.assign(f"load {a.type}, ptr {slot}")
-                y = self.b.assign(f"load {a.type}, ptr {out_name(a, k)}")
-                self.b.emit(f"store {a.type} {self.b.fadd(a.type, y, x)}, ptr {out_name(a, k)}")
-        self.lane = 0
+            self.per_lane(lambda: self._add_out(a))
         self.b.emit("ret void")
         tail.extend("  " + l for l in self.b.lines)
         return "\n".join(head + out + edges + tail + ["}"])
@@ -550,12 +540,12 @@ class ReverseSweep:
         return [f"{label('edge.' + pred + '.' + blk.name)}:"] + ["  " + l for l in self.b.lines]
 
     # instruction adjoints --------------------------------------------------------
-    def per_lane(self, emit):
-        """Run ``emit`` (adjoint code) once per lane."""
-        for k in self.lanes:
-            self.lane = k
-            emit()
-        self.lane = 0
+    def _add_out(self, a):
+        """``*out += adjoint(a)`` for float argument ``a`` (current lane)."""
+        out = out_name(a, self.lane)
+        x = self.b.assign(f"load {a.type}, ptr {self._slot(a)}")
+        y = self.b.assign(f"load {a.type}, ptr {out}")
+        self.b.emit(f"store {a.type} {self.b.fadd(a.type, y, x)}, ptr {out}")
 
     def instruction(self, ins):
         if ins.opcode == "call" and classify(ins.callee, ins.callee in self.ctx.defined) in (
@@ -709,34 +699,27 @@ class ReverseSweep:
         ver = self.ctx.version(ins.callee, "reverse", mask, ret_active, atomic=self.v.atomic,
                                width=len(self.lanes))
         argtext = [f"{a.type} {self.pv(a)}" for a in args]
-        lanes = list(self.lanes)
-
-        def each_lane(f):
-            out = []
-            for k in lanes:
-                self.lane = k
-                out.append(f())
-            self.lane = 0
-            return out
-
         for a, m in zip(args, mask):
             if m and a.type == "ptr":
-                argtext += each_lane(lambda: f"ptr {self.ps(a)}")
+                argtext += self.per_lane(lambda: f"ptr {self.ps(a)}")
         argtext.append(f"ptr {tape.TAPE_COPY}")
         if ver.ret_float:
-            argtext += each_lane(lambda: f"{ins.type} {self.take(ins)}")
-        outs = []
+            argtext += self.per_lane(lambda: f"{ins.type} {self.take(ins)}")
+        outs = []                          # per float argument: one out slot per lane
         for a, m in zip(args, mask):
             if m and a.type != "ptr":
-                for k in lanes:
-                    slot = local_ref(f"gj.o{len(self.entry_allocas)}")
-                    self.entry_allocas.append(f"{slot} = alloca {a.type}")
-                    self.b.emit(f"store {a.type} {T.zero(a.type)}, ptr {slot}")
-                    argtext.append(f"ptr {slot}")
-                    outs.append((a, slot, k))
+                slots = self.per_lane(lambda: self._out_slot(a))
+                argtext += [f"ptr {s}" for s in slots]
+                outs.append((a, slots))
         tape.call_with_copy(self.b, lambda: self.b.emit(
             f"call void @{_global(ver.names[1])}({', '.join(argtext)})"))
-        for a, slot, k in outs:
-            self.lane = k
-            self.add(a, self.b.assign(f"load {a.type}, ptr {slot}"))
-        self.lane = 0
+        for a, slots in outs:
+            self.per_lane(lambda: self.add(a, self.b.assign(
+                f"load {a.type}, ptr {slots[self.lane]}")))
+
+    def _out_slot(self, a):
+        """A zeroed stack slot receiving a callee's adjoint of float argument ``a``."""
+        slot = local_ref(f"gj.o{len(self.entry_allocas)}")
+        self.entry_allocas.append(f"{slot} = alloca {a.type}")
+        self.b.emit(f"store {a.type} {T.zero(a.type)}, ptr {slot}")
+        return slot

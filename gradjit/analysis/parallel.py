@@ -134,3 +134,48 @@ def is_iv_indexed(ptr, ivs):
         if idx.kind == "inst" and idx.name in ivs:
             return ptr.operands[0]
     return None
+
+
+def iv_dependent_slots(body) -> set:
+    """Entries of a prange body some access of which has an address depending on a
+    work-item induction variable."""
+    base = body.args[0].name
+    ivs = prange_ivs(body, base)
+
+    def depends(v, depth=0, seen=None):
+        seen = seen if seen is not None else set()
+        if v.kind != "inst" or id(v) in seen or depth > 24:
+            return False
+        if v.name in ivs:
+            return True
+        seen.add(id(v))
+        if v.opcode == "load":
+            return False
+        return any(depends(o, depth + 1, seen) for o in v.operands if o.kind == "inst")
+
+    out = set()
+    for b in body.instructions():
+        if b.opcode in ("load", "store", "atomicrmw"):
+            ptr = b.operands[1] if b.opcode == "store" else b.operands[0]
+            off = slot_of(ptr, base)
+            if off is not None and off not in out and depends(ptr):
+                out.add(off)
+    return out
+
+
+def slot_element_types(body) -> dict:
+    """Byte offset of an ``args`` entry of a prange body -> scalar types loaded or
+    stored through it."""
+    base = body.args[0].name
+    out = {}
+    for b in body.instructions():
+        if b.opcode == "load":
+            ptr, ty = b.operands[0], b.type
+        elif b.opcode == "store":
+            ptr, ty = b.operands[1], b.operands[0].type
+        else:
+            continue
+        off = slot_of(ptr, base)
+        if off is not None:
+            out.setdefault(off, set()).add(ty)
+    return out
