@@ -132,9 +132,14 @@ def root(v, seen=None):
         return v
 
 
-def element_types(fn):
+def element_types(fn, key=None):
     """Map root id -> set of scalar types loaded or stored through pointers with
-    that root (the type analysis used for ``memcpy`` adjoints)."""
+    that root (the type analysis used for ``memcpy`` adjoints).  ``key(ptr)``
+    replaces "root id" by another grouping of pointers (None: not counted)."""
+    if key is None:
+        def key(ptr):
+            r = root(ptr)
+            return id(r) if r is not None else None
     out = {}
     for ins in fn.instructions():
         if ins.opcode == "load":
@@ -143,9 +148,9 @@ def element_types(fn):
             ptr, ty = ins.operands[1], ins.operands[0].type
         else:
             continue
-        r = root(ptr)
-        if r is not None:
-            out.setdefault(id(r), set()).add(ty)
+        k = key(ptr)
+        if k is not None:
+            out.setdefault(k, set()).add(ty)
     return out
 
 

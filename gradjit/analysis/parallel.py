@@ -166,16 +166,6 @@ def iv_dependent_slots(body) -> set:
 def slot_element_types(body) -> dict:
     """Byte offset of an ``args`` entry of a prange body -> scalar types loaded or
     stored through it."""
+    from .activity import element_types
     base = body.args[0].name
-    out = {}
-    for b in body.instructions():
-        if b.opcode == "load":
-            ptr, ty = b.operands[0], b.type
-        elif b.opcode == "store":
-            ptr, ty = b.operands[1], b.operands[0].type
-        else:
-            continue
-        off = slot_of(ptr, base)
-        if off is not None:
-            out.setdefault(off, set()).add(ty)
-    return out
+    return element_types(body, key=lambda ptr: slot_of(ptr, base))
