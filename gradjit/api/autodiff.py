@@ -70,18 +70,24 @@ class Derivative:
     def __call__(self, *args):
         args = list(args)
         writebacks = self._check_shadows(args)
+        out = self.call_unchecked(args)
+        for user, tmp in writebacks:
+            user[...] = tmp
+        return out
+
+    def call_unchecked(self, args):
+        """Call with ``args`` (a sequence) whose shadows are known to match their
+        primals (shape, dtype and strides), skipping :meth:`_check_shadows`; the
+        transforms, which make the shadows themselves, call this."""
         if not self._cache:
             # first call: compile here so errors reach the user as gradjit's own
             self.compile(tuple(numba.typeof(a) for a in args))
         try:
-            out = self.jit(*args)
+            return self.jit(*args)
         except numba.core.errors.TypingError:
             # a new signature whose derivative failed to build: raise the real error
             self.compile(tuple(numba.typeof(a) for a in args))
             raise
-        for user, tmp in writebacks:
-            user[...] = tmp
-        return out
 
     def _check_shadows(self, args):
         """Shape/dtype checks of shadows; shadows laid out differently from their

@@ -61,6 +61,7 @@ class _Reverse:
         self.single = isinstance(argnums, (int, np.integer))
         self.argnums = (int(argnums),) if self.single else tuple(int(a) for a in argnums)
         self._dfs = {}
+        self._gathers = {}
 
     def activities(self, args):
         acts = []
@@ -87,11 +88,26 @@ class _Reverse:
             df = self._dfs[key] = autodiff(fn, "reverse", *acts, ret=ret)
         return df
 
+    def _gather(self, acts, nargs):
+        """For each of ``argnums``: ``(is_scalar, k)``, the place of its gradient
+        among the derivative's scalar results (``True``) or among the shadows
+        (``False``); cached per activity tuple."""
+        key = (acts, nargs)
+        got = self._gathers.get(key)
+        if got is None:
+            place, ns, na = {}, 0, 0
+            for i, act in enumerate(acts[:nargs]):
+                if act is A.Active:
+                    place[i], ns = (True, ns), ns + 1
+                elif act is A.Duplicated:
+                    place[i], na = (False, na), na + 1
+            got = self._gathers[key] = tuple(place[i % nargs] for i in self.argnums)
+        return got
+
     def run(self, args, seed=1.0, out=None):
         """Returns ``(value or None, grads)``; ``out`` = (array, seed array) for an
         array-returning function."""
         acts = self.activities(args)
-        fn = self.disp
         dfargs, shadows = [], []
         for a, act in zip(args, acts):
             dfargs.append(a)
@@ -100,31 +116,23 @@ class _Reverse:
                 dfargs.append(dx)
                 shadows.append(dx)
         if out is not None:
-            fn = _with_out(self.disp)
-            acts = acts + (A.Duplicated,)
-            dfargs += [out[0], out[1]]
-            res = self.derivative(fn, acts, A.Const)(*dfargs)
-            value = None
+            dfargs += out
+            res = self.derivative(_with_out(self.disp), acts + (A.Duplicated,), A.Const
+                                  ).call_unchecked(dfargs)
+            value, scalars = None, (res if isinstance(res, tuple) else
+                                    () if res is None else (res,))
         else:
-            res = self.derivative(fn, acts, A.Active)(*dfargs, seed)
-            if not isinstance(res, tuple):
-                res = (res,)
-            value, res = res[0], res[1:]
-        if res is None:
-            res = ()
-        elif not isinstance(res, tuple):
-            res = (res,)
-        it_scalar, it_array = iter(res), iter(shadows)
+            dfargs.append(seed)
+            res = self.derivative(self.disp, acts, A.Active).call_unchecked(dfargs)
+            value, scalars = (res[0], res[1:]) if isinstance(res, tuple) else (res, ())
         grads = []
-        for i, act in enumerate(acts[:len(args)]):
-            if act is A.Active:
-                grads.append(float(next(it_scalar)))
-            elif act is A.Duplicated:
-                g = next(it_array)
+        for is_scalar, k in self._gather(acts, len(args)):
+            if is_scalar:
+                grads.append(float(scalars[k]))
+            else:
+                g = shadows[k]
                 grads.append(g if g.flags.owndata else np.array(g))
-        by_index = dict(zip([i for i, a in enumerate(acts[:len(args)]) if a is not A.Const], grads))
-        ordered = tuple(by_index[i % len(args)] for i in self.argnums)
-        return value, (ordered[0] if self.single else ordered)
+        return value, (grads[0] if self.single else tuple(grads))
 
 
 def grad(fn=None, argnums=0):
