@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numba  # noqa: E402
 
 import gradjit  # noqa: E402
+from benchmarks.heap import keep_heap  # noqa: E402
 from kernels.gmm import gmm_objective, make_inputs  # noqa: E402
 
 ARGNUMS = (0, 1, 2, 3)   # alpha, mu, q, l
@@ -130,6 +131,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="only d=10, k=25")
     p.add_argument("-n", type=int, default=1000)
     opts = p.parse_args(argv)
+    keep_heap()
     sizes = [(10, 25)] if opts.quick else [(d, k) for d in (2, 10, 20) for k in (5, 10, 25)]
     print(HEADER)
     print("|" + "---|" * 13)

@@ -24,6 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numba  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
+from benchmarks.heap import keep_heap  # noqa: E402
+
 import gradjit  # noqa: E402
 from benchmarks.gmm import median_time  # noqa: E402
 
@@ -68,6 +70,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2_000_000)
     args = ap.parse_args(argv)
+    keep_heap()
     rng = np.random.default_rng(0)
     cores = numba.config.NUMBA_NUM_THREADS
     rows_out = []

@@ -16,6 +16,9 @@ them is imported, XLA gets ``--xla_cpu_multi_thread_eigen=false``, and PyTorch
 ``torch.set_num_threads(1)``.  Finite differences need 2 evaluations per input; for
 large inputs they are timed and checked on a random subset of coordinates and the
 time is scaled to all coordinates (the table says how many were evaluated).
+Large blocks stay mapped between calls for every tool (``benchmarks/heap.py``:
+glibc's mmap and trim thresholds are raised), so no tool pays page faults for
+its scratch arrays on every call.
 
 Writes ``benchmarks/results/<date>-<machine>.md`` (the table) and a PNG plot (time
 vs size per kernel, one line per tool, log scales), and prints the table.
@@ -42,6 +45,8 @@ import numpy as np  # noqa: E402
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
+
+from benchmarks.heap import keep_heap  # noqa: E402
 
 KERNELS = ("gmm", "lse", "llsq", "ode", "lstm", "ba", "ht")
 
@@ -287,6 +292,7 @@ def main(argv=None):
         print(f"written: {png}")
         return None
     sizes_key = "quick" if opts.quick else opts.sizes
+    heap = keep_heap()
     tools = available_tools()
     if opts.no_jax:
         tools["jax"] = False
@@ -335,7 +341,8 @@ def main(argv=None):
     with open(base + ".md", "w") as f:
         f.write(f"# gradjit benchmark suite ({sizes_key} sizes), {stamp}\n\n")
         f.write(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-                f"single-threaded; tools installed: {installed}.\n\n")
+                f"single-threaded; heap kept mapped between calls: {'yes' if heap else 'no'}; "
+                f"tools installed: {installed}.\n\n")
         f.write(text + "\n")
         for r in rows:
             if "error" in r:
