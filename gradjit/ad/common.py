@@ -126,6 +126,62 @@ class MemoryTypes:
             return floats[0]
         if floats:
             return "double" if "double" in floats else floats[0]
-        if "ptr" in tys:
-            return "ptr"
-        return "int" if tys else "unknown"
+        # the root of a data pointer is its meminfo, whose header is read as
+        # pointers and integers: memory only copied or handed on gets its type there
+        t = self._through_uses(r)
+        if t in ("double", "float") or not tys:
+            return t
+        return "ptr" if "ptr" in tys else "int"
+
+    def _through_uses(self, r, depth=0) -> str:
+        """Element type of memory this function never loads or stores itself (say a
+        ``v.copy()`` only handed to a callee): from the other side of a ``memcpy``
+        it takes part in, or from the callee argument it is passed as."""
+        key = (self.fn.name, id(r))
+        memo = self.ctx.__dict__.setdefault("_elem_through_uses", {})
+        if key in memo:
+            return memo[key]
+        memo[key] = "unknown"                  # a recursion guard
+        found = "unknown"
+        for ins in self.fn.instructions():
+            if found != "unknown" or depth > 8:
+                break
+            if ins.opcode != "call":
+                continue
+            args = ins.operands[:-1]
+            mine = [k for k, a in enumerate(args) if a.type == "ptr" and root(a) is r]
+            if not mine:
+                continue
+            if ins.callee.startswith(("llvm.memcpy.", "llvm.memmove.")):
+                other = args[1] if 0 in mine else args[0]
+                ro = root(other)
+                if ro is not None and ro is not r:
+                    t = self.kind(other)
+                    found = t if t != "unknown" else found
+            elif ins.callee in self.ctx.defined:
+                callee = self.ctx.module.functions[ins.callee]
+                mt = MemoryTypes(self.ctx, callee)
+                for k in mine:
+                    if k < len(callee.args):
+                        t = mt.kind_of_arg(callee.args[k], depth + 1)
+                        if t != "unknown":
+                            found = t
+                            break
+        memo[key] = found
+        return found
+
+    def kind_of_arg(self, arg, depth=0) -> str:
+        """:meth:`kind` of the memory argument ``arg`` of this function points to."""
+        t = self.ctx.arg_elem_types.get((self.fn.name, arg.name))
+        if t:
+            return t
+        if self._by_root is None:
+            self._by_root = element_types(self.fn)
+        tys = self._by_root.get(id(arg), set())
+        floats = [t for t in tys if t in ("double", "float")]
+        if floats:
+            return "double" if "double" in floats else floats[0]
+        t = self._through_uses(arg, depth)
+        if t in ("double", "float") or not tys:
+            return t
+        return "ptr" if "ptr" in tys else "int"

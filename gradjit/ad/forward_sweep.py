@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import re
 
-from ..analysis.activity import alloca_type
+from ..analysis.activity import alloca_type, root
 from ..analysis.calls import classify, math_name
 from ..ir import types as T
 from ..ir.model import local_ref, rename
 from ..ir.writer import label
-from . import rules, tape
+from . import blas, rules, tape
 from .builder import Builder, fconst
 from .common import (TAPE, LaneSweep, MemoryTypes, lane_key, placeholder, resolve,
                      shadow_name, shadow_params)
@@ -280,9 +280,15 @@ class ForwardSweep(LaneSweep):
     def store(self, ins):
         val, ptr = ins.operands[0], ins.operands[1]
         if not self.act.is_active(ptr):
-            if self.act.is_active(val) and T.has_float(val.type) and _global_root(ptr):
-                raise self.ctx.unsupported("a store of an active value into a global or "
-                                           "shared-memory array", ins)
+            if self.act.is_active(val) and T.has_float(val.type):
+                if _global_root(ptr):
+                    raise self.ctx.unsupported("a store of an active value into a global or "
+                                               "shared-memory array", ins)
+                src = _external_root(ptr, self.ctx.defined)
+                if src:
+                    raise self.ctx.unsupported(
+                        f"a store of an active value into memory from '{src}' (for example a "
+                        "list or dict; use a NumPy array instead), which has no shadow", ins)
             return
         vt = val.type
         if vt == "ptr":
@@ -331,6 +337,8 @@ class ForwardSweep(LaneSweep):
             return
         if kind == "memory":
             return self.memory(ins, args)
+        if kind == "blas":
+            return blas.forward(self, ins, args)
         if active and kind != "inactive_external":
             raise self.ctx.unsupported(f"a call to '{ins.callee}' with active arguments", ins)
 
@@ -396,6 +404,16 @@ class ForwardSweep(LaneSweep):
             self.b.emit(f"ret {pair} {c}")
         else:
             self.b.emit(term.text)
+
+
+def _external_root(ptr, defined):
+    """The callee when ``ptr`` addresses memory returned by an unknown external call
+    (a list's storage from ``NRT_MemInfo_varsize_realloc``), else None."""
+    r = root(ptr)
+    if r is not None and r.kind == "inst" and r.opcode == "call" and \
+            classify(r.callee, r.callee in defined) == "external":
+        return r.callee
+    return None
 
 
 def _global_root(ptr):

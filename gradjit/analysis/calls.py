@@ -22,6 +22,8 @@ MEMORY = ("llvm.memcpy.", "llvm.memmove.", "llvm.memset.")
 INACTIVE_EXTERNALS = {"NRT_MemInfo_call_dtor", "numba_gil_ensure", "numba_gil_release",
                       "NRT_decref", "NRT_incref", "numba_do_raise", "NRT_Free",
                       "numba_unpickle", "PyErr_SetString", "puts", "printf",
+                      # new strides of a reshape (integers only)
+                      "numba_attempt_nocopy_reshape",
                       # the parfor runtime: scheduling of work items on integers only
                       "get_sched_size", "do_scheduling_signed", "do_scheduling_unsigned",
                       "allocate_sched", "deallocate_sched", "get_num_threads",
@@ -33,6 +35,8 @@ INACTIVE_EXTERNALS = {"NRT_MemInfo_call_dtor", "numba_gil_ensure", "numba_gil_re
 # (Numba indexes per-thread reduction arrays by ``get_thread_id()``)
 RECOMPUTE_CALLS = {"get_thread_id"}
 PARALLEL = "gj.parallel_for"
+# Numba's BLAS entry points (numba/_lapack.c), differentiated by gradjit.ad.blas
+BLAS = {"numba_xxdot", "numba_xxgemv", "numba_xxgemm", "numba_xxnrm2"}
 
 _SUFFIX = re.compile(r"\.(f32|f64|f80|f128|i32|i64|v\d+f\d+)$")
 
@@ -63,10 +67,12 @@ LIBM_F = {"sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "
 
 def classify(callee: str, defined: bool) -> str:
     """One of 'math', 'nrt_alloc', 'nrt_refct', 'memory', 'noop', 'pure_int',
-    'barrier', 'parallel', 'defined', 'inactive_external', 'external'."""
+    'barrier', 'parallel', 'blas', 'defined', 'inactive_external', 'external'."""
     from ..ad.rules import has_rule
     if callee == PARALLEL:
         return "parallel"
+    if callee in BLAS:
+        return "blas"
     if callee in NRT_ALLOC:
         return "nrt_alloc"
     if callee in NRT_REFCT:

@@ -1,0 +1,500 @@
+"""Derivatives of the BLAS calls Numba makes for ``@``, ``np.dot``, ``np.vdot`` and
+``np.linalg.norm`` (``numba_xxdot``, ``numba_xxgemv``, ``numba_xxgemm`` and
+``numba_xxnrm2`` of Numba's ``_lapack.c``: Fortran BLAS conventions, column-major
+matrices with a leading dimension; real kinds ``'d'`` and ``'s'``).
+
+The rules are the matrix-calculus ones (M. B. Giles, "Collected matrix derivative
+results for forward and reverse mode algorithmic differentiation", 2008, sec. 2.2
+and 3.1), the same algebra as Enzyme's BLAS rules::
+
+    dot   r = x.y                 dr = dx.y + x.dy            xb += rb y;  yb += rb x
+    nrm2  r = |x|                 dr = x.dx / r               xb += rb x / r
+    gemv  y = a op(A) x + b y     dy = a (op(dA) x + op(A) dx) + b dy
+                                  xb += a op(A)^T yb;  Ab += a yb x^T (or x yb^T);  yb = b yb
+    gemm  C = a op(A) op(B) + b C dC = a (op(dA) op(B) + op(A) op(dB)) + b dC
+                                  op(A)b += a Cb op(B)^T;  op(B)b += a op(A)^T Cb;  Cb = b Cb
+
+The tangent and adjoint products call the same Numba BLAS entry points, so they run
+at BLAS speed.  ``a`` and ``b`` are constants for differentiation (Numba passes 1
+and 0).  The reverse needs the inputs as they were at the call: the augmented primal
+copies them (with ``a`` and ``b``) into a heap buffer whose pointer is recorded as
+the call's shadow; the reverse of the last lane frees it.
+"""
+from __future__ import annotations
+
+from ..ir import types as T
+
+from ..analysis.calls import BLAS  # noqa: F401  (the calls differentiated here)
+
+# the output pointer operand of each call
+_OUTPUT = {"numba_xxdot": 5, "numba_xxgemv": 9, "numba_xxgemm": 12, "numba_xxnrm2": 4}
+_KINDS = {"100": "double", "115": "float"}          # 'd', 's'
+_DECLS = {
+    "numba_xxgemv": "declare i32 @numba_xxgemv(i8, i8, i64, i64, ptr, ptr, i64, ptr, ptr, ptr)",
+    "numba_xxgemm": "declare i32 @numba_xxgemm(i8, i8, i8, i64, i64, i64, ptr, ptr, i64, ptr, "
+                    "i64, ptr, ptr, i64)",
+    "malloc": "declare ptr @malloc(i64)",
+    "free": "declare void @free(ptr)",
+    "llvm.memcpy.p0.p0.i64": "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
+}
+_HEADER = 16          # a and b (or r) at the start of a saved buffer
+
+
+def element_type(sweep, ins) -> str:
+    """'double' or 'float' for a real-kind call; UnsupportedError otherwise."""
+    k = ins.operands[0]
+    ty = _KINDS.get(k.ref) if k.kind == "const" else None
+    if ty is None:
+        raise sweep.ctx.unsupported(f"a complex (or unknown kind) BLAS call '{ins.callee}'", ins)
+    return ty
+
+
+def _helpers(sweep, ty):
+    """Register the loop helpers and constants for element type ``ty``; returns
+    the names of the ``one`` and ``zero`` constants."""
+    extra, sz = sweep.ctx.extra, T.FLOATS[ty]
+    for name, text in _DECLS.items():
+        sweep.b.decls.setdefault(name, text)
+    one, zero = f"@gj.blas.one.{ty}", f"@gj.blas.zero.{ty}"
+    extra.setdefault(one, f"{one} = private unnamed_addr constant {ty} 1.0")
+    extra.setdefault(zero, f"{zero} = private unnamed_addr constant {ty} 0.0")
+    extra.setdefault(f"gj.blas.helpers.{ty}", _HELPERS.format(t=ty, sz=sz))
+    return one, zero
+
+
+# strided dot, axpy, scal (b == 0 stores zeros), compact copy, rank-1 update, and
+# the scaling of a column-major m x n matrix
+_HELPERS = r"""
+define internal {t} @gj.blas.vdot.{t}(i64 %n, ptr %x, i64 %ix, ptr %y, i64 %iy) alwaysinline {{
+entry:
+  %e = icmp sle i64 %n, 0
+  br i1 %e, label %done, label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i1, %loop ]
+  %acc = phi {t} [ 0.0, %entry ], [ %acc1, %loop ]
+  %ox = mul i64 %i, %ix
+  %oy = mul i64 %i, %iy
+  %px = getelementptr {t}, ptr %x, i64 %ox
+  %py = getelementptr {t}, ptr %y, i64 %oy
+  %vx = load {t}, ptr %px
+  %vy = load {t}, ptr %py
+  %p = fmul {t} %vx, %vy
+  %acc1 = fadd {t} %acc, %p
+  %i1 = add i64 %i, 1
+  %c = icmp slt i64 %i1, %n
+  br i1 %c, label %loop, label %done
+done:
+  %r = phi {t} [ 0.0, %entry ], [ %acc1, %loop ]
+  ret {t} %r
+}}
+
+define internal void @gj.blas.axpy.{t}(i64 %n, {t} %a, ptr %x, i64 %ix, ptr %y, i64 %iy) alwaysinline {{
+entry:
+  %e = icmp sle i64 %n, 0
+  br i1 %e, label %done, label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i1, %loop ]
+  %ox = mul i64 %i, %ix
+  %oy = mul i64 %i, %iy
+  %px = getelementptr {t}, ptr %x, i64 %ox
+  %py = getelementptr {t}, ptr %y, i64 %oy
+  %vx = load {t}, ptr %px
+  %vy = load {t}, ptr %py
+  %p = fmul {t} %a, %vx
+  %s = fadd {t} %vy, %p
+  store {t} %s, ptr %py
+  %i1 = add i64 %i, 1
+  %c = icmp slt i64 %i1, %n
+  br i1 %c, label %loop, label %done
+done:
+  ret void
+}}
+
+define internal void @gj.blas.scal2.{t}(i64 %m, i64 %n, {t} %b, ptr %x, i64 %ld) alwaysinline {{
+entry:
+  %one = fcmp oeq {t} %b, 1.0
+  %em = icmp sle i64 %m, 0
+  %en = icmp sle i64 %n, 0
+  %e0 = or i1 %em, %en
+  %e = or i1 %e0, %one
+  %zero = fcmp oeq {t} %b, 0.0
+  br i1 %e, label %done, label %col
+col:
+  %j = phi i64 [ 0, %entry ], [ %j1, %colnext ]
+  %base = mul i64 %j, %ld
+  br label %row
+row:
+  %i = phi i64 [ 0, %col ], [ %i1, %row ]
+  %o = add i64 %base, %i
+  %p = getelementptr {t}, ptr %x, i64 %o
+  %v = load {t}, ptr %p
+  %s = fmul {t} %v, %b
+  %w = select i1 %zero, {t} 0.0, {t} %s
+  store {t} %w, ptr %p
+  %i1 = add i64 %i, 1
+  %ci = icmp slt i64 %i1, %m
+  br i1 %ci, label %row, label %colnext
+colnext:
+  %j1 = add i64 %j, 1
+  %cj = icmp slt i64 %j1, %n
+  br i1 %cj, label %col, label %done
+done:
+  ret void
+}}
+
+define internal void @gj.blas.gather.{t}(i64 %n, ptr %x, i64 %ix, ptr %y) alwaysinline {{
+entry:
+  %e = icmp sle i64 %n, 0
+  br i1 %e, label %done, label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i1, %loop ]
+  %ox = mul i64 %i, %ix
+  %px = getelementptr {t}, ptr %x, i64 %ox
+  %py = getelementptr {t}, ptr %y, i64 %i
+  %v = load {t}, ptr %px
+  store {t} %v, ptr %py
+  %i1 = add i64 %i, 1
+  %c = icmp slt i64 %i1, %n
+  br i1 %c, label %loop, label %done
+done:
+  ret void
+}}
+
+define internal void @gj.blas.ger.{t}(i64 %m, i64 %n, {t} %a, ptr %u, ptr %v, ptr %x, i64 %ld) alwaysinline {{
+entry:
+  %em = icmp sle i64 %m, 0
+  %en = icmp sle i64 %n, 0
+  %e = or i1 %em, %en
+  br i1 %e, label %done, label %col
+col:
+  %j = phi i64 [ 0, %entry ], [ %j1, %col ]
+  %pv = getelementptr {t}, ptr %v, i64 %j
+  %vj = load {t}, ptr %pv
+  %avj = fmul {t} %a, %vj
+  %base = mul i64 %j, %ld
+  %colp = getelementptr {t}, ptr %x, i64 %base
+  call void @gj.blas.axpy.{t}(i64 %m, {t} %avj, ptr %u, i64 1, ptr %colp, i64 1)
+  %j1 = add i64 %j, 1
+  %cj = icmp slt i64 %j1, %n
+  br i1 %cj, label %col, label %done
+done:
+  ret void
+}}
+"""
+
+
+def _hcall(b, name, ret, args):
+    """Call helper ``@name`` (defined in the module, so not declared)."""
+    text = ", ".join(f"{t} {v}" for t, v in args)
+    if ret == "void":
+        b.emit(f"call void @{name}({text})")
+        return ""
+    return b.assign(f"call {ret} @{name}({text})")
+
+
+def _is_n(b, c):
+    """i1: is transpose character ``c`` (an i8 ref) 'n' or 'N'?"""
+    lo = b.assign(f"icmp eq i8 {c}, 110")
+    up = b.assign(f"icmp eq i8 {c}, 78")
+    return b.assign(f"or i1 {lo}, {up}")
+
+
+def _flip(b, isn):
+    return b.assign(f"select i1 {isn}, i8 116, i8 110")
+
+
+def _sel(b, cond, ty, x, y):
+    return b.assign(f"select i1 {cond}, {ty} {x}, {ty} {y}")
+
+
+def _elems(b, rows, cols, ld):
+    """Elements spanned by a column-major ``rows x cols`` matrix with leading
+    dimension ``ld``: ``ld (cols - 1) + rows``, 0 when empty."""
+    c1 = b.assign(f"sub i64 {cols}, 1")
+    span = b.assign(f"mul i64 {ld}, {c1}")
+    tot = b.assign(f"add i64 {span}, {rows}")
+    e1 = b.assign(f"icmp sle i64 {rows}, 0")
+    e2 = b.assign(f"icmp sle i64 {cols}, 0")
+    e = b.assign(f"or i1 {e1}, {e2}")
+    return _sel(b, e, "i64", "0", tot)
+
+
+def _gep(b, ty, p, n):
+    return b.assign(f"getelementptr inbounds {ty}, ptr {p}, i64 {n}")
+
+
+def _bytes(b, ty, n):
+    return b.assign(f"mul i64 {n}, {T.FLOATS[ty]}")
+
+
+def _copy(b, ty, dst, src, n):
+    nb = _bytes(b, ty, n)
+    b.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {dst}, ptr {src}, i64 {nb}, i1 false)")
+
+
+# ---------------------------------------------------------------------------
+# the sweeps' entry points
+# ---------------------------------------------------------------------------
+
+def forward(sweep, ins, args):
+    """Forward mode: the tangent of the call's output.  Augmented primal (reverse
+    mode): save what the reverse needs and record it as the call's shadow."""
+    out = args[_OUTPUT[ins.callee]]
+    act = [sweep.act.is_active(a) and a.type == "ptr" for a in args]
+    if not sweep.act.is_active(out):
+        if any(act):
+            raise sweep.ctx.unsupported(f"a BLAS call '{ins.callee}' with active inputs "
+                                        "writing into memory without a shadow", ins)
+        return
+    ty = element_type(sweep, ins)
+    one, zero = _helpers(sweep, ty)
+    b = sweep.b
+    if not sweep.fwd:
+        if not ins.name:
+            raise sweep.ctx.unsupported(f"an unnamed BLAS call '{ins.callee}'", ins)
+        saved = getattr(sweep, "_blas_saved", None)
+        if saved is None:
+            saved = sweep._blas_saved = {}
+        if sweep.lane == 0 or ins.name not in saved:
+            saved[ins.name] = _SAVE[ins.callee](b, ty, [a.ref for a in args])
+        sweep._set(ins.name, saved[ins.name])
+        return
+    v = [a.ref for a in args]
+    sh = [sweep.shadow(a) if m else None for a, m in zip(args, act)]
+    _TANGENT[ins.callee](b, ty, v, sh, one, zero)
+
+
+def reverse(sweep, ins, args):
+    """The adjoint of the call (current lane); frees the saved inputs after the
+    last lane."""
+    out = args[_OUTPUT[ins.callee]]
+    if not sweep.act.is_active(out):
+        return
+    ty = element_type(sweep, ins)
+    one, _ = _helpers(sweep, ty)
+    act = [sweep.act.is_active(a) and a.type == "ptr" for a in args]
+    b = sweep.b
+    cache = sweep.ps(ins)
+    v = [sweep.pv(a) if a.type != "ptr" else None for a in args]
+    sh = [sweep.ps(a) if m else None for a, m in zip(args, act)]
+    _REVERSE[ins.callee](b, ty, v, sh, cache, one)
+    if sweep.lane == len(sweep.lanes) - 1:
+        b.emit(f"call void @free(ptr {cache})")
+
+
+# --- dot(kind, conj, n, x, y, result) --------------------------------------------
+
+def _dot_save(b, ty, v):
+    n, x, y = v[2], v[3], v[4]
+    nb = _bytes(b, ty, n)
+    tot = b.assign(f"mul i64 {nb}, 2")
+    buf = b.call("malloc", "ptr", [("i64", tot)])
+    _copy(b, ty, buf, x, n)
+    _copy(b, ty, _gep(b, ty, buf, n), y, n)
+    return buf
+
+
+def _dot_tangent(b, ty, v, sh, one, zero):
+    n, x, y = v[2], v[3], v[4]
+    t = "0.0"
+    if sh[3]:
+        t = _hcall(b, f"gj.blas.vdot.{ty}", ty, [("i64", n), ("ptr", sh[3]), ("i64", "1"),
+                                                ("ptr", y), ("i64", "1")])
+    if sh[4]:
+        u = _hcall(b, f"gj.blas.vdot.{ty}", ty, [("i64", n), ("ptr", x), ("i64", "1"),
+                                                ("ptr", sh[4]), ("i64", "1")])
+        t = b.fadd(ty, t, u)
+    b.emit(f"store {ty} {t}, ptr {sh[5]}")
+
+
+def _dot_reverse(b, ty, v, sh, cache, one):
+    n = v[2]
+    rb = b.assign(f"load {ty}, ptr {sh[5]}")
+    b.emit(f"store {ty} 0.0, ptr {sh[5]}")
+    xs, ys = cache, _gep(b, ty, cache, n)
+    for k, other in ((3, ys), (4, xs)):
+        if sh[k]:
+            _hcall(b, f"gj.blas.axpy.{ty}", "void", [("i64", n), (ty, rb), ("ptr", other), ("i64", "1"),
+                                                  ("ptr", sh[k]), ("i64", "1")])
+
+
+# --- nrm2(kind, n, x, incx, result) -----------------------------------------------
+
+def _nrm2_save(b, ty, v):
+    n, x, inc, res = v[1], v[2], v[3], v[4]
+    nb = _bytes(b, ty, n)
+    tot = b.assign(f"add i64 {nb}, {_HEADER}")
+    buf = b.call("malloc", "ptr", [("i64", tot)])
+    r = b.assign(f"load {ty}, ptr {res}")
+    b.emit(f"store {ty} {r}, ptr {buf}")
+    _hcall(b, f"gj.blas.gather.{ty}", "void", [("i64", n), ("ptr", x), ("i64", inc),
+                                            ("ptr", b.assign(f"getelementptr i8, ptr {buf}, i64 {_HEADER}"))])
+    return buf
+
+
+def _safe_ratio(b, ty, num, r):
+    q = b.fdiv(ty, num, r)
+    z = b.fcmp("oeq", ty, r, "0.0")
+    return b.select(z, ty, "0.0", q)
+
+
+def _nrm2_tangent(b, ty, v, sh, one, zero):
+    n, x, inc, res = v[1], v[2], v[3], v[4]
+    t = "0.0"
+    if sh[2]:
+        d = _hcall(b, f"gj.blas.vdot.{ty}", ty, [("i64", n), ("ptr", x), ("i64", inc),
+                                                ("ptr", sh[2]), ("i64", inc)])
+        t = _safe_ratio(b, ty, d, b.assign(f"load {ty}, ptr {res}"))
+    b.emit(f"store {ty} {t}, ptr {sh[4]}")
+
+
+def _nrm2_reverse(b, ty, v, sh, cache, one):
+    n, inc = v[1], v[3]
+    rb = b.assign(f"load {ty}, ptr {sh[4]}")
+    b.emit(f"store {ty} 0.0, ptr {sh[4]}")
+    if sh[2]:
+        r = b.assign(f"load {ty}, ptr {cache}")
+        c = _safe_ratio(b, ty, rb, r)
+        xs = b.assign(f"getelementptr i8, ptr {cache}, i64 {_HEADER}")
+        _hcall(b, f"gj.blas.axpy.{ty}", "void", [("i64", n), (ty, c), ("ptr", xs), ("i64", "1"),
+                                              ("ptr", sh[2]), ("i64", inc)])
+
+
+# --- gemv(kind, trans, m, n, alpha, a, lda, x, beta, y) ---------------------------
+
+def _gemv_dims(b, v):
+    """(is_n, len(x), len(y))."""
+    isn = _is_n(b, v[1])
+    lx = _sel(b, isn, "i64", v[3], v[2])
+    ly = _sel(b, isn, "i64", v[2], v[3])
+    return isn, lx, ly
+
+
+def _save_scalars(b, ty, buf, alpha, beta):
+    a = b.assign(f"load {ty}, ptr {alpha}")
+    bb = b.assign(f"load {ty}, ptr {beta}")
+    b.emit(f"store {ty} {a}, ptr {buf}")
+    b.emit(f"store {ty} {bb}, ptr {b.assign(f'getelementptr i8, ptr {buf}, i64 8')}")
+
+
+def _gemv_save(b, ty, v):
+    m, n, alpha, a, lda, x, beta = v[2], v[3], v[4], v[5], v[6], v[7], v[8]
+    _, lx, _ = _gemv_dims(b, v)
+    na = _elems(b, m, n, lda)
+    tot = b.assign(f"add i64 {lx}, {na}")
+    nb = _bytes(b, ty, tot)
+    nb = b.assign(f"add i64 {nb}, {_HEADER}")
+    buf = b.call("malloc", "ptr", [("i64", nb)])
+    _save_scalars(b, ty, buf, alpha, beta)
+    xs = b.assign(f"getelementptr i8, ptr {buf}, i64 {_HEADER}")
+    _copy(b, ty, xs, x, lx)
+    _copy(b, ty, _gep(b, ty, xs, lx), a, na)
+    return buf
+
+
+def _gemv(b, kind, trans, m, n, alpha, a, lda, x, beta, y):
+    b.emit(f"call i32 @numba_xxgemv(i8 {kind}, i8 {trans}, i64 {m}, i64 {n}, ptr {alpha}, "
+           f"ptr {a}, i64 {lda}, ptr {x}, ptr {beta}, ptr {y})")
+
+
+def _gemv_tangent(b, ty, v, sh, one, zero):
+    kind, trans, m, n, alpha, a, lda, x, beta = v[:9]
+    dy = sh[9]
+    if sh[7]:
+        _gemv(b, kind, trans, m, n, alpha, a, lda, sh[7], beta, dy)
+    else:
+        _gemv(b, kind, trans, m, n, zero, a, lda, x, beta, dy)
+    if sh[5]:
+        _gemv(b, kind, trans, m, n, alpha, sh[5], lda, x, one, dy)
+
+
+def _gemv_reverse(b, ty, v, sh, cache, one):
+    kind, trans, m, n, lda = v[0], v[1], v[2], v[3], v[6]
+    dy = sh[9]
+    isn, lx, ly = _gemv_dims(b, v)
+    xs = b.assign(f"getelementptr i8, ptr {cache}, i64 {_HEADER}")
+    As = _gep(b, ty, xs, lx)
+    alpha = b.assign(f"load {ty}, ptr {cache}")
+    beta = b.assign(f"load {ty}, ptr {b.assign(f'getelementptr i8, ptr {cache}, i64 8')}")
+    if sh[7]:
+        _gemv(b, kind, _flip(b, isn), m, n, cache, As, lda, dy, one, sh[7])
+    if sh[5]:
+        u = _sel(b, isn, "ptr", dy, xs)
+        w = _sel(b, isn, "ptr", xs, dy)
+        _hcall(b, f"gj.blas.ger.{ty}", "void", [("i64", m), ("i64", n), (ty, alpha), ("ptr", u),
+                                             ("ptr", w), ("ptr", sh[5]), ("i64", lda)])
+    _hcall(b, f"gj.blas.scal2.{ty}", "void", [("i64", ly), ("i64", "1"), (ty, beta), ("ptr", dy),
+                                           ("i64", ly)])
+
+
+# --- gemm(kind, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) -------------
+
+def _gemm_dims(b, v):
+    """(a is 'n', b is 'n', elements of A, elements of B)."""
+    ta, tb, m, n, k, lda, ldb = v[1], v[2], v[3], v[4], v[5], v[8], v[10]
+    an, bn = _is_n(b, ta), _is_n(b, tb)
+    na = _elems(b, _sel(b, an, "i64", m, k), _sel(b, an, "i64", k, m), lda)
+    nb = _elems(b, _sel(b, bn, "i64", k, n), _sel(b, bn, "i64", n, k), ldb)
+    return an, bn, na, nb
+
+
+def _gemm_save(b, ty, v):
+    alpha, a, bm, beta = v[6], v[7], v[9], v[11]
+    _, _, na, nb = _gemm_dims(b, v)
+    tot = b.assign(f"add i64 {na}, {nb}")
+    nbytes = b.assign(f"add i64 {_bytes(b, ty, tot)}, {_HEADER}")
+    buf = b.call("malloc", "ptr", [("i64", nbytes)])
+    _save_scalars(b, ty, buf, alpha, beta)
+    As = b.assign(f"getelementptr i8, ptr {buf}, i64 {_HEADER}")
+    _copy(b, ty, As, a, na)
+    _copy(b, ty, _gep(b, ty, As, na), bm, nb)
+    return buf
+
+
+def _gemm(b, kind, ta, tb, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc):
+    b.emit(f"call i32 @numba_xxgemm(i8 {kind}, i8 {ta}, i8 {tb}, i64 {m}, i64 {n}, i64 {k}, "
+           f"ptr {alpha}, ptr {a}, i64 {lda}, ptr {bm}, i64 {ldb}, ptr {beta}, ptr {c}, i64 {ldc})")
+
+
+def _gemm_tangent(b, ty, v, sh, one, zero):
+    kind, ta, tb, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc = v
+    dc = sh[12]
+    if sh[7]:
+        _gemm(b, kind, ta, tb, m, n, k, alpha, sh[7], lda, bm, ldb, beta, dc, ldc)
+    else:
+        _gemm(b, kind, ta, tb, m, n, k, zero, a, lda, bm, ldb, beta, dc, ldc)
+    if sh[9]:
+        _gemm(b, kind, ta, tb, m, n, k, alpha, a, lda, sh[9], ldb, one, dc, ldc)
+
+
+def _gemm_reverse(b, ty, v, sh, cache, one):
+    kind, ta, tb, m, n, k, _, _, lda, _, ldb, _, _, ldc = v
+    dc = sh[12]
+    an, bn, na, _ = _gemm_dims(b, v)
+    As = b.assign(f"getelementptr i8, ptr {cache}, i64 {_HEADER}")
+    Bs = _gep(b, ty, As, na)
+    beta = b.assign(f"load {ty}, ptr {b.assign(f'getelementptr i8, ptr {cache}, i64 8')}")
+    if sh[7]:
+        # op(A) = A:   Ab += a Cb op(B)^T        (m x k)
+        # op(A) = A^T: Ab += a op(B) Cb^T        (k x m)
+        _gemm(b, kind, _sel(b, an, "i8", "110", tb), _sel(b, an, "i8", _flip(b, bn), "116"),
+              _sel(b, an, "i64", m, k), _sel(b, an, "i64", k, m), n, cache,
+              _sel(b, an, "ptr", dc, Bs), _sel(b, an, "i64", ldc, ldb),
+              _sel(b, an, "ptr", Bs, dc), _sel(b, an, "i64", ldb, ldc), one, sh[7], lda)
+    if sh[9]:
+        # op(B) = B:   Bb += a op(A)^T Cb        (k x n)
+        # op(B) = B^T: Bb += a Cb^T op(A)        (n x k)
+        _gemm(b, kind, _sel(b, bn, "i8", _flip(b, an), "116"), _sel(b, bn, "i8", "110", ta),
+              _sel(b, bn, "i64", k, n), _sel(b, bn, "i64", n, k), m, cache,
+              _sel(b, bn, "ptr", As, dc), _sel(b, bn, "i64", lda, ldc),
+              _sel(b, bn, "ptr", dc, As), _sel(b, bn, "i64", ldc, lda), one, sh[9], ldb)
+    _hcall(b, f"gj.blas.scal2.{ty}", "void", [("i64", m), ("i64", n), (ty, beta), ("ptr", dc),
+                                           ("i64", ldc)])
+
+
+_SAVE = {"numba_xxdot": _dot_save, "numba_xxnrm2": _nrm2_save,
+         "numba_xxgemv": _gemv_save, "numba_xxgemm": _gemm_save}
+_TANGENT = {"numba_xxdot": _dot_tangent, "numba_xxnrm2": _nrm2_tangent,
+            "numba_xxgemv": _gemv_tangent, "numba_xxgemm": _gemm_tangent}
+_REVERSE = {"numba_xxdot": _dot_reverse, "numba_xxnrm2": _nrm2_reverse,
+            "numba_xxgemv": _gemv_reverse, "numba_xxgemm": _gemm_reverse}
