@@ -1,7 +1,8 @@
-"""Derivatives of the BLAS calls Numba makes for ``@``, ``np.dot``, ``np.vdot`` and
-``np.linalg.norm`` (``numba_xxdot``, ``numba_xxgemv``, ``numba_xxgemm`` and
-``numba_xxnrm2`` of Numba's ``_lapack.c``: Fortran BLAS conventions, column-major
-matrices with a leading dimension; real kinds ``'d'`` and ``'s'``).
+"""Derivatives of the BLAS and LAPACK calls Numba makes for ``@``, ``np.dot``,
+``np.vdot``, ``np.linalg.norm`` and ``np.linalg.solve`` (``numba_xxdot``,
+``numba_xxgemv``, ``numba_xxgemm``, ``numba_xxnrm2`` and ``numba_xgesv`` of Numba's
+``_lapack.c``: Fortran conventions, column-major matrices with a leading dimension;
+real kinds ``'d'`` and ``'s'``).
 
 The rules are the matrix-calculus ones (M. B. Giles, "Collected matrix derivative
 results for forward and reverse mode algorithmic differentiation", 2008, sec. 2.2
@@ -28,6 +29,7 @@ from ..analysis.calls import BLAS  # noqa: F401  (the calls differentiated here)
 
 # the output pointer operand of each call
 _OUTPUT = {"numba_xxdot": 5, "numba_xxgemv": 9, "numba_xxgemm": 12, "numba_xxnrm2": 4}
+# (numba_xgesv, the LAPACK solver, is added at the end of the module)
 _KINDS = {"100": "double", "115": "float"}          # 'd', 's'
 _DECLS = {
     "numba_xxgemv": "declare i32 @numba_xxgemv(i8, i8, i64, i64, ptr, ptr, i64, ptr, ptr, ptr)",
@@ -49,9 +51,11 @@ def element_type(sweep, ins) -> str:
     return ty
 
 
-def _helpers(sweep, ty):
-    """Register the loop helpers and constants for element type ``ty``; returns
-    the names of the ``one`` and ``zero`` constants."""
+def _helpers(sweep, ty, callee):
+    """Register the loop helpers and constants for element type ``ty`` (and the LU
+    solves for ``gesv``); returns the names of the ``one`` and ``zero`` constants."""
+    if callee == "numba_xgesv":
+        _lapack(sweep.b, sweep.ctx, ty)
     extra, sz = sweep.ctx.extra, T.FLOATS[ty]
     for name, text in _DECLS.items():
         sweep.b.decls.setdefault(name, text)
@@ -247,7 +251,7 @@ def forward(sweep, ins, args):
                                         "writing into memory without a shadow", ins)
         return
     ty = element_type(sweep, ins)
-    one, zero = _helpers(sweep, ty)
+    one, zero = _helpers(sweep, ty, ins.callee)
     b = sweep.b
     if not sweep.fwd:
         if not ins.name:
@@ -271,7 +275,7 @@ def reverse(sweep, ins, args):
     if not sweep.act.is_active(out):
         return
     ty = element_type(sweep, ins)
-    one, _ = _helpers(sweep, ty)
+    one, _ = _helpers(sweep, ty, ins.callee)
     act = [sweep.act.is_active(a) and a.type == "ptr" for a in args]
     b = sweep.b
     cache = sweep.ps(ins)
@@ -498,3 +502,291 @@ _TANGENT = {"numba_xxdot": _dot_tangent, "numba_xxnrm2": _nrm2_tangent,
             "numba_xxgemv": _gemv_tangent, "numba_xxgemm": _gemm_tangent}
 _REVERSE = {"numba_xxdot": _dot_reverse, "numba_xxnrm2": _nrm2_reverse,
             "numba_xxgemv": _gemv_reverse, "numba_xxgemm": _gemm_reverse}
+
+
+# --- LAPACK gesv(kind, n, nrhs, a, lda, ipiv, b, ldb): np.linalg.solve -----------
+#
+# On exit ``a`` holds the LU factors of P A = L U, ``ipiv`` the row interchanges and
+# ``b`` the solution X of A X = B.  Tangent: dX = A^-1 (dB - dA X); adjoint:
+# Bb = A^-T Xb, Ab = -Bb X^T (Giles 2008, sec. 3.1), both solved with the LU
+# factors.  The factors themselves get no derivative: Numba's solve discards them,
+# so the shadow of ``a`` holds zeros after the call (forward) and the adjoint of A
+# before it (reverse).
+
+def _f_int():
+    """LLVM integer type of LAPACK's ``F_INT`` in Numba's build (the pivots)."""
+    import numpy as np
+    from numba.np.linalg import F_INT_nptype
+    return f"i{8 * np.dtype(F_INT_nptype).itemsize}"
+
+
+_LU = r"""
+define internal void @gj.lapack.swaps.{t}(i64 %n, ptr %ipiv, ptr %v, i1 %rev) alwaysinline {{
+entry:
+  br label %loop
+loop:
+  %k = phi i64 [ 0, %entry ], [ %k1, %loop ]
+  %nm1 = sub i64 %n, 1
+  %rk = sub i64 %nm1, %k
+  %i = select i1 %rev, i64 %rk, i64 %k
+  %pp = getelementptr {it}, ptr %ipiv, i64 %i
+  %p0 = load {it}, ptr %pp
+  %p1 = sext {it} %p0 to i64
+  %p = sub i64 %p1, 1
+  %pi = getelementptr {t}, ptr %v, i64 %i
+  %pq = getelementptr {t}, ptr %v, i64 %p
+  %a = load {t}, ptr %pi
+  %b = load {t}, ptr %pq
+  store {t} %b, ptr %pi
+  store {t} %a, ptr %pq
+  %k1 = add i64 %k, 1
+  %c = icmp slt i64 %k1, %n
+  br i1 %c, label %loop, label %done
+done:
+  ret void
+}}
+
+; L w = v in place (L unit lower triangular, below the diagonal of lu)
+define internal void @gj.lapack.lower.{t}(i64 %n, ptr %lu, i64 %lda, ptr %v) alwaysinline {{
+entry:
+  br label %jl
+jl:
+  %j = phi i64 [ 0, %entry ], [ %j1, %jnext ]
+  %pj = getelementptr {t}, ptr %v, i64 %j
+  %xj = load {t}, ptr %pj
+  %i0 = add i64 %j, 1
+  %has = icmp slt i64 %i0, %n
+  %cb = mul i64 %j, %lda
+  br i1 %has, label %il, label %jnext
+il:
+  %i = phi i64 [ %i0, %jl ], [ %i1, %il ]
+  %o = add i64 %cb, %i
+  %pl = getelementptr {t}, ptr %lu, i64 %o
+  %l = load {t}, ptr %pl
+  %pv = getelementptr {t}, ptr %v, i64 %i
+  %vi = load {t}, ptr %pv
+  %m = fmul {t} %l, %xj
+  %s = fsub {t} %vi, %m
+  store {t} %s, ptr %pv
+  %i1 = add i64 %i, 1
+  %ci = icmp slt i64 %i1, %n
+  br i1 %ci, label %il, label %jnext
+jnext:
+  %j1 = add i64 %j, 1
+  %cj = icmp slt i64 %j1, %n
+  br i1 %cj, label %jl, label %done
+done:
+  ret void
+}}
+
+; U w = v in place (U upper triangular, on and above the diagonal of lu)
+define internal void @gj.lapack.upper.{t}(i64 %n, ptr %lu, i64 %lda, ptr %v) alwaysinline {{
+entry:
+  br label %jl
+jl:
+  %k = phi i64 [ 0, %entry ], [ %k1, %jnext ]
+  %nm1 = sub i64 %n, 1
+  %j = sub i64 %nm1, %k
+  %cb = mul i64 %j, %lda
+  %od = add i64 %cb, %j
+  %pd = getelementptr {t}, ptr %lu, i64 %od
+  %d = load {t}, ptr %pd
+  %pj = getelementptr {t}, ptr %v, i64 %j
+  %vj = load {t}, ptr %pj
+  %xj = fdiv {t} %vj, %d
+  store {t} %xj, ptr %pj
+  %has = icmp sgt i64 %j, 0
+  br i1 %has, label %il, label %jnext
+il:
+  %i = phi i64 [ 0, %jl ], [ %i1, %il ]
+  %o = add i64 %cb, %i
+  %pl = getelementptr {t}, ptr %lu, i64 %o
+  %l = load {t}, ptr %pl
+  %pv = getelementptr {t}, ptr %v, i64 %i
+  %vi = load {t}, ptr %pv
+  %m = fmul {t} %l, %xj
+  %s = fsub {t} %vi, %m
+  store {t} %s, ptr %pv
+  %i1 = add i64 %i, 1
+  %ci = icmp slt i64 %i1, %j
+  br i1 %ci, label %il, label %jnext
+jnext:
+  %k1 = add i64 %k, 1
+  %ck = icmp slt i64 %k1, %n
+  br i1 %ck, label %jl, label %done
+done:
+  ret void
+}}
+
+; U^T w = v in place
+define internal void @gj.lapack.uppert.{t}(i64 %n, ptr %lu, i64 %lda, ptr %v) alwaysinline {{
+entry:
+  br label %jl
+jl:
+  %j = phi i64 [ 0, %entry ], [ %j1, %jend ]
+  %cb = mul i64 %j, %lda
+  %has = icmp sgt i64 %j, 0
+  br i1 %has, label %il, label %jend
+il:
+  %i = phi i64 [ 0, %jl ], [ %i1, %il ]
+  %acc = phi {t} [ 0.0, %jl ], [ %acc1, %il ]
+  %o = add i64 %cb, %i
+  %pl = getelementptr {t}, ptr %lu, i64 %o
+  %l = load {t}, ptr %pl
+  %pv = getelementptr {t}, ptr %v, i64 %i
+  %vi = load {t}, ptr %pv
+  %m = fmul {t} %l, %vi
+  %acc1 = fadd {t} %acc, %m
+  %i1 = add i64 %i, 1
+  %ci = icmp slt i64 %i1, %j
+  br i1 %ci, label %il, label %jend
+jend:
+  %sum = phi {t} [ 0.0, %jl ], [ %acc1, %il ]
+  %pj = getelementptr {t}, ptr %v, i64 %j
+  %vj = load {t}, ptr %pj
+  %s = fsub {t} %vj, %sum
+  %od = add i64 %cb, %j
+  %pd = getelementptr {t}, ptr %lu, i64 %od
+  %d = load {t}, ptr %pd
+  %x = fdiv {t} %s, %d
+  store {t} %x, ptr %pj
+  %j1 = add i64 %j, 1
+  %cj = icmp slt i64 %j1, %n
+  br i1 %cj, label %jl, label %done
+done:
+  ret void
+}}
+
+; L^T w = v in place
+define internal void @gj.lapack.lowert.{t}(i64 %n, ptr %lu, i64 %lda, ptr %v) alwaysinline {{
+entry:
+  br label %jl
+jl:
+  %k = phi i64 [ 0, %entry ], [ %k1, %jend ]
+  %nm1 = sub i64 %n, 1
+  %j = sub i64 %nm1, %k
+  %cb = mul i64 %j, %lda
+  %i0 = add i64 %j, 1
+  %has = icmp slt i64 %i0, %n
+  br i1 %has, label %il, label %jend
+il:
+  %i = phi i64 [ %i0, %jl ], [ %i1, %il ]
+  %acc = phi {t} [ 0.0, %jl ], [ %acc1, %il ]
+  %o = add i64 %cb, %i
+  %pl = getelementptr {t}, ptr %lu, i64 %o
+  %l = load {t}, ptr %pl
+  %pv = getelementptr {t}, ptr %v, i64 %i
+  %vi = load {t}, ptr %pv
+  %m = fmul {t} %l, %vi
+  %acc1 = fadd {t} %acc, %m
+  %i1 = add i64 %i, 1
+  %ci = icmp slt i64 %i1, %n
+  br i1 %ci, label %il, label %jend
+jend:
+  %sum = phi {t} [ 0.0, %jl ], [ %acc1, %il ]
+  %pj = getelementptr {t}, ptr %v, i64 %j
+  %vj = load {t}, ptr %pj
+  %s = fsub {t} %vj, %sum
+  store {t} %s, ptr %pj
+  %k1 = add i64 %k, 1
+  %ck = icmp slt i64 %k1, %n
+  br i1 %ck, label %jl, label %done
+done:
+  ret void
+}}
+
+; solve A X = B (trans false) or A^T X = B (trans true) in place on the n x nrhs
+; column-major b, with the LU factors and pivots of getrf / gesv
+define internal void @gj.lapack.lusolve.{t}(i64 %n, i64 %nrhs, ptr %lu, i64 %lda, ptr %ipiv, ptr %b, i64 %ldb, i1 %trans) {{
+entry:
+  %e1 = icmp sle i64 %n, 0
+  %e2 = icmp sle i64 %nrhs, 0
+  %e = or i1 %e1, %e2
+  br i1 %e, label %done, label %col
+col:
+  %c = phi i64 [ 0, %entry ], [ %c1, %colnext ]
+  %off = mul i64 %c, %ldb
+  %bc = getelementptr {t}, ptr %b, i64 %off
+  br i1 %trans, label %tr, label %nt
+nt:
+  call void @gj.lapack.swaps.{t}(i64 %n, ptr %ipiv, ptr %bc, i1 false)
+  call void @gj.lapack.lower.{t}(i64 %n, ptr %lu, i64 %lda, ptr %bc)
+  call void @gj.lapack.upper.{t}(i64 %n, ptr %lu, i64 %lda, ptr %bc)
+  br label %colnext
+tr:
+  call void @gj.lapack.uppert.{t}(i64 %n, ptr %lu, i64 %lda, ptr %bc)
+  call void @gj.lapack.lowert.{t}(i64 %n, ptr %lu, i64 %lda, ptr %bc)
+  call void @gj.lapack.swaps.{t}(i64 %n, ptr %ipiv, ptr %bc, i1 true)
+  br label %colnext
+colnext:
+  %c1 = add i64 %c, 1
+  %cc = icmp slt i64 %c1, %nrhs
+  br i1 %cc, label %col, label %done
+done:
+  ret void
+}}
+"""
+
+
+def _lapack(b, sweep_ctx, ty):
+    it = _f_int()
+    sweep_ctx.extra.setdefault(f"gj.lapack.{ty}", _LU.format(t=ty, it=it))
+    neg = f"@gj.blas.negone.{ty}"
+    sweep_ctx.extra.setdefault(neg, f"{neg} = private unnamed_addr constant {ty} -1.0")
+    return it, neg
+
+
+def _gesv_sizes(b, v):
+    n, nrhs, lda, ldb = v[1], v[2], v[4], v[7]
+    return _elems(b, n, n, lda), _elems(b, n, nrhs, ldb)
+
+
+def _gesv_save(b, ty, v):
+    n, a, ipiv, x = v[1], v[3], v[5], v[6]
+    isz = int(_f_int()[1:]) // 8
+    na, nx = _gesv_sizes(b, v)
+    tot = b.assign(f"add i64 {na}, {nx}")
+    nbytes = _bytes(b, ty, tot)
+    pb = b.assign(f"mul i64 {n}, {isz}")
+    nbytes = b.assign(f"add i64 {nbytes}, {pb}")
+    buf = b.call("malloc", "ptr", [("i64", nbytes)])
+    _copy(b, ty, buf, a, na)
+    xs = _gep(b, ty, buf, na)
+    _copy(b, ty, xs, x, nx)
+    b.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {_gep(b, ty, xs, nx)}, ptr {ipiv}, i64 {pb}, "
+           "i1 false)")
+    return buf
+
+
+def _lusolve(b, ty, n, nrhs, lu, lda, ipiv, rhs, ldb, trans):
+    b.emit(f"call void @gj.lapack.lusolve.{ty}(i64 {n}, i64 {nrhs}, ptr {lu}, i64 {lda}, "
+           f"ptr {ipiv}, ptr {rhs}, i64 {ldb}, i1 {trans})")
+
+
+def _gesv_tangent(b, ty, v, sh, one, zero):
+    kind, n, nrhs, a, lda, ipiv, x, ldb = v
+    neg = f"@gj.blas.negone.{ty}"
+    db = sh[6]
+    if sh[3]:
+        _gemm(b, kind, "110", "110", n, nrhs, n, neg, sh[3], lda, x, ldb, one, db, ldb)
+        b.emit(f"call void @gj.blas.scal2.{ty}(i64 {n}, i64 {n}, {ty} 0.0, ptr {sh[3]}, i64 {lda})")
+    _lusolve(b, ty, n, nrhs, a, lda, ipiv, db, ldb, "false")
+
+
+def _gesv_reverse(b, ty, v, sh, cache, one):
+    kind, n, nrhs, _, lda, _, _, ldb = v
+    neg = f"@gj.blas.negone.{ty}"
+    na, nx = _gesv_sizes(b, v)
+    xs = _gep(b, ty, cache, na)
+    ipivs = _gep(b, ty, xs, nx)
+    db = sh[6]
+    _lusolve(b, ty, n, nrhs, cache, lda, ipivs, db, ldb, "true")
+    if sh[3]:
+        b.emit(f"call void @gj.blas.scal2.{ty}(i64 {n}, i64 {n}, {ty} 0.0, ptr {sh[3]}, i64 {lda})")
+        _gemm(b, kind, "110", "116", n, n, nrhs, neg, db, ldb, xs, ldb, one, sh[3], lda)
+
+
+_OUTPUT["numba_xgesv"] = 6
+_SAVE["numba_xgesv"] = _gesv_save
+_TANGENT["numba_xgesv"] = _gesv_tangent
+_REVERSE["numba_xgesv"] = _gesv_reverse

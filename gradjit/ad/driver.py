@@ -415,6 +415,7 @@ def assemble(model, ctx, bodies) -> str:
             defined.add(f.name)
             out.append(_internal(function_text(f)))
     runtime_decls = {"realloc": "declare ptr @realloc(ptr, i64)", "free": "declare void @free(ptr)",
+                     "NRT_Free": "declare void @NRT_Free(ptr)",
                      "calloc": "declare ptr @calloc(i64, i64)",
                      "llvm.memset.p0.i64": "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)",
                      "NRT_MemInfo_call_dtor": "declare void @NRT_MemInfo_call_dtor(ptr)",

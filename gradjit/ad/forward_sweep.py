@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from ..analysis.activity import alloca_type, root
-from ..analysis.calls import classify, math_name
+from ..analysis.calls import RAW_FREE, classify, math_name
 from ..ir import types as T
 from ..ir.model import local_ref, rename
 from ..ir.writer import label
@@ -331,9 +331,24 @@ class ForwardSweep(LaneSweep):
             self.b.emit(f"call void @llvm.memset.p0.i64(ptr {dp}, i8 0, i64 {nb}, i1 false)")
             self._set(ins.name, s)
             return
+        if kind == "raw_alloc":
+            # a raw temporary: a zeroed shadow of the same size (freed with it in
+            # forward mode, by the reverse of this call in reverse mode)
+            s = shadow_name(ins.name, self.lane)
+            self.b.emit(rename(ins.text, {ins.name: s}))
+            ok = self.b.assign(f"icmp ne ptr {s}, null")
+            size = self.b.assign(f"select i1 {ok}, i64 {args[0].ref}, i64 0")
+            self.b.emit(f"call void @llvm.memset.p0.i64(ptr {s}, i8 0, i64 {size}, i1 false)")
+            self._set(ins.name, s)
+            return
+        if ins.callee == RAW_FREE:
+            if active and self.fwd:
+                self.b.emit(f"call void @{RAW_FREE}(ptr {self._own_shadow(args[0])})")
+            return
         if kind == "nrt_refct" or ins.callee == "NRT_MemInfo_call_dtor":
             if active and self.fwd:
-                self.b.emit(rename(ins.text, {a.name: self.shadow(a) for a in active}))
+                self.b.emit(rename(self._dtor_text(ins), {a.name: self._own_shadow(a)
+                                                          for a in active}))
             return
         if kind == "memory":
             return self.memory(ins, args)
@@ -341,6 +356,24 @@ class ForwardSweep(LaneSweep):
             return blas.forward(self, ins, args)
         if active and kind != "inactive_external":
             raise self.ctx.unsupported(f"a call to '{ins.callee}' with active arguments", ins)
+
+    def _own_shadow(self, a):
+        """The shadow of meminfo ``a`` for mirroring its reference counting, or null
+        where it is ``a`` itself (a phi or select that merges a meminfo without a
+        shadow, such as a list's, takes the primal there): counting that one
+        twice would free it twice."""
+        s = self.shadow(a)
+        same = self.b.assign(f"icmp eq ptr {s}, {a.ref}")
+        return self.b.assign(f"select i1 {same}, ptr null, ptr {s}")
+
+    def _dtor_text(self, ins):
+        """``ins`` with ``NRT_MemInfo_call_dtor`` replaced by a null-safe helper
+        (``NRT_incref`` / ``NRT_decref`` check for null themselves)."""
+        text = re.sub(r"\bptr (?:nonnull |noundef |dereferenceable\(\d+\) )+", "ptr ", ins.text)
+        if ins.callee != "NRT_MemInfo_call_dtor":
+            return text
+        self.ctx.extra.setdefault("gj.call_dtor.nonnull", _CALL_DTOR_NONNULL)
+        return text.replace("@NRT_MemInfo_call_dtor(", "@gj.call_dtor.nonnull(", 1)
 
     def memory(self, ins, args):
         dst = args[0]
@@ -404,6 +437,20 @@ class ForwardSweep(LaneSweep):
             self.b.emit(f"ret {pair} {c}")
         else:
             self.b.emit(term.text)
+
+
+_CALL_DTOR_NONNULL = r"""
+define internal void @gj.call_dtor.nonnull(ptr %m) alwaysinline {
+entry:
+  %z = icmp eq ptr %m, null
+  br i1 %z, label %done, label %go
+go:
+  call void @NRT_MemInfo_call_dtor(ptr %m)
+  br label %done
+done:
+  ret void
+}
+"""
 
 
 def _external_root(ptr, defined):

@@ -669,6 +669,9 @@ class ReverseSweep(LaneSweep):
         if kind == "nrt_alloc":
             self.b.emit(f"call void @NRT_MemInfo_call_dtor(ptr {self.ps(ins)})")
             return
+        if kind == "raw_alloc":
+            self.b.emit(f"call void @NRT_Free(ptr {self.ps(ins)})")
+            return
         if kind == "blas":
             return blas.reverse(self, ins, args)
         if kind == "barrier":

@@ -46,6 +46,11 @@ class Activity:
         # {argument name: byte offsets of its active pointer slots}: the gufunc
         # ``args`` array of a prange body, whose entries are active one by one
         self.slots = slots or {}
+        # raw temporaries (``NRT_Allocate``, Numba's buffer for a slice copy whose
+        # source may overlap its destination): active only when an active value or
+        # active memory is copied into them, so a copy of a Const array stays
+        # inactive (and a phi choosing between that array and its copy too)
+        self._raw_sources = _raw_sources(fn, defined)
         changed = True
         while changed:
             changed = False
@@ -86,9 +91,32 @@ class Activity:
             kind = classify(ins.callee, ins.callee in self.defined)
             if kind == "nrt_alloc":
                 return True
+            if kind == "raw_alloc":
+                return self._any(self._raw_sources.get(ins.name, ()))
             if kind in ("math", "defined"):
                 return self._any(ins.operands[:-1])
         return False
+
+
+def _raw_sources(fn, defined):
+    """{raw allocation name: values written into it}: the sources of ``memcpy`` /
+    ``memmove`` calls and the values of stores whose destination derives from it."""
+    raws = {ins.name for ins in fn.instructions()
+            if ins.opcode == "call" and classify(ins.callee, ins.callee in defined) == "raw_alloc"}
+    out = {}
+    if not raws:
+        return out
+    for ins in fn.instructions():
+        if ins.opcode == "store":
+            dst, val = ins.operands[1], ins.operands[0]
+        elif ins.opcode == "call" and ins.callee.startswith(("llvm.memcpy.", "llvm.memmove.")):
+            dst, val = ins.operands[0], ins.operands[1]
+        else:
+            continue
+        r = root(dst)
+        if r is not None and r.kind == "inst" and r.name in raws:
+            out.setdefault(r.name, []).append(val)
+    return out
 
 
 _GEP_CONST = re.compile(r"getelementptr (?:inbounds |nuw |nusw )*(i8|ptr|i64), ptr %[-\w.$\"]+, i64 (-?\d+)$")

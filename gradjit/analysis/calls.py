@@ -7,6 +7,9 @@ import re
 NRT_ALLOC = {"NRT_MemInfo_alloc_aligned", "NRT_MemInfo_alloc_safe_aligned",
              "NRT_MemInfo_alloc", "NRT_MemInfo_alloc_safe"}
 NRT_REFCT = {"NRT_incref", "NRT_decref"}
+# raw buffers (no meminfo): Numba's temporaries, e.g. for overlapping slice copies
+RAW_ALLOC = {"NRT_Allocate"}
+RAW_FREE = "NRT_Free"
 NOOP_INTRINSICS = ("llvm.lifetime.", "llvm.assume", "llvm.experimental.noalias.scope.decl",
                    "llvm.dbg.", "llvm.prefetch", "llvm.invariant.", "llvm.sideeffect",
                    "llvm.stacksave", "llvm.stackrestore", "llvm.trap", "llvm.debugtrap")
@@ -35,8 +38,8 @@ INACTIVE_EXTERNALS = {"NRT_MemInfo_call_dtor", "numba_gil_ensure", "numba_gil_re
 # (Numba indexes per-thread reduction arrays by ``get_thread_id()``)
 RECOMPUTE_CALLS = {"get_thread_id"}
 PARALLEL = "gj.parallel_for"
-# Numba's BLAS entry points (numba/_lapack.c), differentiated by gradjit.ad.blas
-BLAS = {"numba_xxdot", "numba_xxgemv", "numba_xxgemm", "numba_xxnrm2"}
+# Numba's BLAS / LAPACK entry points (numba/_lapack.c) differentiated by gradjit.ad.blas
+BLAS = {"numba_xxdot", "numba_xxgemv", "numba_xxgemm", "numba_xxnrm2", "numba_xgesv"}
 
 _SUFFIX = re.compile(r"\.(f32|f64|f80|f128|i32|i64|v\d+f\d+)$")
 
@@ -66,7 +69,7 @@ LIBM_F = {"sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "
 
 
 def classify(callee: str, defined: bool) -> str:
-    """One of 'math', 'nrt_alloc', 'nrt_refct', 'memory', 'noop', 'pure_int',
+    """One of 'math', 'nrt_alloc', 'raw_alloc', 'nrt_refct', 'memory', 'noop', 'pure_int',
     'barrier', 'parallel', 'blas', 'defined', 'inactive_external', 'external'."""
     from ..ad.rules import has_rule
     if callee == PARALLEL:
@@ -75,6 +78,8 @@ def classify(callee: str, defined: bool) -> str:
         return "blas"
     if callee in NRT_ALLOC:
         return "nrt_alloc"
+    if callee in RAW_ALLOC:
+        return "raw_alloc"
     if callee in NRT_REFCT:
         return "nrt_refct"
     if callee.startswith(MEMORY):

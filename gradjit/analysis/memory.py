@@ -54,7 +54,7 @@ class ReloadAnalysis:
             kind = classify(ins.callee, ins.callee in defined)
             if kind == "parallel":
                 return [None]            # writes through the pointers in its arrays
-            if kind in ("noop", "pure_int", "math", "nrt_refct", "nrt_alloc"):
+            if kind in ("noop", "pure_int", "math", "nrt_refct", "nrt_alloc", "raw_alloc"):
                 return []
             if kind == "memory":
                 return [ins.operands[0]]
