@@ -306,3 +306,24 @@ def test_bitcast_roundtrip_supported_or_reported():
         assert "test_errors.py" in str(e)
     else:
         assert g == pytest.approx(3.0, rel=1e-12)
+
+
+@njit
+def _pick_array(x, c, flag):
+    z = x if flag > 0 else c       # MIXED: a Const array may stand in for x
+    return np.sum(z * z) + np.sum(x)
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_array_chosen_between_active_and_const_is_reported(mode):
+    """The Const array has no shadow: its derivative would be read from and written
+    into the array itself, so the merge is reported (and ``c`` left untouched)."""
+    x, c = np.arange(3.0), np.full(3, 5.0)
+    with pytest.raises(gradjit.UnsupportedError, match="chosen at run time") as ei:
+        if mode == "reverse":
+            gradjit.grad(_pick_array, argnums=0)(x, c, -1)
+        else:
+            gradjit.jvp(_pick_array)((x, c, -1), (np.ones(3), None, None))
+    assert f"test_errors.py:{_line_of(_pick_array, 'MIXED')}" in str(ei.value)
+    np.testing.assert_array_equal(c, np.full(3, 5.0))
+    _no_ir_leak(str(ei.value))

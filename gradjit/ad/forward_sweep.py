@@ -89,6 +89,11 @@ class ForwardSweep(LaneSweep):
                                                           (o.type == "ptr" or T.has_float(o.type))}}))
             self._set(ins.name, out)
             return
+        if op in ("phi", "select") and ty == "ptr" and ins.name in self._mixed_merges():
+            raise self.ctx.unsupported(
+                "an array chosen at run time between a differentiated one and a Const one "
+                "(the Const one has no shadow to hold its derivative); make both "
+                "Duplicated/Dual", ins)
         if op == "phi":
             inc = ", ".join(f"[ {self.shadow(v)}, {local_ref(b)} ]" for v, b in ins.incoming)
             self.b.emit(f"{out} = phi {ty} {inc}")
@@ -356,6 +361,13 @@ class ForwardSweep(LaneSweep):
             return blas.forward(self, ins, args)
         if active and kind != "inactive_external":
             raise self.ctx.unsupported(f"a call to '{ins.callee}' with active arguments", ins)
+
+    def _mixed_merges(self):
+        got = getattr(self, "_mixed", None)
+        if got is None:
+            from ..analysis.activity import mixed_data_merges
+            got = self._mixed = mixed_data_merges(self.fn, self.act)
+        return got
 
     def _own_shadow(self, a):
         """The shadow of meminfo ``a`` for mirroring its reference counting, or null

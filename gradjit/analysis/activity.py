@@ -98,6 +98,68 @@ class Activity:
         return False
 
 
+_REFCOUNT_ONLY = {"NRT_incref", "NRT_decref", "NRT_MemInfo_call_dtor", "NRT_Free"}
+_FOLLOW = {"getelementptr", "bitcast", "addrspacecast", "freeze", "phi", "select"}
+
+
+def mixed_data_merges(fn, act) -> set:
+    """Names of active pointer phis / selects that may also yield a pointer without
+    a shadow (a Const array chosen at run time instead of a differentiated one) and
+    whose result is used to reach data: loaded or stored through, copied, passed
+    to a call or stored.  Their shadow would be the primal pointer on that path
+    (derivatives read from and written into the Const array), so the sweeps report
+    them.  Merges used only for reference counting are fine: the sweeps skip the
+    counts of a shadow that is its primal."""
+    users = {}
+    for ins in fn.instructions():
+        for o in ins.operands:
+            if o.kind == "inst" or o.kind == "arg":
+                users.setdefault(o.name, []).append(ins)
+
+    def reaches_data(start):
+        seen, stack = set(), [start]
+        while stack:
+            v = stack.pop()
+            for u in users.get(v.name, ()):
+                if id(u) in seen:
+                    continue
+                seen.add(id(u))
+                op = u.opcode
+                if op in _FOLLOW:
+                    if u.has_value:
+                        stack.append(u)
+                elif op == "load":
+                    return True
+                elif op == "store":
+                    return True
+                elif op == "call":
+                    if u.callee not in _REFCOUNT_ONLY:
+                        return True
+                elif op in ("icmp", "ptrtoint"):
+                    continue
+                else:
+                    return True
+        return False
+
+    out = set()
+    for ins in fn.instructions():
+        if ins.opcode not in ("phi", "select") or ins.type != "ptr" or not act.is_active(ins):
+            continue
+        ops = ins.operands[1:] if ins.opcode == "select" else [v for v, _ in ins.incoming]
+        if any(_const_argument_data(o, act) for o in ops) and reaches_data(ins):
+            out.add(ins.name)
+    return out
+
+
+def _const_argument_data(o, act) -> bool:
+    """Is ``o`` an inactive pointer into a (Const) argument?  (Exception-info
+    pointers to constant globals, also shadowless, are not data.)"""
+    if o.kind not in ("arg", "inst") or act.is_active(o):
+        return False
+    r = root(o)
+    return r is not None and r.kind == "arg"
+
+
 def _raw_sources(fn, defined):
     """{raw allocation name: values written into it}: the sources of ``memcpy`` /
     ``memmove`` calls and the values of stores whose destination derives from it."""
