@@ -18,7 +18,7 @@ from ..analysis.calls import RAW_FREE, classify, math_name
 from ..ir import types as T
 from ..ir.model import local_ref, rename
 from ..ir.writer import label
-from . import blas, rules, tape
+from . import linalg, rules, tape
 from .builder import Builder, fconst
 from .common import (TAPE, LaneSweep, MemoryTypes, lane_key, placeholder, resolve,
                      shadow_name, shadow_params)
@@ -357,8 +357,8 @@ class ForwardSweep(LaneSweep):
             return
         if kind == "memory":
             return self.memory(ins, args)
-        if kind == "blas":
-            return blas.forward(self, ins, args)
+        if kind == "linalg":
+            return linalg.forward(self, ins, args)
         if active and kind != "inactive_external":
             raise self.ctx.unsupported(f"a call to '{ins.callee}' with active arguments", ins)
 

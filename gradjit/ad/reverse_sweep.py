@@ -18,7 +18,7 @@ from ..analysis.calls import RECOMPUTE_CALLS, classify, math_name
 from ..ir import types as T
 from ..ir.model import local_ref, rename
 from ..ir.writer import label
-from . import blas, rules, tape
+from . import linalg, rules, tape
 from .builder import Builder
 from .common import (TAPE, LaneSweep, MemoryTypes, float_outs, lane_key, out_name,
                      shadow_kind, shadow_name, shadow_params)
@@ -672,8 +672,8 @@ class ReverseSweep(LaneSweep):
         if kind == "raw_alloc":
             self.b.emit(f"call void @NRT_Free(ptr {self.ps(ins)})")
             return
-        if kind == "blas":
-            return blas.reverse(self, ins, args)
+        if kind == "linalg":
+            return linalg.reverse(self, ins, args)
         if kind == "barrier":
             # the reverse of a barrier is a barrier (Moses et al., SC'21, sec. 4)
             self.b.emit(ins.text)

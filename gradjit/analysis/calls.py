@@ -38,8 +38,8 @@ INACTIVE_EXTERNALS = {"NRT_MemInfo_call_dtor", "numba_gil_ensure", "numba_gil_re
 # (Numba indexes per-thread reduction arrays by ``get_thread_id()``)
 RECOMPUTE_CALLS = {"get_thread_id"}
 PARALLEL = "gj.parallel_for"
-# Numba's BLAS / LAPACK entry points (numba/_lapack.c) differentiated by gradjit.ad.blas
-BLAS = {"numba_xxdot", "numba_xxgemv", "numba_xxgemm", "numba_xxnrm2", "numba_xgesv"}
+# Numba's BLAS / LAPACK entry points (numba/_lapack.c) differentiated by gradjit.ad.linalg
+LINALG = {"numba_xxdot", "numba_xxgemv", "numba_xxgemm", "numba_xxnrm2", "numba_xgesv"}
 
 _SUFFIX = re.compile(r"\.(f32|f64|f80|f128|i32|i64|v\d+f\d+)$")
 
@@ -70,12 +70,12 @@ LIBM_F = {"sin", "cos", "tan", "exp", "log", "log1p", "expm1", "sqrt", "tanh", "
 
 def classify(callee: str, defined: bool) -> str:
     """One of 'math', 'nrt_alloc', 'raw_alloc', 'nrt_refct', 'memory', 'noop', 'pure_int',
-    'barrier', 'parallel', 'blas', 'defined', 'inactive_external', 'external'."""
+    'barrier', 'parallel', 'linalg', 'defined', 'inactive_external', 'external'."""
     from ..ad.rules import has_rule
     if callee == PARALLEL:
         return "parallel"
-    if callee in BLAS:
-        return "blas"
+    if callee in LINALG:
+        return "linalg"
     if callee in NRT_ALLOC:
         return "nrt_alloc"
     if callee in RAW_ALLOC:
