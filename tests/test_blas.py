@@ -275,3 +275,25 @@ def test_overlapping_slice_copy(rng):
     T = rng.standard_normal(X.shape)
     _, t = gradjit.jvp(_shift_rows)((X,), (T,))
     assert_close(t, fd_jvp(_shift_rows, (X,), (T,)), kind="fd")
+
+
+@njit
+def _gp_data_fit(X, y, lengthscale):
+    """The data-fit term of a Gaussian-process likelihood: y^T K^-1 y / 2."""
+    n = X.shape[0]
+    K = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            d = X[i] - X[j]
+            K[i, j] = np.exp(-0.5 * np.dot(d, d) / lengthscale ** 2)
+        K[i, i] += 0.1
+    return 0.5 * np.dot(y, np.linalg.solve(K, y))
+
+
+def test_gaussian_process_data_fit(rng):
+    X, y = rng.standard_normal((5, 2)), rng.standard_normal(5)
+    args = (X, y, 0.8)
+    gX, gy, gl = gradjit.grad(_gp_data_fit, argnums=(0, 1, 2))(*args)
+    assert_close(gX, fd_grad(_gp_data_fit, args, 0), kind="fd")
+    assert_close(gy, fd_grad(_gp_data_fit, args, 1), kind="fd")
+    assert_close(gl, fd_grad(_gp_data_fit, args, 2), kind="fd")
