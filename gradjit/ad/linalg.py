@@ -110,11 +110,6 @@ def _bytes(b, ty, n):
     return b.assign(f"mul i64 {n}, {T.FLOATS[ty]}")
 
 
-def _copy(b, ty, dst, src, n):
-    nb = _bytes(b, ty, n)
-    b.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {dst}, ptr {src}, i64 {nb}, i1 false)")
-
-
 # ---------------------------------------------------------------------------
 # the sweeps' entry points
 # ---------------------------------------------------------------------------
@@ -167,14 +162,29 @@ def reverse(sweep, ins, args):
 
 # --- dot(kind, conj, n, x, y, result) --------------------------------------------
 
+def _save_buffer(b, ty, scalars, parts):
+    """A heap buffer holding what the reverse of a call needs: the ``ty`` values
+    ``scalars`` points to (alpha, beta) in a ``_HEADER``-byte header when given,
+    then the ``parts`` ``(src, count, item_bytes)`` copied one after another."""
+    sizes = [b.assign(f"mul i64 {count}, {item}") for _, count, item in parts]
+    total = str(_HEADER if scalars else 0)
+    for nb in sizes:
+        total = b.assign(f"add i64 {total}, {nb}")
+    buf = b.call("malloc", "ptr", [("i64", total)])
+    for k, p in enumerate(scalars):
+        val = b.assign(f"load {ty}, ptr {p}")
+        b.emit(f"store {ty} {val}, ptr {b.assign(f'getelementptr i8, ptr {buf}, i64 {8 * k}')}")
+    at = b.assign(f"getelementptr i8, ptr {buf}, i64 {_HEADER if scalars else 0}")
+    for (src, _, _), nb in zip(parts, sizes):
+        b.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {at}, ptr {src}, i64 {nb}, i1 false)")
+        at = b.assign(f"getelementptr i8, ptr {at}, i64 {nb}")
+    return buf
+
+
 def _dot_save(b, ty, v):
     n, x, y = v[2], v[3], v[4]
-    nb = _bytes(b, ty, n)
-    tot = b.assign(f"mul i64 {nb}, 2")
-    buf = b.call("malloc", "ptr", [("i64", tot)])
-    _copy(b, ty, buf, x, n)
-    _copy(b, ty, _gep(b, ty, buf, n), y, n)
-    return buf
+    sz = T.FLOATS[ty]
+    return _save_buffer(b, ty, [], [(x, n, sz), (y, n, sz)])
 
 
 def _dot_tangent(b, ty, v, sh, one, zero):
@@ -253,26 +263,11 @@ def _gemv_dims(b, v):
     return isn, lx, ly
 
 
-def _save_scalars(b, ty, buf, alpha, beta):
-    a = b.assign(f"load {ty}, ptr {alpha}")
-    bb = b.assign(f"load {ty}, ptr {beta}")
-    b.emit(f"store {ty} {a}, ptr {buf}")
-    b.emit(f"store {ty} {bb}, ptr {b.assign(f'getelementptr i8, ptr {buf}, i64 8')}")
-
-
 def _gemv_save(b, ty, v):
     m, n, alpha, a, lda, x, beta = v[2], v[3], v[4], v[5], v[6], v[7], v[8]
     _, lx, _ = _gemv_dims(b, v)
-    na = _elems(b, m, n, lda)
-    tot = b.assign(f"add i64 {lx}, {na}")
-    nb = _bytes(b, ty, tot)
-    nb = b.assign(f"add i64 {nb}, {_HEADER}")
-    buf = b.call("malloc", "ptr", [("i64", nb)])
-    _save_scalars(b, ty, buf, alpha, beta)
-    xs = b.assign(f"getelementptr i8, ptr {buf}, i64 {_HEADER}")
-    _copy(b, ty, xs, x, lx)
-    _copy(b, ty, _gep(b, ty, xs, lx), a, na)
-    return buf
+    sz = T.FLOATS[ty]
+    return _save_buffer(b, ty, [alpha, beta], [(x, lx, sz), (a, _elems(b, m, n, lda), sz)])
 
 
 def _gemv(b, kind, trans, m, n, alpha, a, lda, x, beta, y):
@@ -324,14 +319,8 @@ def _gemm_dims(b, v):
 def _gemm_save(b, ty, v):
     alpha, a, bm, beta = v[6], v[7], v[9], v[11]
     _, _, na, nb = _gemm_dims(b, v)
-    tot = b.assign(f"add i64 {na}, {nb}")
-    nbytes = b.assign(f"add i64 {_bytes(b, ty, tot)}, {_HEADER}")
-    buf = b.call("malloc", "ptr", [("i64", nbytes)])
-    _save_scalars(b, ty, buf, alpha, beta)
-    As = b.assign(f"getelementptr i8, ptr {buf}, i64 {_HEADER}")
-    _copy(b, ty, As, a, na)
-    _copy(b, ty, _gep(b, ty, As, na), bm, nb)
-    return buf
+    sz = T.FLOATS[ty]
+    return _save_buffer(b, ty, [alpha, beta], [(a, na, sz), (bm, nb, sz)])
 
 
 def _gemm(b, kind, ta, tb, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc):
@@ -414,19 +403,9 @@ def _gesv_sizes(b, v):
 
 def _gesv_save(b, ty, v):
     n, a, ipiv, x = v[1], v[3], v[5], v[6]
-    isz = int(_f_int()[1:]) // 8
     na, nx = _gesv_sizes(b, v)
-    tot = b.assign(f"add i64 {na}, {nx}")
-    nbytes = _bytes(b, ty, tot)
-    pb = b.assign(f"mul i64 {n}, {isz}")
-    nbytes = b.assign(f"add i64 {nbytes}, {pb}")
-    buf = b.call("malloc", "ptr", [("i64", nbytes)])
-    _copy(b, ty, buf, a, na)
-    xs = _gep(b, ty, buf, na)
-    _copy(b, ty, xs, x, nx)
-    b.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {_gep(b, ty, xs, nx)}, ptr {ipiv}, i64 {pb}, "
-           "i1 false)")
-    return buf
+    sz = T.FLOATS[ty]
+    return _save_buffer(b, ty, [], [(a, na, sz), (x, nx, sz), (ipiv, n, int(_f_int()[1:]) // 8)])
 
 
 def _lusolve(b, ty, n, nrhs, lu, lda, ipiv, rhs, ldb, trans):
