@@ -109,8 +109,12 @@ class MemoryTypes:
             if off in self.slot_types:
                 return self.slot_types[off]
         r = root(ptr)
-        if r is None:
-            return "unknown"
+        return "unknown" if r is None else self._of_root(r)
+
+    def _of_root(self, r, depth=0) -> str:
+        """:meth:`kind` of memory reached from root ``r`` (an argument or an
+        allocation): the argument's TypeTree, else the loads and stores through it,
+        else its uses (:meth:`_through_uses`)."""
         if r.kind == "arg":
             t = self.ctx.arg_elem_types.get((self.fn.name, r.name))
             if t:
@@ -122,13 +126,11 @@ class MemoryTypes:
                 self._by_root.setdefault(k, set()).update(tys)
         tys = self._by_root.get(id(r), set())
         floats = [t for t in tys if t in ("double", "float")]
-        if len(floats) == 1:
-            return floats[0]
         if floats:
             return "double" if "double" in floats else floats[0]
         # the root of a data pointer is its meminfo, whose header is read as
         # pointers and integers: memory only copied or handed on gets its type there
-        t = self._through_uses(r)
+        t = self._through_uses(r, depth)
         if t in ("double", "float") or not tys:
             return t
         return "ptr" if "ptr" in tys else "int"
@@ -172,16 +174,4 @@ class MemoryTypes:
 
     def kind_of_arg(self, arg, depth=0) -> str:
         """:meth:`kind` of the memory argument ``arg`` of this function points to."""
-        t = self.ctx.arg_elem_types.get((self.fn.name, arg.name))
-        if t:
-            return t
-        if self._by_root is None:
-            self._by_root = element_types(self.fn)
-        tys = self._by_root.get(id(arg), set())
-        floats = [t for t in tys if t in ("double", "float")]
-        if floats:
-            return "double" if "double" in floats else floats[0]
-        t = self._through_uses(arg, depth)
-        if t in ("double", "float") or not tys:
-            return t
-        return "ptr" if "ptr" in tys else "int"
+        return self._of_root(arg, depth)

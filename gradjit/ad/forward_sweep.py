@@ -326,24 +326,13 @@ class ForwardSweep(LaneSweep):
             if self.wants_shadow(ins):
                 self.tangent(ins, math_name(ins.callee), args)
             return
-        if kind == "nrt_alloc":
+        if kind in ("nrt_alloc", "raw_alloc"):
+            # a zeroed shadow allocation of the same size (a raw temporary's is freed
+            # with it in forward mode, by the reverse of this call in reverse mode)
             s = shadow_name(ins.name, self.lane)
             self.b.emit(rename(ins.text, {ins.name: s}))
-            d = self.b.assign(f"getelementptr inbounds i8, ptr {s}, i64 24")
-            dp = self.b.assign(f"load ptr, ptr {d}")
-            n = self.b.assign(f"getelementptr inbounds i8, ptr {s}, i64 32")
-            nb = self.b.assign(f"load i64, ptr {n}")
-            self.b.emit(f"call void @llvm.memset.p0.i64(ptr {dp}, i8 0, i64 {nb}, i1 false)")
-            self._set(ins.name, s)
-            return
-        if kind == "raw_alloc":
-            # a raw temporary: a zeroed shadow of the same size (freed with it in
-            # forward mode, by the reverse of this call in reverse mode)
-            s = shadow_name(ins.name, self.lane)
-            self.b.emit(rename(ins.text, {ins.name: s}))
-            ok = self.b.assign(f"icmp ne ptr {s}, null")
-            size = self.b.assign(f"select i1 {ok}, i64 {args[0].ref}, i64 0")
-            self.b.emit(f"call void @llvm.memset.p0.i64(ptr {s}, i8 0, i64 {size}, i1 false)")
+            data, nbytes = self._allocated(s, kind, args)
+            self.b.emit(f"call void @llvm.memset.p0.i64(ptr {data}, i8 0, i64 {nbytes}, i1 false)")
             self._set(ins.name, s)
             return
         if ins.callee == RAW_FREE:
@@ -361,6 +350,17 @@ class ForwardSweep(LaneSweep):
             return linalg.forward(self, ins, args)
         if active and kind != "inactive_external":
             raise self.ctx.unsupported(f"a call to '{ins.callee}' with active arguments", ins)
+
+    def _allocated(self, s, kind, args):
+        """(data pointer, byte size) of allocation ``s``: a meminfo's data and size
+        fields (``NRT_MemInfo_alloc*``), or a raw buffer and its requested size
+        (``NRT_Allocate``; 0 when it returned null)."""
+        b = self.b
+        if kind == "nrt_alloc":
+            data = b.assign(f"load ptr, ptr {b.assign(f'getelementptr inbounds i8, ptr {s}, i64 24')}")
+            return data, b.assign(f"load i64, ptr {b.assign(f'getelementptr inbounds i8, ptr {s}, i64 32')}")
+        ok = b.assign(f"icmp ne ptr {s}, null")
+        return s, b.assign(f"select i1 {ok}, i64 {args[0].ref}, i64 0")
 
     def _mixed_merges(self):
         got = getattr(self, "_mixed", None)
