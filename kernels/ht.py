@@ -405,19 +405,21 @@ def ht_jacobian(p, mode="forward"):
     ncols = N_THETA + (2 if complicated else 0)
     off = ncols - N_THETA
     err = np.empty(m)
-    # Every residual is written by the objective, so every tangent is too:
-    # the output tangents need no zeroing.
-    jt = np.empty((ncols, m))
     if mode == "forward":
+        # Every residual is written by the objective, so every tangent is too:
+        # the output tangents need no zeroing.  The tangents are passed as the
+        # transpose of the row-major Jacobian (lane axis fastest): gradjit then
+        # writes each residual's ``ncols`` derivatives next to each other.
+        jac = np.empty((m, ncols))
         df = _derivative(variant, "forward", width=ncols)
         if complicated:
             dtheta, dus = _seeds(variant, p.us.shape)
             df(p.theta, dtheta, p.us, dus, *p.model_args(), p.triangles, p.correspondences,
-               p.points, err, jt)
+               p.points, err, jac.T)
         else:
             dtheta, _ = _seeds(variant, None)
-            df(p.theta, dtheta, *p.model_args(), p.correspondences, p.points, err, jt)
-        return jt.T
+            df(p.theta, dtheta, *p.model_args(), p.correspondences, p.points, err, jac.T)
+        return jac
     if mode != "reverse":
         raise ValueError(f"unknown mode {mode!r}")
     df = _derivative(variant, "reverse")

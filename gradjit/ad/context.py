@@ -22,8 +22,12 @@ class Version:
     """
 
     def __init__(self, fn, mode, mask, ret_active, atomic=False, top=False, slots=None,
-                 reload_slots=None, width=1, slot_types=None, priv_slots=None):
+                 reload_slots=None, width=1, slot_types=None, priv_slots=None,
+                 interleaved=frozenset()):
         self.fn, self.mode, self.mask, self.ret_active = fn, mode, mask, ret_active
+        # vector forward mode: names of the pointer arguments whose lanes are
+        # interleaved (gradjit.analysis.interleave)
+        self.interleaved = frozenset(interleaved)
         # vector mode: ``width`` tangents / adjoints per active value, one primal sweep
         self.width = width
         # a prange body: the entries of ``args`` whose memory the reverse may read again
@@ -44,6 +48,8 @@ class Version:
             tag += "R" + "_".join(str(o // 8) for o in sorted(reload_slots or ()))
         if width > 1:
             tag += f"W{width}"
+        if self.interleaved:
+            tag += "I" + "_".join(str(k) for k, a in enumerate(fn.args) if a.name in self.interleaved)
         if slot_types:
             tag += "E" + "_".join(f"{o // 8}{t[0]}" for o, t in sorted(slot_types))
         if priv_slots:
@@ -85,17 +91,17 @@ class ADContext:
 
     def version(self, fname, mode, mask, ret_active, atomic=False, top=False,
                 slots=None, reload_slots=None, width=1, slot_types=None,
-                priv_slots=None) -> Version:
+                priv_slots=None, interleaved=frozenset()) -> Version:
         fn = self.module.functions[fname]
         key = (fname, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots, width,
-               slot_types, priv_slots)
+               slot_types, priv_slots, frozenset(interleaved))
         v = self.versions.get(key)
         if v is None:
             for a, m in zip(fn.args, mask):
                 if m and not carries(a.type):
                     raise AssertionError(f"argument {a.name} of {fname} cannot be active")
             v = Version(fn, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots,
-                        width, slot_types, priv_slots)
+                        width, slot_types, priv_slots, interleaved)
             self.versions[key] = v
             self.queue.append(v)
         return v

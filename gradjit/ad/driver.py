@@ -40,6 +40,7 @@ class ArgPlan:
     active_float: bool = False
     primal_slots: tuple = ()
     shadow_slots: tuple = ()
+    interleaved: bool = False        # vector forward mode: lanes interleaved (lane axis fastest)
 
 
 @dataclass
@@ -292,7 +293,7 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
         raise UnsupportedError(f"a function whose compiled signature has {len(top.args)} "
                                f"arguments where {prefix + nleaves} were expected")
     mask = [plan.ret_active, False][:prefix]
-    elem = {}
+    elem, interleaved = {}, set()
     for a in plan.args:
         for leaf in a.leaves:
             k = len(mask)
@@ -300,6 +301,8 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
                 mask.append(a.shadowed and leaf[1] is not None)
                 if leaf[1]:
                     elem[(top_name, top.args[k].name)] = leaf[1]
+                if a.interleaved and a.shadowed:
+                    interleaved.add(top.args[k].name)
             elif leaf[0] == "float":
                 mask.append(a.shadowed or a.active_float)
             else:
@@ -307,7 +310,7 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
     ctx = ADContext(model, elem, target=target, checkpointing=plan.checkpointing)
     mode = "forward" if plan.mode == "forward" else "reverse"
     version = ctx.version(top_name, mode, mask, False, atomic=(target == "cuda"), top=True,
-                          width=plan.width)
+                          width=plan.width, interleaved=interleaved)
     bodies = ctx.generate()
     if target == "cpu" and plan.width > 1:
         parts = [x for x in result_parts if x[0] == "primal"]

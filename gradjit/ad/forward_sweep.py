@@ -51,6 +51,10 @@ class ForwardSweep(LaneSweep):
         for ins in self.fn.instructions():
             if ins.name:
                 self.values[ins.name] = ins
+        # vector forward mode: pointer -> the argument with interleaved lanes it points into
+        self._inter = {}
+        if version.interleaved:
+            self._inter = self._interleaved(version)
 
     @property
     def fwd(self):
@@ -76,8 +80,88 @@ class ForwardSweep(LaneSweep):
     def _set(self, name, ref):
         self.table[lane_key(name, self.lane)] = ref
 
+    # lane-interleaved arguments (gradjit.analysis.interleave) ---------------------
+    def _interleaved(self, version):
+        from ..analysis.interleave import interleaved_pointers
+        assert self.fwd and version.width > 1
+        derived, problems = interleaved_pointers(self.fn, version.interleaved, self.ctx.defined)
+        if problems:
+            ins, why = problems[0]
+            raise self.ctx.unsupported(f"lane-interleaved tangents: {why}", ins)
+        return {**derived, **{a: a for a in version.interleaved}}
+
+    def _interleaved_shadow(self, ptr, arg):
+        """Shadow of ``ptr`` (into argument ``arg``) in the current lane:
+        ``shadow(arg) + (ptr - arg) * N``."""
+        b = self.b
+        off = b.assign(f"sub i64 {b.assign(f'ptrtoint ptr {ptr} to i64')}, "
+                       f"{b.assign(f'ptrtoint ptr {local_ref(arg)} to i64')}")
+        scaled = b.assign(f"mul i64 {off}, {len(self.lanes)}")
+        return b.assign(f"getelementptr i8, ptr {placeholder(arg, self.lane)}, i64 {scaled}")
+
+    def _interleaved_access(self, ins, ptr, arg):
+        """Tangent load / store through a pointer into an interleaved argument; a
+        vector of c elements is c scalar accesses N elements apart."""
+        b, load = self.b, ins.opcode == "load"
+        val = None if load else ins.operands[0]
+        ty = ins.type if load else val.type
+        if load and not self.wants_shadow(ins):
+            return
+        if not load and not (T.has_float(ty) and self.act.is_active(ptr)):
+            return self.store(ins)
+        elem = self.ctx.arg_elem_types.get((self.fn.name, arg))
+        base = self.shadow(ptr)
+        if ty == elem:
+            if load:
+                self._set(ins.name, b.assign(f"load {ty}, ptr {base}"))
+            else:
+                b.emit(f"store {ty} {self.shadow(val)}, ptr {base}")
+            return
+        m = re.fullmatch(r"<(\d+) x (\w+)>", ty)
+        if not (m and m.group(2) == elem):
+            raise self.ctx.unsupported(f"lane-interleaved tangents: a {ty} access to {elem} "
+                                       "elements", ins)
+        step = T.size(elem) * len(self.lanes)
+        acc = "poison"
+        for e in range(int(m.group(1))):
+            p = base if e == 0 else b.assign(f"getelementptr i8, ptr {base}, i64 {e * step}")
+            if load:
+                x = b.assign(f"load {elem}, ptr {p}")
+                acc = b.assign(f"insertelement {ty} {acc}, {elem} {x}, i64 {e}")
+            else:
+                x = b.assign(f"extractelement {ty} {self.shadow(val)}, i64 {e}")
+                b.emit(f"store {elem} {x}, ptr {p}")
+        if load:
+            self._set(ins.name, acc)
+
+    def _interleaved_memory(self, ins, args):
+        """memset / memcpy of an interleaved range: once (lane 0) over N times the
+        bytes, which holds every lane of the range."""
+        if self.lane:
+            return
+        b, dst, n = self.b, args[0], args[2]
+        nw = b.assign(f"mul {n.type} {n.ref}, {len(self.lanes)}")
+        src = None if ins.callee.startswith("llvm.memset.") else args[1]
+        if src is not None and self.act.is_active(src):
+            if dst.name not in self._inter or src.name not in self._inter:
+                raise self.ctx.unsupported("lane-interleaved tangents: a copy between an "
+                                           "interleaved and a lane-major array", ins)
+            b.emit(f"call void @{ins.callee}(ptr {self.shadow(dst)}, ptr {self.shadow(src)}, "
+                   f"{n.type} {nw}, i1 false)")
+            return
+        if dst.name not in self._inter:
+            return
+        b.decls.setdefault("llvm.memset.p0.i64",
+                           "declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)")
+        if n.type != "i64":
+            nw = b.assign(f"zext {n.type} {nw} to i64")
+        b.emit(f"call void @llvm.memset.p0.i64(ptr {self.shadow(dst)}, i8 0, i64 {nw}, i1 false)")
+
     def _rename_shadow(self, ins, ops):
         op, ty, out = ins.opcode, ins.type, shadow_name(ins.name, self.lane)
+        if ty == "ptr" and ins.name in self._inter:
+            self._set(ins.name, self._interleaved_shadow(ins.ref, self._inter[ins.name]))
+            return
         consts = [o for o in ops if o.kind == "const" and self.act.is_active(o)]
         if consts and op not in ("phi", "select", "insertvalue"):
             from ..analysis.activity import shadow_const
@@ -215,6 +299,10 @@ class ForwardSweep(LaneSweep):
     def derivative(self, ins):
         """The shadow / tangent code of non-call instruction ``ins`` (current lane)."""
         op = ins.opcode
+        if self._inter and op in ("load", "store"):
+            ptr = ins.operands[0] if op == "load" else ins.operands[1]
+            if ptr.name in self._inter:
+                return self._interleaved_access(ins, ptr, self._inter[ptr.name])
         if op == "store":
             return self.store(ins)
         if op == "atomicrmw":
@@ -391,6 +479,8 @@ class ForwardSweep(LaneSweep):
         dst = args[0]
         if not self.act.is_active(dst):
             return
+        if self._inter and any(a.name in self._inter for a in args[:2]):
+            return self._interleaved_memory(ins, args)
         elem = self.mem.kind(dst)
         is_float = elem in ("double", "float")
         if self.sweep == "augmented" and is_float:

@@ -389,14 +389,49 @@ class VectorForward(Derivative):
     instruction repeated per lane next to a single copy of the primal code, so the
     primal work is shared and LLVM can vectorize across lanes (the vector mode of
     Enzyme, Moses et al., "Enzyme: fast, vectorized derivatives", sec. on batching).
+
+    Lane layout: lane ``k`` of ``dx`` normally has ``x``'s strides (``dx[k]`` laid
+    out like ``x``; other layouts are copied into such a temporary and back).
+    A ``dx`` whose lane axis is the fastest one, ``dx.strides == (itemsize,
+    *(N * s for s in x.strides))`` -- for example ``J.T`` of a row-major Jacobian
+    ``J = np.empty((*x.shape, N))``, the layout of JAX's ``jacfwd`` -- is used in
+    place: the derivative addresses the tangent of lane ``k`` of an element at
+    byte offset ``o`` as ``dx + o * N + k * itemsize``
+    (:mod:`gradjit.analysis.interleave`), so each element's N tangents are written
+    together.  Where the function hides which array a pointer belongs to (it
+    passes the array to another compiled function, for example) the copies are
+    used instead.  Same derivatives either way.
+
     Called from Python; within ``@njit`` code pass the trailing output array
-    yourself: ``df.jit(*args, dret)``.
+    yourself, ``df.jit(*args, dret)``, with lanes laid out like their primal.
     """
+
+    #: per activity: are this variant's lanes interleaved (see ``__call__``)
+    interleave = ()
 
     def __call__(self, *args):
         args = list(args)
+        mask = _interleaved_lanes(self, args)
+        if any(mask):
+            variants = self.__dict__.setdefault("_variants", {})
+            v = variants.get(mask, False)
+            if v is False:
+                v = VectorForward(self.fn, self.mode, self.activities, self.ret, self.width,
+                                  self.checkpointing)
+                v.interleave = mask
+                variants[mask] = v
+            if v is not None:
+                try:
+                    return v._run(list(args))
+                except UnsupportedError:
+                    # the layout cannot be followed through this function (e.g. the
+                    # array is passed to another compiled function): lane-major copies
+                    variants[mask] = None
+        return self._run(args)
+
+    def _run(self, args):
         n = self.width
-        writebacks = _vector_shadows(self, args)
+        writebacks = _vector_shadows(self, args, skip=self.interleave)
         dret = np.zeros(n)                    # the return's tangents (always passed)
         args.append(dret)
         compiled = self.compile(tuple(numba.typeof(a) for a in args))
@@ -411,6 +446,12 @@ class VectorForward(Derivative):
         if ret is A.DualOnly:
             return dret
         return out
+
+    def _plan(self, argtys):
+        plan, primal_types = super()._plan(argtys)
+        for a, inter in zip(plan.args, self.interleave):
+            a.interleaved = bool(inter)
+        return plan, primal_types
 
     def _generate(self, plan, primal_types, argtys, debug):
         compiled = super()._generate(plan, primal_types, argtys, debug)
@@ -454,14 +495,16 @@ class VectorReverse(Derivative):
         return res[0] if len(res) == 1 else tuple(res)
 
 
-def _vector_shadows(d, args):
+def _vector_shadows(d, args, skip=()):
     """Check the stacked shadows of a vector-mode call (``(N, *x.shape)``, same
     dtype); lanes laid out differently from their primal are swapped for
-    temporaries.  Returns the ``(user array, temporary)`` pairs to copy back."""
+    temporaries, except for the activities marked in ``skip`` (interleaved lanes
+    the derivative follows itself).  Returns the ``(user array, temporary)``
+    pairs to copy back."""
     n = d.width
     writebacks = []
     k = 0
-    for name, act in zip(d.params, d.activities):
+    for j, (name, act) in enumerate(zip(d.params, d.activities)):
         if k >= len(args):
             break
         if act.shadowed and k + 1 < len(args):
@@ -475,7 +518,8 @@ def _vector_shadows(d, args):
             if dx.dtype != dt:
                 raise ValueError(f"argument '{name}': shadow dtype {dx.dtype} differs from "
                                  f"the primal's dtype {dt}")
-            if isinstance(x, np.ndarray) and not _lanes_match(x, dx):
+            if isinstance(x, np.ndarray) and not _lanes_match(x, dx) and \
+                    not (j < len(skip) and skip[j]):
                 if not (x.flags.c_contiguous or x.flags.f_contiguous):
                     xc = np.ascontiguousarray(x)
                     writebacks.append((x, xc))
@@ -488,6 +532,25 @@ def _vector_shadows(d, args):
         else:
             k += 1
     return writebacks
+
+
+def _interleaved_lanes(d, args) -> tuple:
+    """Per activity of a vector forward call: is ``dx`` laid out with its lane axis
+    fastest (``dx.strides == (itemsize, *(N * s for s in x.strides))``, e.g. the
+    transpose of a row-major ``(*x.shape, N)`` Jacobian)?"""
+    n, out, k = d.width, [], 0
+    for act in d.activities:
+        hit = False
+        if act.shadowed and k + 1 < len(args):
+            x, dx = args[k], args[k + 1]
+            if isinstance(x, np.ndarray) and isinstance(dx, np.ndarray) and x.size > 1 \
+                    and dx.shape == (n,) + x.shape and dx.dtype == x.dtype:
+                hit = dx.strides == (x.itemsize,) + tuple(n * s for s in x.strides)
+            k += 2
+        else:
+            k += 1
+        out.append(hit)
+    return tuple(out)
 
 
 def _lanes_match(x, dx) -> bool:
