@@ -125,3 +125,32 @@ def test_type_parser():
     assert [p for p, _ in T.float_paths(t)] == [(0,), (1, 0), (1, 1)]
     assert T.has_float(t) and T.has_ptr(t)
     assert T.text(T.parse(t)) == t
+
+
+def test_profiling_metadata_on_function_headers(tmp_path):
+    """With NUMBA_ENABLE_PROFILING=1 Numba attaches debug metadata to function
+    definitions (``define ... !dbg !4 {``); the derivative module must not keep
+    references to metadata it dropped.  Run in a fresh process (Numba reads the
+    variable at import); the gradient is checked against the analytic one."""
+    import os
+    import subprocess
+    import sys
+    script = tmp_path / "prof.py"
+    script.write_text(
+        "import numpy as np, numba, gradjit\n"
+        "@numba.njit\n"
+        "def f(x):\n"
+        "    s = 0.0\n"
+        "    for i in range(x.shape[0]):\n"
+        "        s += np.sin(x[i]) * x[i]\n"
+        "    return s\n"
+        "x = np.linspace(0.1, 2.0, 7)\n"
+        "g = gradjit.grad(f)(x)\n"
+        "assert np.allclose(g, np.cos(x) * x + np.sin(x), rtol=1e-12, atol=1e-14), g\n"
+        "print('ok')\n")
+    env = dict(os.environ, NUMBA_ENABLE_PROFILING="1")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

@@ -52,7 +52,7 @@ def interleaved_pointers(fn, args, defined):
             seen.add(key)
             op = u.opcode
             if name in ints:
-                if op == "inttoptr":
+                if op in ("inttoptr", "getelementptr"):
                     problems.append((u, "a pointer rebuilt from an integer"))
                 elif op not in ("icmp", "store") and u.has_value and u.type != "ptr":
                     ints.add(u.name)

@@ -9,6 +9,8 @@ from .model import Block, Function, Instruction, Module, Value
 
 _META = re.compile(r",\s*![A-Za-z_.][\w.]*\s+(?:![0-9]+|!\{[^}]*\})")
 _ATTR_GROUP = re.compile(r"\s#[0-9]+\b")
+# a function's own metadata attachments (``define ... !dbg !4 {``: no comma)
+_HEADER_META = re.compile(r"\s+![A-Za-z_.][\w.]*\s+![0-9]+")
 _DBG = re.compile(r"!dbg\s+!([0-9]+)")
 _DILOC = re.compile(r"^!(\d+) = !DILocation\(line: (\d+)(?:, column: \d+)?, scope: !(\d+)")
 _DISCOPE = re.compile(r"^!(\d+) = (?:distinct )?!DI(?:Subprogram|LexicalBlock(?:File)?)\((.*)\)")
@@ -100,7 +102,7 @@ def read_function(fn, debug_lines=None) -> Function:
                 nv += 1
     ftext = str(fn)
     header = ftext[ftext.index("define"):ftext.index("{", ftext.index("define"))]
-    f.header = _ATTR_GROUP.sub("", header)
+    f.header = _HEADER_META.sub("", _ATTR_GROUP.sub("", header))
     f.ret_type = str(fn.global_value_type).split(" (")[0] if fn.global_value_type else ""
     f.cconv = "fastcc" if " fastcc " in header else ""
     # first pass: create instruction values so forward references resolve
