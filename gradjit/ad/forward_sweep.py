@@ -402,6 +402,8 @@ class ForwardSweep(LaneSweep):
         if kind == "parallel":
             from . import parallel_for
             return parallel_for.forward(self, ins)
+        if kind == "linalg":
+            linalg.before(self, ins, args)
         self.b.emit(ins.text)
         self.per_lane(lambda: self.call_derivative(ins, kind, args))
 

@@ -2,7 +2,8 @@
 ``np.vdot``, ``np.linalg.norm`` and ``np.linalg.solve`` (``numba_xxdot``,
 ``numba_xxgemv``, ``numba_xxgemm``, ``numba_xxnrm2`` and ``numba_xgesv`` of Numba's
 ``_lapack.c``: Fortran conventions, column-major matrices with a leading dimension;
-real kinds ``'d'`` and ``'s'``).
+real kinds ``'d'`` and ``'s'``), and the glue for the factorizations behind
+``det``, ``slogdet``, ``inv`` and ``cholesky`` (rules in :mod:`gradjit.ad.lapack`).
 
 The rules are the matrix-calculus ones (M. B. Giles, "Collected matrix derivative
 results for forward and reverse mode algorithmic differentiation", 2008, sec. 2.2
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from ..analysis.calls import LINALG  # noqa: F401  (the calls differentiated here)
 from ..ir import types as T
+from . import lapack
 from .linalg_runtime import HELPERS, LU_SOLVE
 
 # the output pointer operand of each call
@@ -48,14 +50,24 @@ def element_type(sweep, ins) -> str:
     ty = _KINDS.get(k.ref) if k.kind == "const" else None
     if ty is None:
         raise sweep.ctx.unsupported(f"a complex (or unknown kind) BLAS call '{ins.callee}'", ins)
+    ops = ins.operands
+    if ins.callee == "numba_xxpotrf" and not (ops[1].kind == "const" and ops[1].ref == "85"):
+        raise sweep.ctx.unsupported("a Cholesky factorization of the lower triangle", ins)
+    if ins.callee == "numba_xxgetrf" and ops[1].ref != ops[2].ref:
+        raise sweep.ctx.unsupported("an LU factorization of a matrix not known to be square", ins)
     return ty
 
 
 def _helpers(sweep, ty, callee):
     """Register the loop helpers and constants for element type ``ty`` (and the LU
-    solves for ``gesv``); returns the names of the ``one`` and ``zero`` constants."""
-    if callee == "numba_xgesv":
+    solves for ``gesv``, SciPy's BLAS/LAPACK for the factorizations); returns the
+    names of the ``one`` and ``zero`` constants."""
+    if callee == "numba_xgesv" or callee in _FACTORIZATIONS:
         _lapack(sweep.b, sweep.ctx, ty)
+    if callee in _FACTORIZATIONS:
+        if _f_int() != "i32":
+            raise sweep.ctx.unsupported(f"'{callee}' with 64-bit LAPACK pivots")
+        lapack.runtime(sweep.ctx, sweep.b, ty)
     extra, sz = sweep.ctx.extra, T.FLOATS[ty]
     for name, text in _DECLS.items():
         sweep.b.decls.setdefault(name, text)
@@ -127,6 +139,9 @@ def forward(sweep, ins, args):
     ty = element_type(sweep, ins)
     one, zero = _helpers(sweep, ty, ins.callee)
     b = sweep.b
+    v = [a.ref for a in args]
+    if ins.callee in _BEFORE:
+        v.append(getattr(sweep, "_blas_before", {})[ins.name])
     if not sweep.fwd:
         if not ins.name:
             raise sweep.ctx.unsupported(f"an unnamed BLAS call '{ins.callee}'", ins)
@@ -134,12 +149,27 @@ def forward(sweep, ins, args):
         if saved is None:
             saved = sweep._blas_saved = {}
         if sweep.lane == 0 or ins.name not in saved:
-            saved[ins.name] = _SAVE[ins.callee](b, ty, [a.ref for a in args])
+            saved[ins.name] = _SAVE[ins.callee](b, ty, v)
         sweep._set(ins.name, saved[ins.name])
         return
-    v = [a.ref for a in args]
     sh = [sweep.shadow(a) if m else None for a, m in zip(args, act)]
     _TANGENT[ins.callee](b, ty, v, sh, one, zero)
+    if ins.callee in _BEFORE and sweep.lane == len(sweep.lanes) - 1:
+        b.emit(f"call void @free(ptr {v[-1]})")
+
+
+def before(sweep, ins, args):
+    """Before the call (once, not per lane): keep the inputs that the call
+    overwrites and that its derivative needs (the LU factors ``getri`` inverts)."""
+    if ins.callee not in _BEFORE or not sweep.act.is_active(args[_OUTPUT[ins.callee]]):
+        return
+    if not ins.name:
+        raise sweep.ctx.unsupported(f"an unnamed LAPACK call '{ins.callee}'", ins)
+    ty = element_type(sweep, ins)
+    _helpers(sweep, ty, ins.callee)
+    if not hasattr(sweep, "_blas_before"):
+        sweep._blas_before = {}
+    sweep._blas_before[ins.name] = _BEFORE[ins.callee](sweep.b, ty, [a.ref for a in args])
 
 
 def reverse(sweep, ins, args):
@@ -440,3 +470,99 @@ _OUTPUT["numba_xgesv"] = 6
 _SAVE["numba_xgesv"] = _gesv_save
 _TANGENT["numba_xgesv"] = _gesv_tangent
 _REVERSE["numba_xgesv"] = _gesv_reverse
+
+
+# --- LU and Cholesky factorizations, inverse (gradjit.ad.lapack) -------------------
+#
+# getrf(kind, m, n, a, lda, ipiv) (Numba passes m == n), getri(kind, n, a, lda, ipiv),
+# potrf(kind, 'U', n, a, lda): in place, so the shadow of ``a`` holds the tangent of
+# the input before the call and that of the output after it (the adjoints the other
+# way round).
+
+_FACTORIZATIONS = {"numba_xxgetrf", "numba_ez_xxgetri", "numba_xxpotrf"}
+_IPIV = 4                                           # bytes per pivot (F_INT, checked)
+
+
+def _square(b, v, n, lda):
+    return _elems(b, v[n], v[n], v[lda])
+
+
+def _getrf_save(b, ty, v):
+    na = _square(b, v, 2, 4)
+    return _save_buffer(b, ty, [], [(v[3], na, T.FLOATS[ty]), (v[5], v[2], _IPIV)])
+
+
+def _getrf_tangent(b, ty, v, sh, one, zero):
+    lapack.getrf_tangent(b, ty, v[2], v[3], v[4], v[5], sh[3])
+
+
+def _getrf_reverse(b, ty, v, sh, cache, one):
+    ipiv = _gep(b, ty, cache, _square(b, v, 2, 4))
+    lapack.getrf_adjoint(b, ty, v[2], cache, v[4], ipiv, sh[3])
+
+
+def _getri_before(b, ty, v):
+    """A buffer [LU before the call | the inverse | pivots], LU filled now."""
+    nb = _bytes(b, ty, _square(b, v, 1, 3))
+    two = b.assign(f"mul i64 {nb}, 2")
+    piv = b.assign(f"mul i64 {v[1]}, {_IPIV}")
+    buf = b.call("malloc", "ptr", [("i64", b.assign(f"add i64 {two}, {piv}"))])
+    b.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {buf}, ptr {v[2]}, i64 {nb}, i1 false)")
+    return buf
+
+
+def _getri_parts(b, ty, v, buf):
+    nb = _bytes(b, ty, _square(b, v, 1, 3))
+    x = b.assign(f"getelementptr i8, ptr {buf}, i64 {nb}")
+    return x, b.assign(f"getelementptr i8, ptr {x}, i64 {nb}"), nb
+
+
+def _getri_save(b, ty, v):
+    buf = v[-1]
+    x, ipiv, nb = _getri_parts(b, ty, v, buf)
+    b.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {x}, ptr {v[2]}, i64 {nb}, i1 false)")
+    piv = b.assign(f"mul i64 {v[1]}, {_IPIV}")
+    b.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {ipiv}, ptr {v[4]}, i64 {piv}, i1 false)")
+    return buf
+
+
+def _gemm_n(b, ty, kind, n, one, zero):
+    consts = {"one": one, "zero": zero, "neg": f"@gj.blas.negone.{ty}"}
+
+    def gemm(ta, tb, alpha, a, lda, bm, ldb, beta, c, ldc):
+        _gemm(b, kind, ta, tb, n, n, n, consts[alpha], a, lda, bm, ldb, consts[beta], c, ldc)
+    return gemm
+
+
+def _getri_tangent(b, ty, v, sh, one, zero):
+    gemm = _gemm_n(b, ty, v[0], v[1], one, zero)
+    lapack.getri_tangent(b, ty, gemm, v[1], v[-1], v[2], v[3], v[4], sh[2])
+
+
+def _getri_reverse(b, ty, v, sh, cache, one):
+    zero = f"@gj.blas.zero.{ty}"
+    gemm = _gemm_n(b, ty, v[0], v[1], one, zero)
+    x, ipiv, _ = _getri_parts(b, ty, v, cache)
+    lapack.getri_adjoint(b, ty, gemm, v[1], cache, x, v[3], ipiv, sh[2])
+
+
+def _potrf_save(b, ty, v):
+    return _save_buffer(b, ty, [], [(v[3], _square(b, v, 2, 4), T.FLOATS[ty])])
+
+
+def _potrf_tangent(b, ty, v, sh, one, zero):
+    lapack.potrf_tangent(b, ty, v[2], v[3], v[4], sh[3])
+
+
+def _potrf_reverse(b, ty, v, sh, cache, one):
+    lapack.potrf_adjoint(b, ty, v[2], cache, v[4], sh[3])
+
+
+_OUTPUT.update({"numba_xxgetrf": 3, "numba_ez_xxgetri": 2, "numba_xxpotrf": 3})
+_SAVE.update({"numba_xxgetrf": _getrf_save, "numba_ez_xxgetri": _getri_save,
+              "numba_xxpotrf": _potrf_save})
+_TANGENT.update({"numba_xxgetrf": _getrf_tangent, "numba_ez_xxgetri": _getri_tangent,
+                 "numba_xxpotrf": _potrf_tangent})
+_REVERSE.update({"numba_xxgetrf": _getrf_reverse, "numba_ez_xxgetri": _getri_reverse,
+                 "numba_xxpotrf": _potrf_reverse})
+_BEFORE = {"numba_ez_xxgetri": _getri_before}

@@ -1,0 +1,302 @@
+"""Derivatives of the LU factorization, the inverse from LU factors and the
+Cholesky factorization Numba calls for ``np.linalg.det``, ``slogdet``, ``inv`` and
+``cholesky`` (``numba_xxgetrf``, ``numba_ez_xxgetri`` and ``numba_xxpotrf`` of
+Numba's ``_lapack.c``; column-major, real kinds ``'d'`` and ``'s'``).
+
+Rules (matrices column-major as LAPACK sees them; ``tril_`` strictly lower,
+``triu`` upper with the diagonal)::
+
+    getrf  A = P L U, packed in place (L unit lower, U upper), pivots ipiv
+           F = L^-1 P^T dA U^-1,  dL = L tril_(F),  dU = triu(F) U
+           Ab = P L^-T (tril_(L^T Lb) + triu(Ub U^T)) U^-T
+    getri  X = A^-1 from the packed factors (in place)
+           dX = -X dA X with dA = P (dL U + L dU)
+           M = P^T (-X^T Xb X^T),  Lb = tril_(M U^T),  Ub = triu(L^T M)
+    potrf  (upper) A = U^T U from the upper triangle of A, in place; the strictly
+           lower part is left as it was (Numba zeroes it afterwards)
+           X = U^-T dA U^-1 (dA symmetric),  dU = Phi(X)^T U
+           S = U^-1 Phi(U Ub^T) U^-T,  Ab_ij = S_ij + S_ji (i < j),  Ab_ii = S_ii
+
+with ``Phi(X)`` the lower triangle of X with its diagonal halved.  Sources: the LU
+rules are those of F. de Hoog, R. Anderssen and M. Lukas, "Differentiation of
+matrix functionals using triangular factorization", Math. Comp. 80 (2011), and
+M. Seeger et al., "Auto-differentiating linear algebra" (2017), sec. 3; the
+Cholesky rules are I. Murray, "Differentiation of the Cholesky decomposition"
+(2016), sec. 3 (eq. 10 for the adjoint); ``getri`` is the chain rule through
+``A = P L U`` and ``d(A^-1) = -A^-1 dA A^-1`` (Giles 2008, sec. 3.1).
+
+Triangular solves and products and the row interchanges call the BLAS/LAPACK
+that SciPy ships (``?trsm``, ``?trmm``, ``?laswp`` through
+``scipy.linalg.cython_blas`` / ``cython_lapack``, which Numba's own LAPACK calls
+use as well); the masked copies between triangles are IR loops.
+"""
+from __future__ import annotations
+
+from ..ir import types as T
+
+_N, _T, _L, _U, _R = "110", "116", "76", "85", "82"     # 'N' 'T' 'L' 'U' 'R'
+# parts of a square matrix for gj.part (i: row, j: column)
+STRICT_LOWER, UPPER, STRICT_UPPER, LOWER, ALL = range(5)
+# modes of gj.part: zero outside the part / add inside / assign inside
+ZERO_OUT, ADD, ASSIGN = range(3)
+
+_RUNTIME = r"""
+declare void @gj_cy_{p}trsm(ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr)
+declare void @gj_cy_{p}trmm(ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr)
+declare void @gj_cy_{p}laswp(ptr, ptr, ptr, ptr, ptr, ptr, ptr)
+
+; B := op(A)^-1 B, B op(A)^-1 (%solve) or op(A) B, B op(A), A triangular
+define internal void @gj.tri.{t}(i1 %solve, i8 %side, i8 %uplo, i8 %trans, i8 %diag, i64 %m,
+                                 i64 %n, ptr %a, i64 %lda, ptr %b, i64 %ldb) {{
+entry:
+  %ps = alloca i8
+  %pu = alloca i8
+  %pt = alloca i8
+  %pd = alloca i8
+  %pm = alloca i32
+  %pn = alloca i32
+  %pa = alloca {t}
+  %pla = alloca i32
+  %plb = alloca i32
+  store i8 %side, ptr %ps
+  store i8 %uplo, ptr %pu
+  store i8 %trans, ptr %pt
+  store i8 %diag, ptr %pd
+  %m32 = trunc i64 %m to i32
+  %n32 = trunc i64 %n to i32
+  %la32 = trunc i64 %lda to i32
+  %lb32 = trunc i64 %ldb to i32
+  store i32 %m32, ptr %pm
+  store i32 %n32, ptr %pn
+  store {t} 1.0, ptr %pa
+  store i32 %la32, ptr %pla
+  store i32 %lb32, ptr %plb
+  br i1 %solve, label %s, label %p
+s:
+  call void @gj_cy_{p}trsm(ptr %ps, ptr %pu, ptr %pt, ptr %pd, ptr %pm, ptr %pn, ptr %pa,
+                           ptr %a, ptr %pla, ptr %b, ptr %plb)
+  ret void
+p:
+  call void @gj_cy_{p}trmm(ptr %ps, ptr %pu, ptr %pt, ptr %pd, ptr %pm, ptr %pn, ptr %pa,
+                           ptr %a, ptr %pla, ptr %b, ptr %plb)
+  ret void
+}}
+
+; the row interchanges ipiv(1..n) of getrf applied to the n columns of A: in order
+; (P^T A) or in reverse order (%rev: P A)
+define internal void @gj.laswp.{t}(i64 %n, ptr %a, i64 %lda, ptr %ipiv, i1 %rev) {{
+entry:
+  %pn = alloca i32
+  %pla = alloca i32
+  %k1 = alloca i32
+  %k2 = alloca i32
+  %inc = alloca i32
+  %n32 = trunc i64 %n to i32
+  %la32 = trunc i64 %lda to i32
+  store i32 %n32, ptr %pn
+  store i32 %la32, ptr %pla
+  store i32 1, ptr %k1
+  store i32 %n32, ptr %k2
+  %i = select i1 %rev, i32 -1, i32 1
+  store i32 %i, ptr %inc
+  call void @gj_cy_{p}laswp(ptr %pn, ptr %a, ptr %pla, ptr %k1, ptr %k2, ptr %ipiv, ptr %inc)
+  ret void
+}}
+
+; dst[i, j] (=, += or, for %mode 0, = with zeros outside) src[i, j] (src[j, i] when
+; %trans) for the (i, j) in %part, the diagonal scaled by %dscale; n x n, column-major
+define internal void @gj.part.{t}(i64 %n, ptr %src, i64 %lds, ptr %dst, i64 %ldd, i32 %part,
+                                  i1 %trans, {t} %dscale, i32 %mode) {{
+entry:
+  %e = icmp sle i64 %n, 0
+  br i1 %e, label %done, label %cols
+cols:
+  %j = phi i64 [ 0, %entry ], [ %j1, %colend ]
+  br label %rows
+rows:
+  %i = phi i64 [ 0, %cols ], [ %i1, %next ]
+  %gt = icmp sgt i64 %i, %j
+  %lt = icmp slt i64 %i, %j
+  %le = xor i1 %gt, true
+  %ge = xor i1 %lt, true
+  %p0 = icmp eq i32 %part, 0
+  %p1 = icmp eq i32 %part, 1
+  %p2 = icmp eq i32 %part, 2
+  %p3 = icmp eq i32 %part, 3
+  %in3 = select i1 %p3, i1 %ge, i1 true
+  %in2 = select i1 %p2, i1 %lt, i1 %in3
+  %in1 = select i1 %p1, i1 %le, i1 %in2
+  %in = select i1 %p0, i1 %gt, i1 %in1
+  %od = mul i64 %j, %ldd
+  %odi = add i64 %od, %i
+  %pd = getelementptr {t}, ptr %dst, i64 %odi
+  %zero = icmp eq i32 %mode, 0
+  br i1 %in, label %inside, label %outside
+inside:
+  %sa = mul i64 %j, %lds
+  %sa1 = add i64 %sa, %i
+  %sb = mul i64 %i, %lds
+  %sb1 = add i64 %sb, %j
+  %so = select i1 %trans, i64 %sb1, i64 %sa1
+  %ps = getelementptr {t}, ptr %src, i64 %so
+  %v = load {t}, ptr %ps
+  %diag = icmp eq i64 %i, %j
+  %sc = select i1 %diag, {t} %dscale, {t} 1.0
+  %vs = fmul {t} %v, %sc
+  %add = icmp eq i32 %mode, 1
+  %old = load {t}, ptr %pd
+  %sum = fadd {t} %old, %vs
+  %new = select i1 %add, {t} %sum, {t} %vs
+  store {t} %new, ptr %pd
+  br label %next
+outside:
+  br i1 %zero, label %clear, label %next
+clear:
+  store {t} 0.0, ptr %pd
+  br label %next
+next:
+  %i1 = add i64 %i, 1
+  %c = icmp slt i64 %i1, %n
+  br i1 %c, label %rows, label %colend
+colend:
+  %j1 = add i64 %j, 1
+  %cj = icmp slt i64 %j1, %n
+  br i1 %cj, label %cols, label %done
+done:
+  ret void
+}}
+"""
+
+
+def runtime(ctx, b, ty):
+    """Register the SciPy BLAS/LAPACK symbols and the IR helpers for ``ty``."""
+    import llvmlite.binding as llvm
+    from numba.extending import get_cython_function_address
+    p = "d" if ty == "double" else "s"
+    for module, name in (("cython_blas", "trsm"), ("cython_blas", "trmm"),
+                         ("cython_lapack", "laswp")):
+        sym = f"gj_cy_{p}{name}"
+        if not llvm.address_of_symbol(sym):
+            llvm.add_symbol(sym, get_cython_function_address(f"scipy.linalg.{module}", p + name))
+    ctx.extra.setdefault(f"gj.lapack.runtime.{ty}", _RUNTIME.format(t=ty, p=p))
+    for name, text in (("malloc", "declare ptr @malloc(i64)"), ("free", "declare void @free(ptr)")):
+        b.decls.setdefault(name, text)
+
+
+def tri(b, ty, solve, side, uplo, trans, diag, n, a, lda, x, ldx):
+    b.emit(f"call void @gj.tri.{ty}(i1 {'true' if solve else 'false'}, i8 {side}, i8 {uplo}, "
+           f"i8 {trans}, i8 {diag}, i64 {n}, i64 {n}, ptr {a}, i64 {lda}, ptr {x}, i64 {ldx})")
+
+
+def laswp(b, ty, n, a, lda, ipiv, reverse):
+    b.emit(f"call void @gj.laswp.{ty}(i64 {n}, ptr {a}, i64 {lda}, ptr {ipiv}, "
+           f"i1 {'true' if reverse else 'false'})")
+
+
+def part(b, ty, n, src, lds, dst, ldd, which, mode, trans=False, dscale="1.0"):
+    b.emit(f"call void @gj.part.{ty}(i64 {n}, ptr {src}, i64 {lds}, ptr {dst}, i64 {ldd}, "
+           f"i32 {which}, i1 {'true' if trans else 'false'}, {ty} {dscale}, i32 {mode})")
+
+
+def scratch(b, ty, n):
+    """An uninitialized n x n heap matrix (free it with :func:`release`)."""
+    nn = b.assign(f"mul i64 {n}, {n}")
+    return b.call("malloc", "ptr", [("i64", b.assign(f"mul i64 {nn}, {T.FLOATS[ty]}"))])
+
+
+def release(b, p):
+    b.emit(f"call void @free(ptr {p})")
+
+
+# --- getrf(kind, m, n, a, lda, ipiv) ----------------------------------------------
+
+def getrf_tangent(b, ty, n, lu, lda, ipiv, d):
+    """``d`` (the tangent of A, column-major with ``lda``) becomes that of the packed
+    factors ``lu``."""
+    laswp(b, ty, n, d, lda, ipiv, False)                       # P^T dA
+    tri(b, ty, True, _L, _L, _N, _U, n, lu, lda, d, lda)       # L^-1 .
+    tri(b, ty, True, _R, _U, _N, _N, n, lu, lda, d, lda)       # . U^-1: F
+    t = scratch(b, ty, n)
+    part(b, ty, n, d, lda, t, n, STRICT_LOWER, ZERO_OUT)       # tril_(F)
+    tri(b, ty, False, _L, _L, _N, _U, n, lu, lda, t, n)        # dL = L tril_(F)
+    part(b, ty, n, d, lda, d, lda, UPPER, ZERO_OUT)            # triu(F)
+    tri(b, ty, False, _R, _U, _N, _N, n, lu, lda, d, lda)      # dU = triu(F) U
+    part(b, ty, n, t, n, d, lda, STRICT_LOWER, ADD)
+    release(b, t)
+
+
+def getrf_adjoint(b, ty, n, lu, lda, ipiv, d):
+    """``d`` (the adjoint of the packed factors) becomes that of A."""
+    t = scratch(b, ty, n)
+    part(b, ty, n, d, lda, t, n, STRICT_LOWER, ZERO_OUT)       # Lb
+    tri(b, ty, False, _L, _L, _T, _U, n, lu, lda, t, n)        # L^T Lb
+    part(b, ty, n, d, lda, d, lda, UPPER, ZERO_OUT)            # Ub
+    tri(b, ty, False, _R, _U, _T, _N, n, lu, lda, d, lda)      # Ub U^T
+    part(b, ty, n, d, lda, d, lda, UPPER, ZERO_OUT)
+    part(b, ty, n, t, n, d, lda, STRICT_LOWER, ADD)            # M
+    release(b, t)
+    tri(b, ty, True, _L, _L, _T, _U, n, lu, lda, d, lda)       # L^-T M
+    tri(b, ty, True, _R, _U, _T, _N, n, lu, lda, d, lda)       # . U^-T
+    laswp(b, ty, n, d, lda, ipiv, True)                        # P .
+
+
+# --- getri(kind, n, a, lda, ipiv) ---------------------------------------------------
+
+def getri_tangent(b, ty, gemm, n, lu, x, lda, ipiv, d):
+    """``d`` (the tangent of the packed factors ``lu``, as they were before the call)
+    becomes that of the inverse ``x``.  ``gemm(ta, tb, alpha, a, lda, b, ldb, beta,
+    c, ldc)`` multiplies n x n matrices."""
+    t = scratch(b, ty, n)
+    part(b, ty, n, d, lda, t, n, STRICT_LOWER, ZERO_OUT)       # dL
+    tri(b, ty, False, _R, _U, _N, _N, n, lu, lda, t, n)        # dL U
+    part(b, ty, n, d, lda, d, lda, UPPER, ZERO_OUT)            # dU
+    tri(b, ty, False, _L, _L, _N, _U, n, lu, lda, d, lda)      # L dU
+    part(b, ty, n, t, n, d, lda, ALL, ADD)
+    laswp(b, ty, n, d, lda, ipiv, True)                        # dA = P (dL U + L dU)
+    gemm(_N, _N, "one", x, lda, d, lda, "zero", t, n)          # X dA
+    gemm(_N, _N, "neg", t, n, x, lda, "zero", d, lda)          # -X dA X
+    release(b, t)
+
+
+def getri_adjoint(b, ty, gemm, n, lu, x, lda, ipiv, d):
+    """``d`` (the adjoint of the inverse) becomes that of the packed factors."""
+    t = scratch(b, ty, n)
+    gemm(_T, _N, "one", x, lda, d, lda, "zero", t, n)          # X^T Xb
+    gemm(_N, _T, "neg", t, n, x, lda, "zero", d, lda)          # G = -X^T Xb X^T
+    laswp(b, ty, n, d, lda, ipiv, False)                       # M = P^T G
+    part(b, ty, n, d, lda, t, n, ALL, ZERO_OUT)
+    tri(b, ty, False, _R, _U, _T, _N, n, lu, lda, t, n)        # M U^T
+    tri(b, ty, False, _L, _L, _T, _U, n, lu, lda, d, lda)      # L^T M
+    part(b, ty, n, d, lda, d, lda, UPPER, ZERO_OUT)            # Ub
+    part(b, ty, n, t, n, d, lda, STRICT_LOWER, ADD)            # Lb
+    release(b, t)
+
+
+# --- potrf(kind, uplo, n, a, lda), uplo = 'U' -----------------------------------------
+
+def potrf_tangent(b, ty, n, u, lda, d):
+    """The upper triangle of ``d`` (the tangent of A's upper triangle) becomes that
+    of U; its strictly lower part (A's values, left in place) is kept."""
+    s = scratch(b, ty, n)
+    part(b, ty, n, d, lda, s, n, UPPER, ZERO_OUT)
+    part(b, ty, n, d, lda, s, n, STRICT_LOWER, ADD, trans=True)   # dA, symmetric
+    tri(b, ty, True, _L, _U, _T, _N, n, u, lda, s, n)          # U^-T dA
+    tri(b, ty, True, _R, _U, _N, _N, n, u, lda, s, n)          # . U^-1: X
+    part(b, ty, n, s, n, s, n, UPPER, ZERO_OUT, dscale="0.5")  # Phi(X)^T
+    tri(b, ty, False, _R, _U, _N, _N, n, u, lda, s, n)         # . U
+    part(b, ty, n, s, n, d, lda, UPPER, ASSIGN)
+    release(b, s)
+
+
+def potrf_adjoint(b, ty, n, u, lda, d):
+    """The upper triangle of ``d`` (the adjoint of U) becomes the adjoint of A's
+    upper triangle; the strictly lower part passes through."""
+    s = scratch(b, ty, n)
+    part(b, ty, n, d, lda, s, n, LOWER, ZERO_OUT, trans=True)  # Ub^T
+    tri(b, ty, False, _L, _U, _N, _N, n, u, lda, s, n)         # U Ub^T
+    part(b, ty, n, s, n, s, n, LOWER, ZERO_OUT, dscale="0.5")  # Phi(U Ub^T)
+    tri(b, ty, True, _L, _U, _N, _N, n, u, lda, s, n)          # U^-1 .
+    tri(b, ty, True, _R, _U, _T, _N, n, u, lda, s, n)          # . U^-T: S
+    part(b, ty, n, s, n, d, lda, UPPER, ASSIGN)
+    part(b, ty, n, s, n, d, lda, STRICT_UPPER, ADD, trans=True)
+    release(b, s)
