@@ -1,12 +1,13 @@
-"""Derivatives through Numba's LU and Cholesky factorizations and the inverse:
-``np.linalg.det``, ``slogdet``, ``inv`` and ``cholesky`` (``numba_xxgetrf``,
-``numba_ez_xxgetri``, ``numba_xxpotrf``).
+"""Derivatives through Numba's LU and Cholesky factorizations, the inverse and the
+symmetric eigendecomposition: ``np.linalg.det``, ``slogdet``, ``inv``,
+``cholesky``, ``eigh`` and ``eigvalsh`` (``numba_xxgetrf``, ``numba_ez_xxgetri``,
+``numba_xxpotrf``, ``numba_ez_xxxevd``).
 
 Every program is checked against central finite differences in reverse and
 forward mode, with and without row pivoting, in float32, and in vector mode
 against the width-1 derivative of each direction.  ``cholesky`` reads only the
 lower triangle of its argument, so its gradient lives there (finite differences
-of single entries see the same).
+of single entries see the same); so do ``eigh`` and ``eigvalsh``.
 """
 import math
 
@@ -77,6 +78,28 @@ def inverse_and_det_in_a_loop(A, w):
     return s
 
 
+@njit
+def eigen_terms(S):
+    """Eigenvalues and a sign-invariant function of the eigenvectors."""
+    w, V = np.linalg.eigh(S)
+    s = 0.0
+    for i in range(w.shape[0]):
+        s += w[i] * (i + 1) + 0.1 * w[i] ** 2
+    for i in range(V.shape[0]):
+        for j in range(V.shape[1]):
+            s += V[i, j] * V[i, j] * (i + 1) * (j + 1)   # not a function of w alone
+    return s
+
+
+@njit
+def spectral_sum(S):
+    w = np.linalg.eigvalsh(S)
+    s = 0.0
+    for i in range(w.shape[0]):
+        s += math.exp(0.3 * w[i]) * (i + 1)
+    return s
+
+
 def _matrices(rng, n=4, dtype=np.float64):
     A = (rng.standard_normal((n, n)) + n * np.eye(n)).astype(dtype)
     P = np.roll(A, -1, axis=0)                         # row interchanges that do not commute
@@ -91,11 +114,11 @@ def _problems(rng, dtype=np.float64):
     return [(det, (A,)), (det, (P,)), (logabsdet, (P,)), (weighted_inverse, (A,)),
             (weighted_inverse, (P,)), (weighted_cholesky, (S,)), (gaussian_logpdf, (S, x)),
             (inverse_and_det_in_a_loop, (0.3 * A, 0.7)),
-            (det, (np.asfortranarray(P),))]
+            (det, (np.asfortranarray(P),)), (eigen_terms, (S,)), (spectral_sum, (S,))]
 
 
 _NAMES = ["det", "det_pivoted", "slogdet", "inv", "inv_pivoted", "cholesky",
-          "gaussian_logpdf", "loop", "det_fortran"]
+          "gaussian_logpdf", "loop", "det_fortran", "eigh", "eigvalsh"]
 
 
 @pytest.mark.parametrize("k", range(len(_NAMES)), ids=_NAMES)
@@ -114,7 +137,8 @@ def test_forward_against_fd(k, rng):
     assert_close(t, fd_jvp(f, args, tangents), kind="fd")
 
 
-@pytest.mark.parametrize("k", [1, 4, 5], ids=["det_pivoted", "inv_pivoted", "cholesky"])
+@pytest.mark.parametrize("k", [1, 4, 5, 9], ids=["det_pivoted", "inv_pivoted", "cholesky",
+                                               "eigh"])
 def test_float32(k, rng):
     f, args = _problems(rng, np.float32)[k]
     g = gradjit.grad(f, argnums=0)(*args)
@@ -122,7 +146,7 @@ def test_float32(k, rng):
     assert_close(g, fd_grad(f, args, 0), dtype=np.float32)
 
 
-@pytest.mark.parametrize("k", [4, 5], ids=["inv_pivoted", "cholesky"])
+@pytest.mark.parametrize("k", [4, 5, 9, 10], ids=["inv_pivoted", "cholesky", "eigh", "eigvalsh"])
 @pytest.mark.parametrize("mode", ["reverse", "forward"])
 def test_vector_mode_matches_each_direction(k, mode, rng):
     f, (M,) = _problems(rng)[k]
@@ -170,3 +194,24 @@ def test_cholesky_forward_matches_the_analytic_tangent(rng):
     X = Li @ dS @ Li.T
     phi = np.tril(X) - 0.5 * np.diag(np.diag(X))
     assert_close(dL, L @ phi, kind="ad")
+
+
+def test_eigenvalue_gradient_is_the_eigenvector_outer_product(rng):
+    """d w_k / dS = v_k v_k^T for a symmetric S (Giles 2008, sec. 3.1), folded onto
+    the lower triangle that eigvalsh reads: 2 v_ik v_jk below the diagonal."""
+    _, _, S = _matrices(rng, n=5)
+    c = np.arange(1.0, 6.0)
+
+    @njit
+    def weighted_eigenvalues(S):
+        w = np.linalg.eigvalsh(S)
+        s = 0.0
+        for i in range(w.shape[0]):
+            s += w[i] * (i + 1.0)
+        return s
+
+    g = gradjit.grad(weighted_eigenvalues)(S)
+    _, V = np.linalg.eigh(S)
+    full = (V * c) @ V.T
+    want = np.tril(2.0 * full) - np.diag(np.diag(full))
+    assert_close(g, want, kind="ad")

@@ -17,12 +17,20 @@ Rules (matrices column-major as LAPACK sees them; ``tril_`` strictly lower,
            X = U^-T dA U^-1 (dA symmetric),  dU = Phi(X)^T U
            S = U^-1 Phi(U Ub^T) U^-T,  Ab_ij = S_ij + S_ji (i < j),  Ab_ii = S_ii
 
-with ``Phi(X)`` the lower triangle of X with its diagonal halved.  Sources: the LU
+    syevd  A = V diag(w) V^T (symmetric A from one triangle; eigenvectors V in
+           place when jobz = 'V', else only w)
+           G = V^T dA V,  dw = diag(G),  dV = V (F o G)
+           Ab = V (diag(wb) + F o (V^T Vb)) V^T, folded onto the triangle read
+
+with ``Phi(X)`` the lower triangle of X with its diagonal halved and
+``F_ij = 1 / (w_j - w_i)`` (0 on the diagonal; distinct eigenvalues).  Sources: the LU
 rules are those of F. de Hoog, R. Anderssen and M. Lukas, "Differentiation of
 matrix functionals using triangular factorization", Math. Comp. 80 (2011), and
 M. Seeger et al., "Auto-differentiating linear algebra" (2017), sec. 3; the
 Cholesky rules are I. Murray, "Differentiation of the Cholesky decomposition"
-(2016), sec. 3 (eq. 10 for the adjoint); ``getri`` is the chain rule through
+(2016), sec. 3 (eq. 10 for the adjoint); the eigenvalue rules are M. B. Giles,
+"An extended collection of matrix derivative results for forward and reverse
+mode AD" (2008), sec. 3.1; ``getri`` is the chain rule through
 ``A = P L U`` and ``d(A^-1) = -A^-1 dA A^-1`` (Giles 2008, sec. 3.1).
 
 Triangular solves and products and the row interchanges call the BLAS/LAPACK
@@ -153,6 +161,63 @@ outside:
   br i1 %zero, label %clear, label %next
 clear:
   store {t} 0.0, ptr %pd
+  br label %next
+next:
+  %i1 = add i64 %i, 1
+  %c = icmp slt i64 %i1, %n
+  br i1 %c, label %rows, label %colend
+colend:
+  %j1 = add i64 %j, 1
+  %cj = icmp slt i64 %j1, %n
+  br i1 %cj, label %cols, label %done
+done:
+  ret void
+}}
+
+; the eigen rules' middle step on G (n x n, column-major): off the diagonal
+; G_ij /= (w_j - w_i); on it, G_ii goes to %dw[i] (if not null) and is replaced by
+; %wb[i] (or 0 if null)
+define internal void @gj.eig.mid.{t}(i64 %n, ptr %g, i64 %ld, ptr %w, ptr %dw, ptr %wb) {{
+entry:
+  %e = icmp sle i64 %n, 0
+  %hasdw = icmp ne ptr %dw, null
+  %haswb = icmp ne ptr %wb, null
+  br i1 %e, label %done, label %cols
+cols:
+  %j = phi i64 [ 0, %entry ], [ %j1, %colend ]
+  %pwj = getelementptr {t}, ptr %w, i64 %j
+  %wj = load {t}, ptr %pwj
+  br label %rows
+rows:
+  %i = phi i64 [ 0, %cols ], [ %i1, %next ]
+  %o = mul i64 %j, %ld
+  %oi = add i64 %o, %i
+  %pg = getelementptr {t}, ptr %g, i64 %oi
+  %v = load {t}, ptr %pg
+  %diag = icmp eq i64 %i, %j
+  br i1 %diag, label %ondiag, label %off
+off:
+  %pwi = getelementptr {t}, ptr %w, i64 %i
+  %wi = load {t}, ptr %pwi
+  %gap = fsub {t} %wj, %wi
+  %q = fdiv {t} %v, %gap
+  store {t} %q, ptr %pg
+  br label %next
+ondiag:
+  br i1 %hasdw, label %putdw, label %setwb
+putdw:
+  %pdw = getelementptr {t}, ptr %dw, i64 %i
+  store {t} %v, ptr %pdw
+  br label %setwb
+setwb:
+  br i1 %haswb, label %getwb, label %zero
+getwb:
+  %pwb = getelementptr {t}, ptr %wb, i64 %i
+  %vwb = load {t}, ptr %pwb
+  store {t} %vwb, ptr %pg
+  br label %next
+zero:
+  store {t} 0.0, ptr %pg
   br label %next
 next:
   %i1 = add i64 %i, 1
@@ -300,3 +365,49 @@ def potrf_adjoint(b, ty, n, u, lda, d):
     part(b, ty, n, s, n, d, lda, UPPER, ASSIGN)
     part(b, ty, n, s, n, d, lda, STRICT_UPPER, ADD, trans=True)
     release(b, s)
+
+
+# --- syevd(kind, jobz, uplo, n, a, lda, w) (np.linalg.eigh, eigvalsh) ----------------
+
+def symmetrize(b, ty, n, a, lda, dst, lower):
+    """``dst`` (n x n) = the symmetric matrix whose ``lower`` (else upper) triangle
+    is that of ``a``."""
+    part(b, ty, n, a, lda, dst, n, LOWER if lower else UPPER, ZERO_OUT)
+    part(b, ty, n, a, lda, dst, n, STRICT_UPPER if lower else STRICT_LOWER, ADD, trans=True)
+
+
+def fold(b, ty, n, m, dst, ldd, lower):
+    """``dst`` = the adjoint of the triangle read from the adjoint ``m`` of the
+    symmetric matrix built from it: ``m_ij + m_ji`` off the diagonal, ``m_ii``."""
+    part(b, ty, n, m, n, dst, ldd, LOWER if lower else UPPER, ZERO_OUT)
+    part(b, ty, n, m, n, dst, ldd, STRICT_LOWER if lower else STRICT_UPPER, ADD, trans=True)
+
+
+def syevd_tangent(b, ty, gemm, n, v, ldv, w, da, lda, lower, dw, dv):
+    """Tangents ``dw`` (n) and, if not None, ``dv`` (n x n, ``lda``) of the
+    eigenvalues and eigenvectors from ``da`` (the tangent of the triangle read)."""
+    s, t = scratch(b, ty, n), scratch(b, ty, n)
+    symmetrize(b, ty, n, da, lda, s, lower)
+    gemm("116", "110", "one", v, ldv, s, n, "zero", t, n)          # V^T dA
+    gemm("110", "110", "one", t, n, v, ldv, "zero", s, n)          # G = V^T dA V
+    b.emit(f"call void @gj.eig.mid.{ty}(i64 {n}, ptr {s}, i64 {n}, ptr {w}, ptr {dw}, ptr null)")
+    if dv is not None:
+        gemm("110", "110", "one", v, ldv, s, n, "zero", dv, lda)  # V (F o G)
+    release(b, s)
+    release(b, t)
+
+
+def syevd_adjoint(b, ty, gemm, n, v, ldv, w, vb, wb, da, lda, lower):
+    """The adjoint of the triangle read, into ``da``, from ``wb`` and (if not None)
+    ``vb``, the adjoints of the eigenvalues and eigenvectors."""
+    s, t = scratch(b, ty, n), scratch(b, ty, n)
+    if vb is not None:
+        gemm("116", "110", "one", v, ldv, vb, lda, "zero", t, n)   # V^T Vb
+    else:
+        part(b, ty, n, t, n, t, n, ALL, ZERO_OUT)
+    b.emit(f"call void @gj.eig.mid.{ty}(i64 {n}, ptr {t}, i64 {n}, ptr {w}, ptr null, ptr {wb})")
+    gemm("110", "110", "one", v, ldv, t, n, "zero", s, n)          # V (.)
+    gemm("110", "116", "one", s, n, v, ldv, "zero", t, n)          # (.) V^T
+    fold(b, ty, n, t, da, lda, lower)
+    release(b, s)
+    release(b, t)

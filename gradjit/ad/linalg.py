@@ -53,6 +53,10 @@ def element_type(sweep, ins) -> str:
     ops = ins.operands
     if ins.callee == "numba_xxpotrf" and not (ops[1].kind == "const" and ops[1].ref == "85"):
         raise sweep.ctx.unsupported("a Cholesky factorization of the lower triangle", ins)
+    if ins.callee == "numba_ez_xxxevd" and not (
+            ops[1].kind == "const" and ops[1].ref in ("86", "78") and
+            ops[2].kind == "const" and ops[2].ref in ("76", "85")):
+        raise sweep.ctx.unsupported("an eigendecomposition with unknown jobz / uplo", ins)
     if ins.callee == "numba_xxgetrf" and ops[1].ref != ops[2].ref:
         raise sweep.ctx.unsupported("an LU factorization of a matrix not known to be square", ins)
     return ty
@@ -479,7 +483,7 @@ _REVERSE["numba_xgesv"] = _gesv_reverse
 # the input before the call and that of the output after it (the adjoints the other
 # way round).
 
-_FACTORIZATIONS = {"numba_xxgetrf", "numba_ez_xxgetri", "numba_xxpotrf"}
+_FACTORIZATIONS = {"numba_xxgetrf", "numba_ez_xxgetri", "numba_xxpotrf", "numba_ez_xxxevd"}
 _IPIV = 4                                           # bytes per pivot (F_INT, checked)
 
 
@@ -558,11 +562,76 @@ def _potrf_reverse(b, ty, v, sh, cache, one):
     lapack.potrf_adjoint(b, ty, v[2], cache, v[4], sh[3])
 
 
-_OUTPUT.update({"numba_xxgetrf": 3, "numba_ez_xxgetri": 2, "numba_xxpotrf": 3})
+# --- syevd(kind, jobz, uplo, n, a, lda, w): np.linalg.eigh ('V'), eigvalsh ('N') ---
+#
+# The derivative needs the eigenvectors V and the eigenvalues w: with jobz = 'V'
+# they are the outputs; with 'N' a copy of the input is decomposed again with 'V'
+# before the call.  Saved for the reverse: [V (lda) | w].
+
+def _evd_vectors(v):
+    return v[1] == "86"
+
+
+def _evd_before(b, ty, v):
+    if _evd_vectors(v):
+        return "null"
+    kind, _, uplo, n, a, lda = v[:6]
+    nb = _bytes(b, ty, _square(b, v, 3, 5))
+    buf = b.call("malloc", "ptr", [("i64", b.assign(f"add i64 {nb}, {_bytes(b, ty, n)}"))])
+    b.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {buf}, ptr {a}, i64 {nb}, i1 false)")
+    w = b.assign(f"getelementptr i8, ptr {buf}, i64 {nb}")
+    b.decls.setdefault("numba_ez_xxxevd",
+                       "declare i32 @numba_ez_xxxevd(i8, i8, i8, i64, ptr, i64, ptr)")
+    b.emit(f"call i32 @numba_ez_xxxevd(i8 {kind}, i8 86, i8 {uplo}, i64 {n}, ptr {buf}, "
+           f"i64 {lda}, ptr {w})")
+    return buf
+
+
+def _evd_parts(b, ty, v, buf):
+    return buf, b.assign(f"getelementptr i8, ptr {buf}, i64 {_bytes(b, ty, _square(b, v, 3, 5))}")
+
+
+def _evd_save(b, ty, v):
+    if not _evd_vectors(v):
+        return v[-1]
+    sz = T.FLOATS[ty]
+    return _save_buffer(b, ty, [], [(v[4], _square(b, v, 3, 5), sz), (v[6], v[3], sz)])
+
+
+def _evd_tangent(b, ty, v, sh, one, zero):
+    n, lda, lower = v[3], v[5], v[2] == "76"
+    gemm = _gemm_n(b, ty, v[0], n, one, zero)
+    vec, w = (v[4], v[6]) if _evd_vectors(v) else _evd_parts(b, ty, v, v[-1])
+    da, dw = sh[4], sh[6]
+    if da is None:
+        b.emit(f"call void @gj.blas.scal2.{ty}(i64 {n}, i64 1, {ty} 0.0, ptr {dw}, i64 {n})")
+        return
+    lapack.syevd_tangent(b, ty, gemm, n, vec, lda, w, da, lda, lower, dw,
+                         da if _evd_vectors(v) else None)
+    if not _evd_vectors(v):
+        b.emit(f"call void @gj.blas.scal2.{ty}(i64 {n}, i64 {n}, {ty} 0.0, ptr {da}, i64 {lda})")
+
+
+def _evd_reverse(b, ty, v, sh, cache, one):
+    n, lda, lower = v[3], v[5], v[2] == "76"
+    gemm = _gemm_n(b, ty, v[0], n, one, f"@gj.blas.zero.{ty}")
+    vec, w = _evd_parts(b, ty, v, cache)
+    da, dw = sh[4], sh[6]
+    if da is not None:
+        lapack.syevd_adjoint(b, ty, gemm, n, vec, lda, w, da if _evd_vectors(v) else None,
+                             dw, da, lda, lower)
+    b.emit(f"call void @gj.blas.scal2.{ty}(i64 {n}, i64 1, {ty} 0.0, ptr {dw}, i64 {n})")
+
+
+_OUTPUT.update({"numba_xxgetrf": 3, "numba_ez_xxgetri": 2, "numba_xxpotrf": 3,
+                "numba_ez_xxxevd": 6})
+_SAVE["numba_ez_xxxevd"] = _evd_save
+_TANGENT["numba_ez_xxxevd"] = _evd_tangent
+_REVERSE["numba_ez_xxxevd"] = _evd_reverse
 _SAVE.update({"numba_xxgetrf": _getrf_save, "numba_ez_xxgetri": _getri_save,
               "numba_xxpotrf": _potrf_save})
 _TANGENT.update({"numba_xxgetrf": _getrf_tangent, "numba_ez_xxgetri": _getri_tangent,
                  "numba_xxpotrf": _potrf_tangent})
 _REVERSE.update({"numba_xxgetrf": _getrf_reverse, "numba_ez_xxgetri": _getri_reverse,
                  "numba_xxpotrf": _potrf_reverse})
-_BEFORE = {"numba_ez_xxgetri": _getri_before}
+_BEFORE = {"numba_ez_xxgetri": _getri_before, "numba_ez_xxxevd": _evd_before}
