@@ -404,7 +404,7 @@ def syevd_adjoint(b, ty, gemm, n, v, ldv, w, vb, wb, da, lda, lower):
     if vb is not None:
         gemm("116", "110", "one", v, ldv, vb, lda, "zero", t, n)   # V^T Vb
     else:
-        part(b, ty, n, t, n, t, n, ALL, ZERO_OUT)
+        b.emit(f"call void @gj.blas.scal2.{ty}(i64 {n}, i64 {n}, {ty} 0.0, ptr {t}, i64 {n})")
     b.emit(f"call void @gj.eig.mid.{ty}(i64 {n}, ptr {t}, i64 {n}, ptr {w}, ptr null, ptr {wb})")
     gemm("110", "110", "one", v, ldv, t, n, "zero", s, n)          # V (.)
     gemm("110", "116", "one", s, n, v, ldv, "zero", t, n)          # (.) V^T
