@@ -1,7 +1,8 @@
 """Derivatives through Numba's LU and Cholesky factorizations, the inverse and the
 symmetric eigendecomposition: ``np.linalg.det``, ``slogdet``, ``inv``,
-``cholesky``, ``eigh`` and ``eigvalsh`` (``numba_xxgetrf``, ``numba_ez_xxgetri``,
-``numba_xxpotrf``, ``numba_ez_xxxevd``).
+``cholesky``, ``eigh``, ``eigvalsh`` and the singular values behind ``cond`` and
+``norm(A, 2)`` (``numba_xxgetrf``, ``numba_ez_xxgetri``, ``numba_xxpotrf``,
+``numba_ez_xxxevd``, ``numba_ez_gesdd``).
 
 Every program is checked against central finite differences in reverse and
 forward mode, with and without row pivoting, in float32, and in vector mode
@@ -215,3 +216,57 @@ def test_eigenvalue_gradient_is_the_eigenvector_outer_product(rng):
     full = (V * c) @ V.T
     want = np.tril(2.0 * full) - np.diag(np.diag(full))
     assert_close(g, want, kind="ad")
+
+
+@njit
+def condition_number(A):
+    return np.linalg.cond(A)
+
+
+@njit
+def spectral_norm(A):
+    return np.linalg.norm(A, 2) ** 2
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (5, 3), (3, 5)])
+@pytest.mark.parametrize("f", [condition_number, spectral_norm])
+def test_singular_values_both_modes_against_fd(f, shape, rng):
+    A = rng.standard_normal(shape)
+    assert_close(gradjit.grad(f)(A), fd_grad(f, (A,), 0), kind="fd")
+    T = rng.standard_normal(shape)
+    _, t = gradjit.jvp(f)((A,), (T,))
+    assert_close(t, fd_jvp(f, (A,), (T,)), kind="fd")
+
+
+def test_singular_values_float32_and_vector_mode(rng):
+    A = rng.standard_normal((5, 3))
+    g32 = gradjit.grad(condition_number)(A.astype(np.float32))
+    assert g32.dtype == np.float32
+    assert_close(g32, fd_grad(condition_number, (A,), 0), dtype=np.float32)
+    tA = rng.standard_normal((2,) + A.shape)
+    _, tN = gradjit.autodiff(spectral_norm, "forward", Dual, width=2)(A, tA)
+    for lane in range(2):
+        _, t1 = gradjit.autodiff(spectral_norm, "forward", Dual)(A, tA[lane])
+        assert_close(tN[lane], t1, kind="ad")
+
+
+def test_largest_singular_value_gradient_is_u1_v1(rng):
+    """d s_max / dA = u_1 v_1^T (Townsend 2016), independent of FD."""
+    A = rng.standard_normal((6, 4))
+
+    @njit
+    def smax(A):
+        return np.linalg.norm(A, 2)
+
+    U, _, Vt = np.linalg.svd(A)
+    assert_close(gradjit.grad(smax)(A), np.outer(U[:, 0], Vt[0]), kind="ad")
+
+
+def test_singular_vectors_are_reported(rng):
+    @njit
+    def first_vector(A):
+        U, s, Vt = np.linalg.svd(A)
+        return U[0, 0] * s[0]
+
+    with pytest.raises(gradjit.UnsupportedError, match="singular vectors"):
+        gradjit.grad(first_vector)(rng.standard_normal((3, 3)))

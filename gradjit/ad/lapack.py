@@ -22,6 +22,9 @@ Rules (matrices column-major as LAPACK sees them; ``tril_`` strictly lower,
            G = V^T dA V,  dw = diag(G),  dV = V (F o G)
            Ab = V (diag(wb) + F o (V^T Vb)) V^T, folded onto the triangle read
 
+    gesdd  singular values only (jobz = 'N'): A = U diag(s) V^T (thin)
+           ds_i = u_i^T dA v_i,  Ab = U diag(sb) V^T
+
 with ``Phi(X)`` the lower triangle of X with its diagonal halved and
 ``F_ij = 1 / (w_j - w_i)`` (0 on the diagonal; distinct eigenvalues).  Sources: the LU
 rules are those of F. de Hoog, R. Anderssen and M. Lukas, "Differentiation of
@@ -30,7 +33,8 @@ M. Seeger et al., "Auto-differentiating linear algebra" (2017), sec. 3; the
 Cholesky rules are I. Murray, "Differentiation of the Cholesky decomposition"
 (2016), sec. 3 (eq. 10 for the adjoint); the eigenvalue rules are M. B. Giles,
 "An extended collection of matrix derivative results for forward and reverse
-mode AD" (2008), sec. 3.1; ``getri`` is the chain rule through
+mode AD" (2008), sec. 3.1 (and J. Townsend, "Differentiating the singular value
+decomposition" (2016) for the singular values); ``getri`` is the chain rule through
 ``A = P L U`` and ``d(A^-1) = -A^-1 dA A^-1`` (Giles 2008, sec. 3.1).
 
 Triangular solves and products and the row interchanges call the BLAS/LAPACK
@@ -170,6 +174,62 @@ colend:
   %j1 = add i64 %j, 1
   %cj = icmp slt i64 %j1, %n
   br i1 %cj, label %cols, label %done
+done:
+  ret void
+}}
+
+; out[i] = sum_c x[i + c ldx] y[i + c ldy] for i < k (row-wise dots of k x n matrices)
+define internal void @gj.rowdots.{t}(i64 %k, i64 %n, ptr %x, i64 %ldx, ptr %y, i64 %ldy,
+                                     ptr %out) {{
+entry:
+  %e = icmp sle i64 %k, 0
+  br i1 %e, label %done, label %rows
+rows:
+  %i = phi i64 [ 0, %entry ], [ %i1, %rowend ]
+  %px = getelementptr {t}, ptr %x, i64 %i
+  %py = getelementptr {t}, ptr %y, i64 %i
+  %d = call {t} @gj.blas.vdot.{t}(i64 %n, ptr %px, i64 %ldx, ptr %py, i64 %ldy)
+  %po = getelementptr {t}, ptr %out, i64 %i
+  store {t} %d, ptr %po
+  br label %rowend
+rowend:
+  %i1 = add i64 %i, 1
+  %c = icmp slt i64 %i1, %k
+  br i1 %c, label %rows, label %done
+done:
+  ret void
+}}
+
+; y[:, c] = x[:, c] * s[c] for the k columns of the m x k matrices x (ldx), y (ldy)
+define internal void @gj.colscale.{t}(i64 %m, i64 %k, ptr %x, i64 %ldx, ptr %s, ptr %y,
+                                      i64 %ldy) {{
+entry:
+  %e = icmp sle i64 %k, 0
+  br i1 %e, label %done, label %cols
+cols:
+  %c = phi i64 [ 0, %entry ], [ %c1, %colend ]
+  %ps = getelementptr {t}, ptr %s, i64 %c
+  %sc = load {t}, ptr %ps
+  %ox = mul i64 %c, %ldx
+  %oy = mul i64 %c, %ldy
+  %e2 = icmp sle i64 %m, 0
+  br i1 %e2, label %colend, label %rows
+rows:
+  %r = phi i64 [ 0, %cols ], [ %r1, %rows ]
+  %ix = add i64 %ox, %r
+  %iy = add i64 %oy, %r
+  %px = getelementptr {t}, ptr %x, i64 %ix
+  %py = getelementptr {t}, ptr %y, i64 %iy
+  %v = load {t}, ptr %px
+  %w = fmul {t} %v, %sc
+  store {t} %w, ptr %py
+  %r1 = add i64 %r, 1
+  %cr = icmp slt i64 %r1, %m
+  br i1 %cr, label %rows, label %colend
+colend:
+  %c1 = add i64 %c, 1
+  %cc = icmp slt i64 %c1, %k
+  br i1 %cc, label %cols, label %done
 done:
   ret void
 }}
@@ -410,4 +470,27 @@ def syevd_adjoint(b, ty, gemm, n, v, ldv, w, vb, wb, da, lda, lower):
     gemm("110", "116", "one", s, n, v, ldv, "zero", t, n)          # (.) V^T
     fold(b, ty, n, t, da, lda, lower)
     release(b, s)
+    release(b, t)
+
+
+# --- gesdd(kind, 'N', m, n, a, lda, s, ...): singular values only --------------------
+
+def gesdd_values_tangent(b, ty, gemm, m, n, k, u, s, vt, da, lda, ds):
+    """``ds`` (k) = the tangents of the singular values: diag(U^T dA V); ``u`` is
+    m x k (ld m), ``vt`` k x n (ld k)."""
+    t = b.call("malloc", "ptr", [("i64", b.assign(f"mul i64 {b.assign(f'mul i64 {k}, {n}')}, "
+                                                   f"{T.FLOATS[ty]}"))])
+    gemm("116", "110", k, n, m, "one", u, m, da, lda, "zero", t, k)      # U^T dA
+    b.emit(f"call void @gj.rowdots.{ty}(i64 {k}, i64 {n}, ptr {t}, i64 {k}, ptr {vt}, "
+           f"i64 {k}, ptr {ds})")
+    release(b, t)
+
+
+def gesdd_values_adjoint(b, ty, gemm, m, n, k, u, s, vt, sb, da, lda):
+    """``da`` = U diag(sb) V^T, the adjoint of A from that of the singular values."""
+    t = b.call("malloc", "ptr", [("i64", b.assign(f"mul i64 {b.assign(f'mul i64 {m}, {k}')}, "
+                                                   f"{T.FLOATS[ty]}"))])
+    b.emit(f"call void @gj.colscale.{ty}(i64 {m}, i64 {k}, ptr {u}, i64 {m}, ptr {sb}, "
+           f"ptr {t}, i64 {m})")
+    gemm("110", "110", m, n, k, "one", t, m, vt, k, "zero", da, lda)    # U diag(sb) V^T
     release(b, t)

@@ -57,6 +57,10 @@ def element_type(sweep, ins) -> str:
             ops[1].kind == "const" and ops[1].ref in ("86", "78") and
             ops[2].kind == "const" and ops[2].ref in ("76", "85")):
         raise sweep.ctx.unsupported("an eigendecomposition with unknown jobz / uplo", ins)
+    if ins.callee == "numba_ez_gesdd" and not (ops[1].kind == "const" and ops[1].ref == "78"):
+        raise sweep.ctx.unsupported("the singular vectors of an SVD (np.linalg.svd, pinv); "
+                                    "singular values alone (cond, norm(A, 2)) are supported",
+                                    ins)
     if ins.callee == "numba_xxgetrf" and ops[1].ref != ops[2].ref:
         raise sweep.ctx.unsupported("an LU factorization of a matrix not known to be square", ins)
     return ty
@@ -483,7 +487,8 @@ _REVERSE["numba_xgesv"] = _gesv_reverse
 # the input before the call and that of the output after it (the adjoints the other
 # way round).
 
-_FACTORIZATIONS = {"numba_xxgetrf", "numba_ez_xxgetri", "numba_xxpotrf", "numba_ez_xxxevd"}
+_FACTORIZATIONS = {"numba_xxgetrf", "numba_ez_xxgetri", "numba_xxpotrf", "numba_ez_xxxevd",
+                   "numba_ez_gesdd"}
 _IPIV = 4                                           # bytes per pivot (F_INT, checked)
 
 
@@ -623,8 +628,79 @@ def _evd_reverse(b, ty, v, sh, cache, one):
     b.emit(f"call void @gj.blas.scal2.{ty}(i64 {n}, i64 1, {ty} 0.0, ptr {dw}, i64 {n})")
 
 
+# --- gesdd(kind, 'N', m, n, a, lda, s, u, ldu, vt, ldvt): singular values only -----
+#
+# (np.linalg.cond, norm(A, 2), norm(A, 'nuc')).  Before the call a copy of A is
+# decomposed with jobz = 'S' into [A copy | s (k) | U (m x k) | V^T (k x n)], k =
+# min(m, n); the reverse keeps that buffer.
+
+def _svd_dims(b, v):
+    m, n = v[2], v[3]
+    lt = b.assign(f"icmp slt i64 {m}, {n}")
+    return m, n, _sel(b, lt, "i64", m, n)
+
+
+def _svd_parts(b, ty, v, buf):
+    m, n, k = _svd_dims(b, v)
+    s = b.assign(f"getelementptr i8, ptr {buf}, i64 {_bytes(b, ty, _elems(b, m, n, v[5]))}")
+    u = _gep(b, ty, s, k)
+    vt = _gep(b, ty, u, b.assign(f"mul i64 {m}, {k}"))
+    return m, n, k, s, u, vt
+
+
+def _svd_before(b, ty, v):
+    kind, _, m, n, a, lda = v[:6]
+    _, _, k = _svd_dims(b, v)
+    na = _elems(b, m, n, lda)
+    total = b.assign(f"add i64 {na}, {k}")
+    total = b.assign(f"add i64 {total}, {b.assign(f'mul i64 {m}, {k}')}")
+    total = b.assign(f"add i64 {total}, {b.assign(f'mul i64 {k}, {n}')}")
+    buf = b.call("malloc", "ptr", [("i64", _bytes(b, ty, total))])
+    b.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {buf}, ptr {a}, i64 {_bytes(b, ty, na)}, i1 false)")
+    _, _, _, s, u, vt = _svd_parts(b, ty, v, buf)
+    b.decls.setdefault("numba_ez_gesdd", "declare i32 @numba_ez_gesdd(i8, i8, i64, i64, ptr, "
+                                         "i64, ptr, ptr, i64, ptr, i64)")
+    b.emit(f"call i32 @numba_ez_gesdd(i8 {kind}, i8 83, i64 {m}, i64 {n}, ptr {buf}, i64 {lda}, "
+           f"ptr {s}, ptr {u}, i64 {m}, ptr {vt}, i64 {k})")
+    return buf
+
+
+def _svd_gemm(b, kind, one, zero):
+    consts = {"one": one, "zero": zero}
+
+    def gemm(ta, tb, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc):
+        _gemm(b, kind, ta, tb, m, n, k, consts[alpha], a, lda, bm, ldb, consts[beta], c, ldc)
+    return gemm
+
+
+def _svd_save(b, ty, v):
+    return v[-1]
+
+
+def _svd_tangent(b, ty, v, sh, one, zero):
+    m, n, k, s, u, vt = _svd_parts(b, ty, v, v[-1])
+    ds = sh[6]
+    if sh[4] is None:
+        b.emit(f"call void @gj.blas.scal2.{ty}(i64 {k}, i64 1, {ty} 0.0, ptr {ds}, i64 {k})")
+        return
+    lapack.gesdd_values_tangent(b, ty, _svd_gemm(b, v[0], one, zero), m, n, k, u, s, vt,
+                                sh[4], v[5], ds)
+    b.emit(f"call void @gj.blas.scal2.{ty}(i64 {m}, i64 {n}, {ty} 0.0, ptr {sh[4]}, i64 {v[5]})")
+
+
+def _svd_reverse(b, ty, v, sh, cache, one):
+    m, n, k, s, u, vt = _svd_parts(b, ty, v, cache)
+    if sh[4] is not None:
+        lapack.gesdd_values_adjoint(b, ty, _svd_gemm(b, v[0], one, f"@gj.blas.zero.{ty}"),
+                                    m, n, k, u, s, vt, sh[6], sh[4], v[5])
+    b.emit(f"call void @gj.blas.scal2.{ty}(i64 {k}, i64 1, {ty} 0.0, ptr {sh[6]}, i64 {k})")
+
+
 _OUTPUT.update({"numba_xxgetrf": 3, "numba_ez_xxgetri": 2, "numba_xxpotrf": 3,
-                "numba_ez_xxxevd": 6})
+                "numba_ez_xxxevd": 6, "numba_ez_gesdd": 6})
+_SAVE["numba_ez_gesdd"] = _svd_save
+_TANGENT["numba_ez_gesdd"] = _svd_tangent
+_REVERSE["numba_ez_gesdd"] = _svd_reverse
 _SAVE["numba_ez_xxxevd"] = _evd_save
 _TANGENT["numba_ez_xxxevd"] = _evd_tangent
 _REVERSE["numba_ez_xxxevd"] = _evd_reverse
@@ -634,4 +710,5 @@ _TANGENT.update({"numba_xxgetrf": _getrf_tangent, "numba_ez_xxgetri": _getri_tan
                  "numba_xxpotrf": _potrf_tangent})
 _REVERSE.update({"numba_xxgetrf": _getrf_reverse, "numba_ez_xxgetri": _getri_reverse,
                  "numba_xxpotrf": _potrf_reverse})
-_BEFORE = {"numba_ez_xxgetri": _getri_before, "numba_ez_xxxevd": _evd_before}
+_BEFORE = {"numba_ez_xxgetri": _getri_before, "numba_ez_xxxevd": _evd_before,
+           "numba_ez_gesdd": _svd_before}

@@ -40,7 +40,8 @@ RECOMPUTE_CALLS = {"get_thread_id"}
 PARALLEL = "gj.parallel_for"
 # Numba's BLAS / LAPACK entry points (numba/_lapack.c) differentiated by gradjit.ad.linalg
 LINALG = {"numba_xxdot", "numba_xxgemv", "numba_xxgemm", "numba_xxnrm2", "numba_xgesv",
-          "numba_xxgetrf", "numba_ez_xxgetri", "numba_xxpotrf", "numba_ez_xxxevd"}
+          "numba_xxgetrf", "numba_ez_xxgetri", "numba_xxpotrf", "numba_ez_xxxevd",
+          "numba_ez_gesdd"}
 
 _SUFFIX = re.compile(r"\.(f32|f64|f80|f128|i32|i64|v\d+f\d+)$")
 
