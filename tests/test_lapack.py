@@ -270,3 +270,15 @@ def test_singular_vectors_are_reported(rng):
 
     with pytest.raises(gradjit.UnsupportedError, match="singular vectors"):
         gradjit.grad(first_vector)(rng.standard_normal((3, 3)))
+
+
+def test_eigenvalues_alone_with_repeated_eigenvalues():
+    """sum(eigvalsh(A)) = trace(A): gradient I even with equal eigenvalues (the
+    eigenvector term, the only one dividing by eigenvalue gaps, is zero)."""
+    @njit
+    def trace_by_eigenvalues(A):
+        return np.linalg.eigvalsh(A).sum()
+
+    A = np.diag([1.0, 2.0, 2.0])
+    assert_close(gradjit.grad(trace_by_eigenvalues)(A), np.tril(2.0 * np.eye(3)) - np.eye(3),
+                 kind="ad")

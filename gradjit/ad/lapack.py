@@ -261,7 +261,9 @@ off:
   %wi = load {t}, ptr %pwi
   %gap = fsub {t} %wj, %wi
   %q = fdiv {t} %v, %gap
-  store {t} %q, ptr %pg
+  %nil = fcmp oeq {t} %v, 0.0
+  %q0 = select i1 %nil, {t} 0.0, {t} %q
+  store {t} %q0, ptr %pg
   br label %next
 ondiag:
   br i1 %hasdw, label %putdw, label %setwb
