@@ -303,3 +303,146 @@ def test_barrier_and_shared_kernels_ptx(kernel, mode):
     assert "bar.sync" in ptx or "barrier" in ptx
     if cuda_backend.find_ptxas():
         cuda_backend.ptxas_check(ptx)
+
+
+# ---------------------------------------------------------------------------
+# on a device (skipped without one; CI has none)
+# ---------------------------------------------------------------------------
+
+needs_gpu = pytest.mark.skipif(not cuda_backend.have_device(), reason="no CUDA device")
+
+
+def _to_device(args):
+    return [cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
+
+
+@needs_gpu
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gpu_forward_matches_emulator(name):
+    kernel, launch, make, k_in, k_out = CASES[name]
+    args = make()
+    tangent = np.random.default_rng(4).normal(size=args[k_in].shape)
+    df = gradjit.autodiff(kernel, "forward", *activities(len(args), k_in, k_out, Dual))
+    host = {k_in: tangent.copy(), k_out: np.zeros_like(args[k_out])}
+    df.emulate[launch](*expand([a.copy() if isinstance(a, np.ndarray) else a for a in args],
+                               k_in, k_out, host))
+    dev = {k_in: cuda.to_device(tangent), k_out: cuda.to_device(np.zeros_like(args[k_out]))}
+    dev_args = _to_device(args)
+    df[launch](*expand(dev_args, k_in, k_out, dev))
+    np.testing.assert_allclose(dev[k_out].copy_to_host(), host[k_out], rtol=1e-12, atol=1e-12)
+    # the primal outputs of the derivative kernel equal Numba's own kernel's
+    ref = _to_device(args)
+    kernel[launch](*ref)
+    np.testing.assert_allclose(dev_args[k_out].copy_to_host(), ref[k_out].copy_to_host(),
+                               rtol=1e-13, atol=1e-13)
+
+
+@needs_gpu
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_gpu_shared_memory_and_barriers_against_emulator(mode):
+    """Real concurrency: 32 threads per block exchange values through shared
+    memory across a barrier (the last block's extra threads return before it)."""
+    n = 50
+    x = rng_arrays(n)[0]
+    s = np.random.default_rng(5).normal(size=n)
+    act = Duplicated if mode == "reverse" else Dual
+    df = gradjit.autodiff(shared_neighbours, mode, act, act)
+    if mode == "reverse":
+        host = [x.copy(), np.zeros(n), np.zeros(n), s.copy()]
+        k = 1
+    else:
+        host = [x.copy(), s.copy(), np.zeros(n), np.zeros(n)]
+        k = 3
+    dev = [cuda.to_device(a) for a in host]
+    df.emulate[2, 32](*host)
+    df[2, 32](*dev)
+    np.testing.assert_allclose(dev[k].copy_to_host(), host[k], rtol=1e-12, atol=1e-13)
+    # the block sum through shared memory: d out[b] / d x[i] = 1
+    xs = rng_arrays(128)[0]
+    dx, dout = cuda.to_device(np.zeros(128)), cuda.to_device(np.array([1.5, -2.0, 0.5, 3.0]))
+    gradjit.autodiff(shared_sum, "reverse", Duplicated, Duplicated)[4, 32](
+        cuda.to_device(xs), dx, cuda.to_device(np.zeros(4)), dout)
+    np.testing.assert_allclose(dx.copy_to_host(), np.repeat([1.5, -2.0, 0.5, 3.0], 32), rtol=1e-15)
+    # a value written by thread 0 and read by all after the barrier
+    xb = rng_arrays(64)[0]
+    dxb, seed = cuda.to_device(np.zeros(64)), np.random.default_rng(6).normal(size=64)
+    gradjit.autodiff(with_barrier, "reverse", Duplicated, Duplicated)[2, 32](
+        cuda.to_device(xb), dxb, cuda.to_device(np.zeros(64)), cuda.to_device(seed))
+    np.testing.assert_allclose(dxb.copy_to_host(), 4 * xb * seed, rtol=1e-12)
+
+
+@needs_gpu
+def test_gpu_many_blocks_atomic_reduction():
+    """2^20 threads add into one output: the adjoint of each x[i] is y[i] * seed."""
+    n = 1 << 20
+    x, y = rng_arrays(n, n, seed=7)
+    dx = cuda.to_device(np.zeros(n))
+    stream = cuda.stream()            # a Numba stream
+    out, dout = cuda.to_device(np.zeros(1)), cuda.to_device(np.array([0.75]))
+    gradjit.autodiff(dot, "reverse", Duplicated, Const, Duplicated)[(n + 255) // 256, 256, stream](
+        cuda.to_device(x), dx, cuda.to_device(y), out, dout)
+    stream.synchronize()
+    np.testing.assert_allclose(dx.copy_to_host(), 0.75 * y, rtol=1e-15)
+    assert out.copy_to_host()[0] == pytest.approx(float(x @ y), rel=1e-12)
+
+
+@needs_gpu
+def test_gpu_float32_and_cupy_arrays_on_a_stream():
+    cp = pytest.importorskip("cupy")
+    n = 1000
+    x, y = (a.astype(np.float32) for a in rng_arrays(n, n, seed=8))
+    seed = np.random.default_rng(9).normal(size=n).astype(np.float32)
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        dx, dout = cp.zeros(n, np.float32), cp.asarray(seed)
+        out = cp.zeros(n, np.float32)
+    df = gradjit.autodiff(axpy_sin, "reverse", Const, Duplicated, Const, Duplicated)
+    df[(n + 127) // 128, 128, stream](np.float32(1.5), cp.asarray(x), dx, cp.asarray(y), out, dout)
+    stream.synchronize()
+    want = (1.5 * np.cos(x.astype(np.float64)) + y) * seed
+    np.testing.assert_allclose(cp.asnumpy(dx), want, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(cp.asnumpy(out), 1.5 * np.sin(x) + y * x, rtol=2e-6)
+
+
+@needs_gpu
+def test_gpu_training_loop_converges():
+    pytest.importorskip("cupy")
+    from examples import gpu_fit
+    history, params = gpu_fit.fit(steps=300, samples=1 << 14, log=None)
+    assert history[-1] < 0.05 * history[0]
+    np.testing.assert_allclose(np.asarray(params.get()), [1.3, 2.0, 0.3, 0.4], atol=0.05)
+
+
+@pytest.mark.skipif(not HAVE_LIBDEVICE, reason="libdevice not installed")
+def test_reverse_kernel_loads_before_stores():
+    """The elementwise adjoint reads x, y, the seed and the old adjoint before its
+    first store (a load after a store to a line just read stalls on the GPU)."""
+    n = 64
+    df = gradjit.autodiff(axpy_sin, "reverse", Const, Duplicated, Const, Duplicated)
+    ptx = df.ptx(1.5, np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n))
+    body = ptx[ptx.index(".entry"):]
+    body = body[:body.index("\n}")]
+    first_store = body.index("st.global")
+    assert body.count("ld.global.b64", 0, first_store) == 2      # seed and old adjoint
+    assert "ld.global.b64" not in body[first_store:]
+    assert body.count("ld.global.nc.b64", 0, first_store) >= 2   # x, y: read-only cache
+    if cuda_backend.find_ptxas():
+        cuda_backend.ptxas_check(ptx)
+
+
+@needs_gpu
+def test_gpu_overlapping_arguments():
+    n = 256
+    x, y = rng_arrays(n, n, seed=10)
+    df = gradjit.autodiff(axpy_sin, "reverse", Const, Duplicated, Const, Duplicated)
+    dx = cuda.to_device(x)
+    with pytest.raises(ValueError, match="overlap"):      # out is x: written and read
+        df[1, n](1.5, dx, cuda.to_device(np.zeros(n)), cuda.to_device(y), dx,
+                 cuda.to_device(np.ones(n)))
+    with pytest.raises(TypeError, match="device arrays"):  # NumPy arrays: use df.emulate
+        df[1, n](1.5, x, np.zeros(n), y, np.zeros(n), np.ones(n))
+    # the same array read twice is fine: d/dx sum x_i x_i through dot(x, x)
+    xd = cuda.to_device(x)
+    g, out, seed = cuda.to_device(np.zeros(n)), cuda.to_device(np.zeros(1)), cuda.to_device(np.ones(1))
+    gradjit.autodiff(dot, "reverse", Duplicated, Const, Duplicated)[1, n](xd, g, xd, out, seed)
+    np.testing.assert_allclose(g.copy_to_host(), x, rtol=1e-15)

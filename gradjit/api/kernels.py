@@ -12,9 +12,17 @@ Semantics: thread and block indices are inactive; shadows live in global memory;
 in reverse mode every thread runs its augmented primal then its reverse sweep (with
 a tape of its own) and ``+=`` into shadow memory is an atomic add; a
 ``cuda.syncthreads()`` is mirrored in the reverse sweep.
+
+Launches on a device are asynchronous (the legacy default stream, or the stream
+in ``df[blocks, threads, stream]``).  Array arguments and shadows must be distinct
+memory where the kernel writes one of them (checked at each launch: ``ValueError``),
+as the device code reads and reorders memory assuming so
+(:mod:`gradjit.backend.schedule`).  Device launches take device arrays (``TypeError``
+for NumPy arrays: use ``df.emulate``).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 
@@ -23,7 +31,7 @@ import numpy as np
 from numba.core import types
 
 from ..ad.driver import differentiate
-from ..backend import cpu, cuda as cuda_backend
+from ..backend import cpu, cuda as cuda_backend, schedule
 from ..errors import ActivityError, UnsupportedError
 from ..frontend.cuda_capture import DEFAULT_CC, capture_kernel, kernel_py_func
 from ..ir.reader import read_module
@@ -38,14 +46,55 @@ def typeof_value(v):
         return numba.typeof(v)
     iface = getattr(v, "__cuda_array_interface__", None)
     if iface is not None:
-        dtype = numba.from_dtype(np.dtype(iface["typestr"]))
-        shape = tuple(iface["shape"])
+        return _DeviceArg(iface).type
+    return _scalar_type(type(v)) if type(v) in _SCALARS else numba.typeof(v)
+
+
+_SCALARS = (float, int, bool, np.float64, np.float32, np.int64, np.int32, np.bool_)
+
+
+@functools.lru_cache(maxsize=None)
+def _scalar_type(cls):
+    return numba.typeof(cls(0))
+
+
+@functools.lru_cache(maxsize=None)
+def _array_type(typestr, ndim, layout):
+    return types.Array(numba.from_dtype(np.dtype(typestr)), ndim, layout)
+
+
+class _DeviceArg:
+    """A device array read once from its ``__cuda_array_interface__``: Numba type,
+    flat kernel arguments (Numba's array model) and byte extent."""
+    __slots__ = ("shape", "strides", "ptr", "item", "type")
+
+    def __init__(self, iface):
+        typestr = iface["typestr"]
+        self.item = int(typestr[2:])
+        self.shape = tuple(iface["shape"])
+        self.ptr = iface["data"][0]
         strides = iface.get("strides")
-        item = np.dtype(iface["typestr"]).itemsize
-        contiguous = strides is None or tuple(strides) == tuple(
-            int(np.prod(shape[k + 1:])) * item for k in range(len(shape)))
-        return types.Array(dtype, len(shape), "C" if contiguous else "A")
-    return numba.typeof(v)
+        c_strides, acc = [], self.item
+        for n in reversed(self.shape):
+            c_strides.append(acc)
+            acc *= n
+        c_strides = tuple(reversed(c_strides))
+        self.strides = c_strides if strides is None else tuple(strides)
+        self.type = _array_type(typestr, len(self.shape),
+                                "C" if self.strides == c_strides else "A")
+
+    def flat(self):
+        n = 1
+        for d in self.shape:
+            n *= d
+        return [None, None, n, self.item, self.ptr, *self.shape, *self.strides]
+
+    def extent(self):
+        if 0 in self.shape:
+            return None
+        lo = self.ptr + sum((n - 1) * s for n, s in zip(self.shape, self.strides) if s < 0)
+        hi = self.ptr + sum((n - 1) * s for n, s in zip(self.shape, self.strides) if s > 0)
+        return lo, hi + self.item
 
 
 class _Config:
@@ -76,12 +125,35 @@ class _Indexer:
         return _Config(self.run, config)
 
 
+def _data_params(argtys):
+    """``{argument position: flat index of its data pointer}`` for the top-level
+    array arguments (Numba's array model: meminfo, parent, nitems, itemsize, data,
+    shape..., strides...)."""
+    out, k = {}, 0
+    for pos, t in enumerate(argtys):
+        if isinstance(t, types.Array):
+            out[pos] = k + 4
+        k += _flat_count(t)
+    return out
+
+
+def _flat_count(t):
+    if isinstance(t, types.Array):
+        return 5 + 2 * t.ndim
+    if isinstance(t, types.BaseTuple):
+        return sum(_flat_count(e) for e in t)
+    return 1
+
+
 class _Compiled:
     def __init__(self, text, entry, params, argtys):
         self.text, self.entry, self.params, self.argtys = text, entry, params, argtys
         self._emu = None
         self._ptx = {}
         self._device = None
+        self.data_params = _data_params(argtys)
+        assert all(params[i] == "ptr" for i in self.data_params.values()), "array model"
+        self.written = None           # argument positions the kernel writes (after ptx())
 
     def emulator(self, call=None, has_retptr=False):
         if self._emu is None:
@@ -90,7 +162,10 @@ class _Compiled:
 
     def ptx(self, cc=DEFAULT_CC):
         if cc not in self._ptx:
-            self._ptx[cc] = cuda_backend.to_ptx(self.text, self.entry, cc)
+            ptx, written = cuda_backend.to_ptx(self.text, self.entry, cc,
+                                               sorted(self.data_params.values()))
+            self._ptx[cc] = ptx
+            self.written = frozenset(p for p, i in self.data_params.items() if i in written)
         return self._ptx[cc]
 
 
@@ -159,6 +234,15 @@ class KernelDerivative:
             else:
                 k += 1
 
+    def _arg_names(self):
+        """Names of the derivative kernel's arguments: ``x`` and ``shadow of x``."""
+        names = []
+        for name, act in zip(self.params, self.activities):
+            names.append(f"'{name}'")
+            if act.shadowed:
+                names.append(f"'{name}' (shadow)")
+        return names
+
     @property
     def emulate(self):
         """``df.emulate[blocks, threads](*args)``: run on the CPU grid emulator."""
@@ -170,17 +254,44 @@ class KernelDerivative:
 
     def __getitem__(self, config):
         def run(grid, block, stream, args):
-            if not cuda_backend.have_device():
-                raise RuntimeError("no CUDA device is available; run the derivative on the CPU "
-                                   "grid emulator with df.emulate[blocks, threads](...)")
-            self._check(args)
-            c = self.compile(tuple(typeof_value(a) for a in args))
-            from numba import cuda
-            cc = cuda.get_current_device().compute_capability
+            views = []
+            for a in args:
+                iface = getattr(a, "__cuda_array_interface__", None)
+                views.append(_DeviceArg(iface) if iface is not None else None)
+            argtys = tuple(v.type if v is not None else typeof_value(a)
+                           for a, v in zip(args, views))
+            c = self.compile(argtys)
             if c._device is None:
+                if not cuda_backend.have_device():
+                    raise RuntimeError("no CUDA device is available; run the derivative on the "
+                                       "CPU grid emulator with df.emulate[blocks, threads](...)")
+                from numba import cuda
+                cc = cuda.get_current_device().compute_capability
                 c._device = cuda_backend.DeviceKernel(c.ptx(tuple(cc)), c.entry, c.params)
-            c._device.launch(grid, block, cuda_backend.flatten_args(args, c.argtys), stream)
+                c._names = self._arg_names()
+            if any(isinstance(t, types.Array) and v is None for t, v in zip(argtys, views)):
+                raise TypeError("a kernel launch takes device arrays (Numba device arrays, "
+                                "CuPy arrays...), not NumPy arrays; use df.emulate for NumPy")
+            self._check_shapes([v.shape if v is not None else None for v in views])
+            flat = []
+            for a, t, v in zip(args, argtys, views):
+                flat += v.flat() if v is not None else cuda_backend.flatten_args([a], [t])
+            if len(c.data_params) > 1:
+                schedule.check_extents([(c._names[p], views[p].extent()) for p in c.data_params],
+                                       {c._names[p] for p in c.written})
+            c._device.launch(grid, block, flat, stream)
         return _Config(run, config)
+
+    def _check_shapes(self, shapes):
+        k = 0
+        for name, act in zip(self.params, self.activities):
+            if act.shadowed and k + 1 < len(shapes):
+                if shapes[k] != shapes[k + 1]:
+                    raise ValueError(f"argument '{name}': shadow shape {shapes[k + 1]} differs "
+                                     f"from the primal's shape {shapes[k]}")
+                k += 2
+            else:
+                k += 1
 
 
 class EmulatedKernel:

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import UnsupportedError
 from ..ir import pipeline
+from . import schedule
 
 _SREG = re.compile(r"(%[-\w.$\"]+) = (?:tail )?call (?:noundef )?(?:range\([^)]*\) )?i32 "
                    r"@llvm\.nvvm\.read\.ptx\.sreg\.(tid|ntid|ctaid|nctaid)\.([xyz])\(\)")
@@ -60,10 +61,24 @@ def sm(cc) -> str:
     return f"sm_{cc[0]}{cc[1]}"
 
 
-def to_ptx(text: str, kernel: str, cc=(8, 0)) -> str:
-    """PTX of module ``text`` whose entry ``kernel`` becomes a ``ptx_kernel``."""
+def to_ptx(text: str, kernel: str, cc=(8, 0), disjoint=()):
+    """PTX of module ``text`` whose entry ``kernel`` becomes a ``ptx_kernel``.
+
+    ``disjoint``: indices of the kernel's pointer parameters that address pairwise
+    non-overlapping memory (the caller checks this at launch for the ones written,
+    :func:`~gradjit.backend.schedule.check_disjoint`); they are marked ``noalias``
+    (read-only ones are then read through the non-coherent cache) and loads are
+    hoisted above stores to other ones (:mod:`~gradjit.backend.schedule`).
+    Returns ``(ptx, written)``, ``written`` the indices in ``disjoint`` the kernel
+    writes through."""
     text = re.sub(rf"^define (internal )?void @{re.escape(kernel)}\(",
                   f"define ptx_kernel void @{kernel}(", text, count=1, flags=re.M)
+    if disjoint:
+        head, sep, rest = text.partition(f"define ptx_kernel void @{kernel}(")
+        params = rest[:rest.index(")")].split(", ")
+        for k in disjoint:
+            params[k] = re.sub(r"^ptr ", "ptr noalias ", params[k])
+        text = head + sep + ", ".join(params) + rest[rest.index(")"):]
     mod = llvm.parse_assembly(text)
     mod.verify()
     libdev = llvm.parse_bitcode(open(libdevice_path(), "rb").read())
@@ -75,7 +90,10 @@ def to_ptx(text: str, kernel: str, cc=(8, 0)) -> str:
             f.linkage = "internal"
     tm = pipeline.nvptx_target_machine(sm(cc), 3)
     pipeline.post_ad(mod, vectorize=False, tm=tm)
-    return tm.emit_assembly(mod)
+    scheduled, written = schedule.hoist_loads(str(mod), kernel, disjoint)
+    mod = llvm.parse_assembly(scheduled)
+    mod.verify()
+    return tm.emit_assembly(mod), written
 
 
 def find_ptxas():
@@ -364,6 +382,9 @@ done:
 _CTYPE = {"ptr": ctypes.c_void_p, "i64": ctypes.c_int64, "i32": ctypes.c_int32,
           "i8": ctypes.c_int8, "i1": ctypes.c_bool, "double": ctypes.c_double,
           "float": ctypes.c_float}
+# kernel arguments for cuda.core's launch (it takes NumPy scalars, not c_void_p)
+_NPTYPE = {"ptr": np.uintp, "i64": np.int64, "i32": np.int32, "i8": np.int8, "i1": np.bool_,
+           "double": np.float64, "float": np.float32}
 
 
 class Emulator:
@@ -416,7 +437,7 @@ def flatten_args(values, argtys):
     for v, t in zip(values, argtys):
         if isinstance(t, types.Array):
             a = v
-            out += [None, None, a.size, a.itemsize, _data_ptr(a)] + list(a.shape) + list(a.strides)
+            out += [None, None, a.size, a.dtype.itemsize, _data_ptr(a)] + list(a.shape) + list(a.strides)
         elif isinstance(t, types.BaseTuple):
             out += flatten_args(list(v), list(t))
         elif isinstance(t, types.Boolean):
@@ -449,6 +470,32 @@ def have_device() -> bool:
         return False
 
 
+class _StreamHandle:
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+    def __cuda_stream__(self):
+        return (0, self.ptr)
+
+
+def as_stream(device, stream):
+    """A ``cuda.core`` stream for a launch's stream argument: a ``cuda.core``
+    ``Stream``, anything with ``__cuda_stream__``, a CuPy stream (``.ptr``) or a
+    Numba stream (``.handle``); raises ``TypeError`` otherwise."""
+    from cuda.core import Stream
+    if isinstance(stream, Stream):
+        return stream
+    if hasattr(stream, "__cuda_stream__"):
+        return device.create_stream(stream)
+    handle = getattr(stream, "ptr", None)
+    if handle is None:
+        h = getattr(stream, "handle", None)
+        handle = getattr(h, "value", h)
+    if handle is None:
+        raise TypeError(f"not a CUDA stream: {type(stream).__name__}")
+    return device.create_stream(_StreamHandle(int(handle)))
+
+
 class DeviceKernel:
     """PTX loaded on the current device with ``cuda.core``."""
 
@@ -462,8 +509,9 @@ class DeviceKernel:
 
     def launch(self, grid, block, flat_args, stream=None):
         from cuda.core import LaunchConfig, launch
-        s = stream if stream is not None else self.device.default_stream
-        args = [_CTYPE[t](0 if a is None else a) for t, a in zip(self.params, flat_args)]
+        from cuda.core import LEGACY_DEFAULT_STREAM
+        # like a Numba launch: asynchronous, on the legacy default stream (the one
+        # Numba and CuPy use) unless a stream is given
+        s = LEGACY_DEFAULT_STREAM if stream is None else as_stream(self.device, stream)
+        args = [_NPTYPE[t](0 if a is None else a) for t, a in zip(self.params, flat_args)]
         launch(s, LaunchConfig(grid=tuple(grid), block=tuple(block)), self.kernel, *args)
-        if stream is None:
-            s.sync()

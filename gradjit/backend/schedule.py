@@ -1,0 +1,237 @@
+"""Load hoisting for GPU derivative kernels: within each basic block, loads move
+above earlier stores that cannot write what they read.
+
+Why: a reverse-mode kernel reads a seed and zeroes it (``d = dout[i]; dout[i] =
+0``) and accumulates adjoints (``dx[i] += ...``).  On an H100 a load issued after a
+store to a line the same thread has just read waits for that store: the measured
+reverse kernel of ``out[i] = a sin(x[i]) + y[i] x[i]`` (2^24 float64 elements)
+took 1.41 ms where a hand-ordered one with every load first took 0.39 ms (primal
+0.2 ms).  LLVM's NVPTX backend keeps memory operations in source order and PTX has
+no alias information for ``ptxas`` to reorder them, so the order is set here, on
+the optimized IR, just before code generation.
+
+Which stores a load may pass: the array arguments the caller names in
+``disjoint`` (the data pointers of distinct top-level arrays and their shadows) do
+not overlap; :func:`check_disjoint` enforces this for every array the kernel
+writes at launch time (Enzyme makes the same ``noalias`` assumption of shadows and
+primal arrays).  A load moves above a store or atomic only when both addresses
+are derived (through ``getelementptr``/casts) from two different such arguments.
+It never moves above a call (other than pure intrinsics), a fence, a barrier, a
+``phi`` or the definition of its own operands; volatile and atomic loads stay.
+One pass over each block, each load scanning back over the block: linear in
+practice (quadratic in a block's length at worst).
+"""
+from __future__ import annotations
+
+import re
+
+_NAME = r"%[-\w.$]+|%\"[^\"]+\""
+_DEF = re.compile(rf"^\s*({_NAME})\s*=\s*(.*)$")
+_USE = re.compile(_NAME)
+_PTR_OPERAND = re.compile(rf"\bptr(?: addrspace\(\d+\))? ({_NAME})")
+_PURE_CALL = re.compile(
+    r"@llvm\.(nvvm\.read\.ptx\.sreg\.|fma\.|fmuladd\.|fabs\.|sqrt\.|minnum\.|maxnum\.|minimum\.|"
+    r"maximum\.|copysign\.|floor\.|ceil\.|trunc\.|rint\.|nearbyint\.|round\.|roundeven\.|umax\.|"
+    r"umin\.|smax\.|smin\.|abs\.|ctlz\.|cttz\.|ctpop\.|bswap\.|assume|lifetime\.|"
+    r"experimental\.noalias\.scope\.decl|[su]add\.with\.overflow|[su]sub\.with\.overflow|"
+    r"[su]mul\.with\.overflow|nvvm\.fma\.|nvvm\.fabs|nvvm\.d2i|nvvm\.d2ll|nvvm\.f2i|nvvm\.lohi|"
+    r"nvvm\.mul\.|nvvm\.rcp\.|nvvm\.sqrt\.|nvvm\.ex2\.|nvvm\.lg2\.|nvvm\.add\.|nvvm\.div\.)")
+
+
+def _kernel_span(lines, kernel):
+    head = re.compile(rf"^define\b.*@{re.escape(kernel)}\(")
+    for k, line in enumerate(lines):
+        if head.match(line):
+            for j in range(k + 1, len(lines)):
+                if lines[j].startswith("}"):
+                    return k, j
+    raise ValueError(f"kernel {kernel} not in module")
+
+
+def _params(define_line):
+    sig = define_line[define_line.index("(") + 1:]
+    out, depth, cur = [], 0, ""
+    for ch in sig:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            if depth == 0:
+                out.append(cur)
+                break
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    names = []
+    for p in out:
+        m = re.search(rf"({_NAME})\s*$", p.strip())
+        names.append(m.group(1) if m else None)
+    return names
+
+
+class _Ins:
+    __slots__ = ("text", "name", "kind", "ptr", "uses")
+
+    def __init__(self, text):
+        self.text = text
+        m = _DEF.match(text)
+        self.name = m.group(1) if m else None
+        body = (m.group(2) if m else text.strip())
+        self.uses = set(_USE.findall(body))
+        self.ptr = None
+        op = body.split(" ", 1)[0]
+        if op == "load":
+            self.kind = "fixed" if re.match(r"load (atomic|volatile)\b", body) else "load"
+            p = _PTR_OPERAND.search(body)
+            self.ptr = p.group(1) if p else None
+        elif op == "store":
+            self.kind = "barrier" if re.match(r"store (atomic|volatile)\b", body) else "store"
+            ps = _PTR_OPERAND.findall(body)
+            self.ptr = ps[-1] if ps else None
+        elif op in ("atomicrmw", "cmpxchg"):
+            self.kind = "store"
+            p = _PTR_OPERAND.search(body)
+            self.ptr = p.group(1) if p else None
+        elif op in ("call", "tail", "musttail", "notail", "invoke", "callbr"):
+            self.kind = "other" if _PURE_CALL.search(body) else "barrier"
+        elif op in ("fence", "phi", "landingpad", "va_arg"):
+            self.kind = "barrier"
+        else:
+            self.kind = "other"
+
+
+def hoist_loads(text: str, kernel: str, disjoint):
+    """``(text', written)``: ``text`` with the loads of function ``kernel`` hoisted
+    above stores to other arrays (see the module docstring), and the indices in
+    ``disjoint`` of the parameters the kernel writes through (stores, atomics, or
+    a pointer passed to a call).  ``disjoint``: indices of the kernel's parameters
+    that point to pairwise non-overlapping memory."""
+    lines = text.split("\n")
+    start, end = _kernel_span(lines, kernel)
+    params = _params(lines[start])
+    roots = {params[k]: k for k in disjoint if k < len(params) and params[k]}
+    root_of = dict(roots)
+    # numbered values must stay in order in LLVM text: name them
+    body = [re.sub(r"^(\d+):", r"gj.v\1:", re.sub(r"%(\d+)(?![\w.])", r"%gj.v\1", line))
+            for line in lines[start + 1:end]]
+    out, block, written, escaped = [], [], set(), set()
+    unknown_store = False
+
+    def flush():
+        out.extend(_schedule(block, root_of))
+        block.clear()
+
+    for line in body:
+        s = line.strip()
+        if not s or s.startswith(";"):
+            continue
+        if re.match(r"^[-\w.$\"]+:", s):          # a label starts a block
+            flush()
+            out.append(line)
+            continue
+        ins = _Ins(line)
+        if ins.kind == "store":
+            if ins.ptr in root_of:
+                written.add(root_of[ins.ptr])
+            else:
+                unknown_store = True
+            # a pointer stored to memory escapes
+            escaped.update(root_of[u] for u in ins.uses if u in root_of and u != ins.ptr)
+        elif ins.kind == "barrier":            # a call may write through any pointer it gets
+            written.update(root_of[u] for u in ins.uses if u in root_of)
+        elif ins.kind == "other" and not re.match(
+                r"^\s*\S+\s*=\s*(getelementptr|bitcast|addrspacecast|icmp|ptrtoint)\b", line):
+            escaped.update(root_of[u] for u in ins.uses if u in root_of)   # select, phi...
+        if ins.name and ins.kind == "other":
+            m = re.match(r"^\s*\S+\s*=\s*(getelementptr|bitcast|addrspacecast)\b", line)
+            if m:
+                p = _PTR_OPERAND.search(line[line.index("=") + 1:])
+                if p and p.group(1) in root_of:
+                    root_of[ins.name] = root_of[p.group(1)]
+        block.append(line)
+    flush()
+    if unknown_store:
+        written |= escaped
+    return "\n".join(lines[:start + 1] + out + lines[end:]), written
+
+
+def _schedule(block, root_of):
+    """Reorder one block's lines as soon as possible (ASAP list scheduling): each
+    instruction gets a level one above the highest level it depends on, and the
+    block is sorted by level, ties in the original order.  Dependencies: the
+    definitions of its operands; the last barrier (call, fence, phi, volatile
+    access); for a load, earlier stores that may write what it reads; for a store,
+    every earlier memory access; for a barrier or the terminator, everything
+    before it."""
+    ins_list = [_Ins(line) for line in block]
+    level, by_name = [], {}
+    top = fence = 0                 # highest level so far; level of the last barrier
+    memory = []                     # (level, ins) of earlier loads and stores
+    last = len(ins_list) - 1
+    for k, ins in enumerate(ins_list):
+        deps = [level[by_name[u]] for u in ins.uses if u in by_name]
+        deps.append(fence)
+        if ins.kind in ("barrier", "fixed") or k == last:
+            t = top + 1
+            fence = t
+        elif ins.kind == "load":
+            r = root_of.get(ins.ptr)
+            deps += [lv for lv, m in memory if m.kind == "store" and (
+                r is None or root_of.get(m.ptr, r) == r)]
+            t = max(deps) + 1
+        elif ins.kind == "store":
+            deps += [lv for lv, _ in memory]
+            t = max(deps) + 1
+        else:
+            t = max(deps) + 1
+        if ins.kind in ("load", "store"):
+            memory.append((t, ins))
+        level.append(t)
+        top = max(top, t)
+        if ins.name:
+            by_name[ins.name] = k
+    order = sorted(range(len(ins_list)), key=lambda k: (level[k], k))
+    return [ins_list[k].text for k in order]
+
+
+def array_extent(a):
+    """Byte range ``(lo, hi)`` an array (NumPy or ``__cuda_array_interface__``)
+    covers, or None when it is empty."""
+    iface = getattr(a, "__cuda_array_interface__", None)
+    if iface is not None:
+        ptr = iface["data"][0]
+        shape = tuple(iface["shape"])
+        item = a.dtype.itemsize if hasattr(a, "dtype") else int(re.sub(r"\D", "", iface["typestr"]))
+        strides = iface.get("strides")
+        if strides is None:
+            strides, acc = [], item
+            for n in reversed(shape):
+                strides.insert(0, acc)
+                acc *= n
+    else:
+        ptr, shape, strides, item = a.ctypes.data, a.shape, a.strides, a.itemsize
+    if any(n == 0 for n in shape):
+        return None
+    lo = ptr + sum((n - 1) * s for n, s in zip(shape, strides) if s < 0)
+    hi = ptr + sum((n - 1) * s for n, s in zip(shape, strides) if s > 0) + item
+    return lo, hi
+
+
+def check_disjoint(arrays, written):
+    """Raise ``ValueError`` when an array the kernel writes overlaps another array
+    argument.  ``arrays``: ``[(name, array)]``; ``written``: the names written."""
+    check_extents([(name, array_extent(a)) for name, a in arrays], written)
+
+
+def check_extents(ext, written):
+    """:func:`check_disjoint` on ``[(name, (lo, hi) or None)]`` byte extents."""
+    for i, (n1, e1) in enumerate(ext):
+        for n2, e2 in ext[i + 1:]:
+            if e1 is None or e2 is None or (n1 not in written and n2 not in written):
+                continue
+            if e1[0] < e2[1] and e2[0] < e1[1]:
+                raise ValueError(f"arguments {n1} and {n2} overlap in memory and the kernel "
+                                 "writes one of them: the derivative kernel assumes its array "
+                                 "arguments and shadows are distinct memory (pass copies)")
