@@ -12,6 +12,8 @@ reduction, float64) it reports
   before (so the host's launch work overlaps and is not counted);
 * **wall ms**: the median time of ``launch(); synchronize()`` as a Python user sees
   it (host launch work included);
+* **tangent GPU ms**: the forward-mode kernel (one tangent), checked against the
+  reverse-mode kernel by ``<seed, J t> = <J^T seed, t>`` first;
 * **launch µs**: host time to enqueue one launch (median over back-to-back
   launches of a 1-thread grid), for Numba's dispatcher and gradjit's launcher;
 * the gradient of the same scalar objective ``<seed, out>`` in JAX (``jax.vjp``
@@ -37,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from numba import cuda  # noqa: E402
 
 import gradjit  # noqa: E402
-from gradjit import Const, Duplicated  # noqa: E402
+from gradjit import Const, Dual, Duplicated  # noqa: E402
 from kernels.cuda_kernels import axpy_sin as elementwise, dot as reduction, stencil  # noqa: E402
 
 
@@ -201,6 +203,19 @@ def main(argv=None):
                "primal_wall": wall_ms(primal, sync, R), "adjoint_wall": wall_ms(adjoint, sync, R),
                "primal_launch": launch_us(tiny_primal),
                "adjoint_launch": launch_us(lambda: tiny_adjoint(k))}
+        # forward mode (the same argument layout, tangents in place of shadows),
+        # checked by <seed, J t> = <J^T seed, t> before it is timed
+        kf = gradjit.autodiff(kernel, "forward", *[Dual if a is Duplicated else a for a in acts])
+        t = rng.normal(size=n)
+        cuda.to_device(t, to=dx)
+        cuda.to_device(np.zeros(n), to=dout)
+        adjoint_of(kf)
+        sync()
+        jt = dout.copy_to_host()
+        lhs, rhs = float(seed @ jt), float(grad @ t)
+        if abs(lhs - rhs) > 1e-6 * max(1.0, abs(rhs)):       # sums of 2^24 terms
+            raise SystemExit(f"{name}: forward and reverse kernels disagree ({lhs} vs {rhs})")
+        row["tangent_gpu"] = gpu_ms(lambda: adjoint_of(kf), R)
         if not opts.no_frameworks:
             for tool, (run, value) in _frameworks(name, xh, yh, seed).items():
                 g = value()
@@ -229,15 +244,17 @@ def report(rows, n, threads, repeat, steps_per_s, out_dir):
              f"n = {n} float64 elements, {threads} threads per block; medians of {repeat} runs "
              "after a warm-up.  GPU ms: CUDA events around one launch with the host's launch "
              "work hidden; wall ms: launch + synchronize from Python; launch µs: host time to "
-             "enqueue a 1-thread launch.  JAX (jit of vjp) and PyTorch (backward) compute the "
+             "enqueue a 1-thread launch; tangent: the forward-mode kernel (one tangent).  JAX (jit of vjp) and PyTorch (backward) compute the "
              "same gradient on the same GPU, wall ms, checked against gradjit first.", "",
-             "| kernel | primal GPU ms | adjoint GPU ms | adjoint/primal | primal wall ms | "
+             "| kernel | primal GPU ms | adjoint GPU ms | adjoint/primal | tangent GPU ms | "
+             "tangent/primal | primal wall ms | "
              "adjoint wall ms | Numba launch µs | gradjit launch µs |"
              + "".join(f" {t} wall ms |" for t in tools),
-             "|---" * (8 + len(tools)) + "|"]
+             "|---" * (10 + len(tools)) + "|"]
     for r in rows:
         lines.append(f"| {r['kernel']} | {r['primal_gpu']:.3f} | {r['adjoint_gpu']:.3f} | "
-                     f"{r['adjoint_gpu'] / r['primal_gpu']:.2f} | {r['primal_wall']:.3f} | "
+                     f"{r['adjoint_gpu'] / r['primal_gpu']:.2f} | {r['tangent_gpu']:.3f} | "
+                     f"{r['tangent_gpu'] / r['primal_gpu']:.2f} | {r['primal_wall']:.3f} | "
                      f"{r['adjoint_wall']:.3f} | {r['primal_launch']:.1f} | "
                      f"{r['adjoint_launch']:.1f} |"
                      + "".join(f" {r[t]:.3f} |" if t in r else " – |" for t in tools))

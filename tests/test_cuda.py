@@ -446,3 +446,102 @@ def test_gpu_overlapping_arguments():
     g, out, seed = cuda.to_device(np.zeros(n)), cuda.to_device(np.zeros(1)), cuda.to_device(np.ones(1))
     gradjit.autodiff(dot, "reverse", Duplicated, Const, Duplicated)[1, n](xd, g, xd, out, seed)
     np.testing.assert_allclose(g.copy_to_host(), x, rtol=1e-15)
+
+
+@cuda.jit
+def iterate(x, out):
+    """200 dependent steps per thread: the reverse sweep needs a 1.6 KB tape per
+    thread, more than its stack buffer, so the tape moves to device malloc memory."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        s = x[i]
+        for k in range(200):
+            s = math.sin(s) * 1.01
+        out[i] = s
+
+
+def _iterate_gradient(x, seed):
+    s, g = x.copy(), np.ones_like(x)
+    for _ in range(200):
+        g *= 1.01 * np.cos(s)
+        s = np.sin(s) * 1.01
+    return s, g * seed
+
+
+def test_loop_tape_on_the_emulator_and_in_ptx():
+    n = 40
+    x = rng_arrays(n, seed=11)[0]
+    seed = np.random.default_rng(12).normal(size=n)
+    dx, out = np.zeros(n), np.zeros(n)
+    df = gradjit.autodiff(iterate, "reverse", Duplicated, Duplicated)
+    df.emulate[2, 32](x, dx, out, seed.copy())
+    want_out, want = _iterate_gradient(x, seed)
+    np.testing.assert_allclose(out, want_out, rtol=1e-13)
+    np.testing.assert_allclose(dx, want, rtol=1e-10, atol=1e-14)
+    if HAVE_LIBDEVICE:
+        ptx = df.ptx(x, dx, out, seed)
+        assert "malloc" in ptx and "gradjit_tape_overflow" in ptx and "exit;" in ptx
+        if cuda_backend.find_ptxas():
+            cuda_backend.ptxas_check(ptx)
+
+
+@needs_gpu
+def test_gpu_loop_tape_in_device_heap():
+    n = 1 << 17                       # 512 MiB of tapes in the (1 GiB) device heap
+    x = rng_arrays(n, seed=13)[0]
+    seed = np.random.default_rng(14).normal(size=n)
+    dx, out = cuda.to_device(np.zeros(n)), cuda.device_array(n)
+    gradjit.autodiff(iterate, "reverse", Duplicated, Duplicated)[n // 128, 128](
+        cuda.to_device(x), dx, out, cuda.to_device(seed))
+    want_out, want = _iterate_gradient(x, seed)
+    np.testing.assert_allclose(out.copy_to_host(), want_out, rtol=1e-12)
+    np.testing.assert_allclose(dx.copy_to_host(), want, rtol=1e-9, atol=1e-14)
+
+
+_OVERFLOW = """
+import math, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+from numba import cuda
+import gradjit
+from gradjit import Const, Duplicated
+from gradjit.backend.cuda import TapeOverflowError
+from kernels.cuda_kernels import axpy_sin
+
+@cuda.jit
+def iterate(x, out):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        s = x[i]
+        for k in range(200):
+            s = math.sin(s) * 1.01
+        out[i] = s
+
+n = 1 << 20
+df = gradjit.autodiff(iterate, "reverse", Duplicated, Duplicated)
+try:
+    df[n // 128, 128](cuda.to_device(np.full(n, 0.5)), cuda.to_device(np.zeros(n)),
+                      cuda.device_array(n), cuda.to_device(np.ones(n)))
+    print("no error")
+except TapeOverflowError as e:
+    print("overflow:", e)
+# the context is still usable
+x = np.linspace(0.1, 1.0, 256)
+dx = cuda.to_device(np.zeros(256))
+gradjit.autodiff(axpy_sin, "reverse", Const, Duplicated, Const, Duplicated)[2, 128](
+    1.5, cuda.to_device(x), dx, cuda.to_device(x), cuda.device_array(256), cuda.to_device(np.ones(256)))
+print("after:", np.abs(dx.copy_to_host() - (1.5 * np.cos(x) + x)).max())
+"""
+
+
+@needs_gpu
+def test_gpu_tape_overflow_raises_and_leaves_the_context_usable():
+    import os
+    import subprocess
+    env = dict(os.environ, GRADJIT_CUDA_HEAP_MB="8")
+    r = subprocess.run([sys.executable, "-c", _OVERFLOW.format(root=_ROOT)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert "overflow: the derivative kernel's tape outgrew the device malloc heap (8 MiB)" \
+        in r.stdout, r.stdout + r.stderr
+    after = float(r.stdout.split("after:")[1])
+    assert after < 1e-12

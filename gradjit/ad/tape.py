@@ -216,14 +216,33 @@ done:
 KERNEL_BYTES = 256
 
 # GPU threads: the tape starts in a per-thread stack buffer and moves to device
-# malloc memory if it outgrows it (the buffer is recognised by its capacity)
+# malloc memory if it outgrows it (the buffer is recognised by its capacity).  When
+# the device heap is exhausted the thread sets TAPE_OVERFLOW_FLAG and exits (PTX
+# ``exit``; barriers no longer wait for it); the launcher reads the flag and raises.
+TAPE_OVERFLOW_FLAG = "gradjit_tape_overflow"
+TAPE_EXIT = 'call void asm sideeffect "exit;", ""()'
 KERNEL_RUNTIME = r"""
+@gradjit_tape_overflow = global i32 0, align 4
+
 define internal { ptr, i64 } @gj.tape.grow(ptr %d, i64 %cap, i64 %need) noinline {
 entry:
   %c2 = shl i64 %cap, 1
   %c3 = call i64 @llvm.umax.i64(i64 %c2, i64 %need)
   %c4 = call i64 @llvm.umax.i64(i64 %c3, i64 4096)
   %nd = call ptr @malloc(i64 %c4)
+  %ok = icmp ne ptr %nd, null
+  br i1 %ok, label %copy, label %overflow
+overflow:
+  store volatile i32 1, ptr @gradjit_tape_overflow, align 4
+  %was_stack = icmp eq i64 %cap, 256
+  br i1 %was_stack, label %stop, label %release_stop
+release_stop:
+  call void @free(ptr %d)
+  br label %stop
+stop:
+  """ + TAPE_EXIT + r"""
+  unreachable
+copy:
   call void @llvm.memcpy.p0.p0.i64(ptr %nd, ptr %d, i64 %cap, i1 false)
   %onstack = icmp eq i64 %cap, 256
   br i1 %onstack, label %done, label %release

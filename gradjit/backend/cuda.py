@@ -30,6 +30,9 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..ir import pipeline
 from . import schedule
+from ..ad.tape import TAPE_EXIT
+
+TAPE_EXIT_DECL = "declare void @llvm.trap()"
 
 _SREG = re.compile(r"(%[-\w.$\"]+) = (?:tail )?call (?:noundef )?(?:range\([^)]*\) )?i32 "
                    r"@llvm\.nvvm\.read\.ptx\.sreg\.(tid|ntid|ctaid|nctaid)\.([xyz])\(\)")
@@ -163,6 +166,9 @@ def emulator_text(text: str, call: str, params, has_retptr: bool, threaded: bool
             return f"{m.group(1)} = call i32 @gj.emu.tid(i64 {'xyz'.index(m.group(3))})"
         return f"{m.group(1)} = load i32, ptr @gj.emu.{m.group(2)}.{m.group(3)}"
 
+    text = text.replace(TAPE_EXIT, "call void @llvm.trap()")
+    if TAPE_EXIT_DECL not in text:
+        text += "\n" + TAPE_EXIT_DECL + "\n"
     text = _SREG.sub(sreg, text)
     text = _SREG_DECL.sub("", text)
     text = _NV.sub(lambda m: "@" + m.group(1), text)
@@ -496,16 +502,66 @@ def as_stream(device, stream):
     return device.create_stream(_StreamHandle(int(handle)))
 
 
+DEFAULT_HEAP_MB = 1024
+_heap_checked = set()
+
+
+def ensure_heap(device_id):
+    """Raise the device's ``malloc`` heap (8 MiB by default in CUDA) to
+    ``GRADJIT_CUDA_HEAP_MB`` (default 1024) MiB for tapes that outgrow a thread's
+    256-byte stack buffer.  CUDA accepts this only before the first kernel that
+    calls ``malloc`` runs in the context; later it stays as it is."""
+    if device_id in _heap_checked:
+        return
+    _heap_checked.add(device_id)
+    from cuda.bindings import driver
+    want = int(float(os.environ.get("GRADJIT_CUDA_HEAP_MB", DEFAULT_HEAP_MB)) * 2**20)
+    limit = driver.CUlimit.CU_LIMIT_MALLOC_HEAP_SIZE
+    err, have = driver.cuCtxGetLimit(limit)
+    if err == driver.CUresult.CUDA_SUCCESS and have < want:
+        driver.cuCtxSetLimit(limit, want)
+
+
+def heap_size() -> int:
+    """Bytes of the current context's device ``malloc`` heap."""
+    from cuda.bindings import driver
+    return int(driver.cuCtxGetLimit(driver.CUlimit.CU_LIMIT_MALLOC_HEAP_SIZE)[1])
+
+
+class TapeOverflowError(RuntimeError):
+    """A reverse-mode kernel's tape outgrew the device ``malloc`` heap."""
+
+
 class DeviceKernel:
-    """PTX loaded on the current device with ``cuda.core``."""
+    """PTX loaded on the current device with ``cuda.core``.  Kernels whose tape
+    can move to device ``malloc`` memory (loops) launch synchronously and raise
+    :class:`TapeOverflowError` when a thread found the heap exhausted."""
 
     def __init__(self, ptx: str, name: str, params):
         from cuda.core import Device, ObjectCode
         self.device = Device()
         self.device.set_current()
+        self.uses_heap = "call.uni (retval0), malloc," in ptx
+        if self.uses_heap:
+            ensure_heap(self.device.device_id)
         self.module = ObjectCode.from_ptx(ptx.encode() if isinstance(ptx, str) else ptx)
         self.kernel = self.module.get_kernel(name)
         self.params = list(params)
+        self._flag = None
+
+    def _overflow_flag(self):
+        if self._flag is None:
+            from cuda.bindings import driver
+            name = b"gradjit_tape_overflow"
+            handle = self.module.handle
+            if isinstance(handle, driver.CUmodule):
+                err, ptr, _ = driver.cuModuleGetGlobal(handle, name)
+            else:
+                err, ptr, _ = driver.cuLibraryGetGlobal(handle, name)
+            if err != driver.CUresult.CUDA_SUCCESS:
+                raise RuntimeError(f"reading the tape-overflow flag: {err}")
+            self._flag = int(ptr)
+        return self._flag
 
     def launch(self, grid, block, flat_args, stream=None):
         from cuda.core import LaunchConfig, launch
@@ -515,3 +571,21 @@ class DeviceKernel:
         s = LEGACY_DEFAULT_STREAM if stream is None else as_stream(self.device, stream)
         args = [_NPTYPE[t](0 if a is None else a) for t, a in zip(self.params, flat_args)]
         launch(s, LaunchConfig(grid=tuple(grid), block=tuple(block)), self.kernel, *args)
+        if self.uses_heap:
+            self._check_overflow(s)
+
+    def _check_overflow(self, stream):
+        from cuda.bindings import driver
+        stream.sync()
+        flag = self._overflow_flag()
+        out = np.zeros(1, np.int32)
+        (err,) = driver.cuMemcpyDtoH(out.ctypes.data, flag, 4)
+        if err != driver.CUresult.CUDA_SUCCESS:
+            raise RuntimeError(f"reading the tape-overflow flag: {err}")
+        if out[0]:
+            driver.cuMemsetD32(flag, 0, 1)
+            raise TapeOverflowError(
+                f"the derivative kernel's tape outgrew the device malloc heap "
+                f"({heap_size() >> 20} MiB): some threads stopped early and the shadows hold "
+                "partial results.  Set GRADJIT_CUDA_HEAP_MB before the first launch in the "
+                "process, or launch fewer threads at a time")
