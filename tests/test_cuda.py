@@ -449,20 +449,21 @@ def test_gpu_overlapping_arguments():
 
 
 @cuda.jit
-def iterate(x, out):
-    """200 dependent steps per thread: the reverse sweep needs a 1.6 KB tape per
-    thread, more than its stack buffer, so the tape moves to device malloc memory."""
+def iterate(x, out, steps):
+    """``steps`` dependent steps per thread: the reverse sweep needs an 8-byte tape
+    entry per step; beyond the stack buffer (2 KiB) the tape moves to the device
+    malloc heap."""
     i = cuda.grid(1)
     if i < x.shape[0]:
         s = x[i]
-        for k in range(200):
+        for k in range(steps):
             s = math.sin(s) * 1.01
         out[i] = s
 
 
-def _iterate_gradient(x, seed):
+def _iterate_gradient(x, seed, steps):
     s, g = x.copy(), np.ones_like(x)
-    for _ in range(200):
+    for _ in range(steps):
         g *= 1.01 * np.cos(s)
         s = np.sin(s) * 1.01
     return s, g * seed
@@ -472,30 +473,32 @@ def test_loop_tape_on_the_emulator_and_in_ptx():
     n = 40
     x = rng_arrays(n, seed=11)[0]
     seed = np.random.default_rng(12).normal(size=n)
-    dx, out = np.zeros(n), np.zeros(n)
-    df = gradjit.autodiff(iterate, "reverse", Duplicated, Duplicated)
-    df.emulate[2, 32](x, dx, out, seed.copy())
-    want_out, want = _iterate_gradient(x, seed)
-    np.testing.assert_allclose(out, want_out, rtol=1e-13)
-    np.testing.assert_allclose(dx, want, rtol=1e-10, atol=1e-14)
+    df = gradjit.autodiff(iterate, "reverse", Duplicated, Duplicated, Const)
+    for steps in (3, 200, 700):                     # 700: past the stack buffer
+        dx, out = np.zeros(n), np.zeros(n)
+        df.emulate[2, 32](x, dx, out, seed.copy(), steps)
+        want_out, want = _iterate_gradient(x, seed, steps)
+        np.testing.assert_allclose(out, want_out, rtol=1e-12)
+        np.testing.assert_allclose(dx, want, rtol=1e-9, atol=1e-14)
     if HAVE_LIBDEVICE:
-        ptx = df.ptx(x, dx, out, seed)
+        ptx = df.ptx(x, dx, out, seed, 700)
         assert "malloc" in ptx and "gradjit_tape_overflow" in ptx and "exit;" in ptx
         if cuda_backend.find_ptxas():
             cuda_backend.ptxas_check(ptx)
 
 
 @needs_gpu
-def test_gpu_loop_tape_in_device_heap():
-    n = 1 << 17                       # 512 MiB of tapes in the (1 GiB) device heap
+@pytest.mark.parametrize("steps", [200, 1000])     # stack buffer; device heap (8 KiB)
+def test_gpu_loop_tape(steps):
+    n = 1 << 15
     x = rng_arrays(n, seed=13)[0]
     seed = np.random.default_rng(14).normal(size=n)
     dx, out = cuda.to_device(np.zeros(n)), cuda.device_array(n)
-    gradjit.autodiff(iterate, "reverse", Duplicated, Duplicated)[n // 128, 128](
-        cuda.to_device(x), dx, out, cuda.to_device(seed))
-    want_out, want = _iterate_gradient(x, seed)
-    np.testing.assert_allclose(out.copy_to_host(), want_out, rtol=1e-12)
-    np.testing.assert_allclose(dx.copy_to_host(), want, rtol=1e-9, atol=1e-14)
+    gradjit.autodiff(iterate, "reverse", Duplicated, Duplicated, Const)[n // 128, 128](
+        cuda.to_device(x), dx, out, cuda.to_device(seed), steps)
+    want_out, want = _iterate_gradient(x, seed, steps)
+    np.testing.assert_allclose(out.copy_to_host(), want_out, rtol=1e-11)
+    np.testing.assert_allclose(dx.copy_to_host(), want, rtol=1e-8, atol=1e-14)
 
 
 _OVERFLOW = """
@@ -509,19 +512,19 @@ from gradjit.backend.cuda import TapeOverflowError
 from kernels.cuda_kernels import axpy_sin
 
 @cuda.jit
-def iterate(x, out):
+def iterate(x, out, steps):
     i = cuda.grid(1)
     if i < x.shape[0]:
         s = x[i]
-        for k in range(200):
+        for k in range(steps):
             s = math.sin(s) * 1.01
         out[i] = s
 
 n = 1 << 20
-df = gradjit.autodiff(iterate, "reverse", Duplicated, Duplicated)
+df = gradjit.autodiff(iterate, "reverse", Duplicated, Duplicated, Const)
 try:
     df[n // 128, 128](cuda.to_device(np.full(n, 0.5)), cuda.to_device(np.zeros(n)),
-                      cuda.device_array(n), cuda.to_device(np.ones(n)))
+                      cuda.device_array(n), cuda.to_device(np.ones(n)), 1000)
     print("no error")
 except TapeOverflowError as e:
     print("overflow:", e)

@@ -438,7 +438,7 @@ def assemble(model, ctx, bodies) -> str:
         if name not in declared and name not in defined:
             declared.add(name)
             out.append(text)
-    out.append(_strip_declares(tape.RUNTIME if ctx.target == "cpu" else tape.KERNEL_RUNTIME))
+    out.append(_strip_declares(tape.RUNTIME if ctx.target == "cpu" else tape.kernel_runtime()))
     out.extend(ctx.extra.values())
     out.extend(bodies)
     return "\n".join(out) + "\n"

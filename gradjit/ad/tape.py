@@ -19,6 +19,8 @@ the first one write to memory that is already mapped.
 """
 from __future__ import annotations
 
+import os
+
 from ..ir import types as T
 
 TAPE_TYPE = "{ ptr, i64, i64 }"
@@ -213,7 +215,11 @@ done:
 }
 """
 
-KERNEL_BYTES = 256
+# bytes of a GPU thread's tape kept in its stack (local memory, which the hardware
+# interleaves across the threads of a warp, so equal offsets coalesce); beyond it
+# the tape moves to the device malloc heap (per-thread blocks: slow).  A kernel
+# whose tape fits reserves this much local memory per resident thread.
+KERNEL_BYTES = int(os.environ.get("GRADJIT_CUDA_TAPE_STACK", 2048))
 
 # GPU threads: the tape starts in a per-thread stack buffer and moves to device
 # malloc memory if it outgrows it (the buffer is recognised by its capacity).  When
@@ -221,7 +227,7 @@ KERNEL_BYTES = 256
 # ``exit``; barriers no longer wait for it); the launcher reads the flag and raises.
 TAPE_OVERFLOW_FLAG = "gradjit_tape_overflow"
 TAPE_EXIT = 'call void asm sideeffect "exit;", ""()'
-KERNEL_RUNTIME = r"""
+_KERNEL_RUNTIME = r"""
 @gradjit_tape_overflow = global i32 0, align 4
 
 define internal { ptr, i64 } @gj.tape.grow(ptr %d, i64 %cap, i64 %need) noinline {
@@ -234,7 +240,7 @@ entry:
   br i1 %ok, label %copy, label %overflow
 overflow:
   store volatile i32 1, ptr @gradjit_tape_overflow, align 4
-  %was_stack = icmp eq i64 %cap, 256
+  %was_stack = icmp eq i64 %cap, @STACK@
   br i1 %was_stack, label %stop, label %release_stop
 release_stop:
   call void @free(ptr %d)
@@ -244,7 +250,7 @@ stop:
   unreachable
 copy:
   call void @llvm.memcpy.p0.p0.i64(ptr %nd, ptr %d, i64 %cap, i1 false)
-  %onstack = icmp eq i64 %cap, 256
+  %onstack = icmp eq i64 %cap, @STACK@
   br i1 %onstack, label %done, label %release
 release:
   call void @free(ptr %d)
@@ -257,12 +263,12 @@ done:
 """ + _PUSH_POP + r"""
 define internal void @gj.tape.init(ptr %t, i64 %bytes) alwaysinline {
 entry:
-  %buf = alloca [256 x i8], align 8
+  %buf = alloca [@STACK@ x i8], align 8
   store ptr %buf, ptr %t
   %topp = getelementptr inbounds i8, ptr %t, i64 8
   store i64 0, ptr %topp
   %capp = getelementptr inbounds i8, ptr %t, i64 16
-  store i64 256, ptr %capp
+  store i64 @STACK@, ptr %capp
   ret void
 }
 
@@ -270,7 +276,7 @@ define internal void @gj.tape.fini(ptr %t) alwaysinline {
 entry:
   %capp = getelementptr inbounds i8, ptr %t, i64 16
   %cap = load i64, ptr %capp
-  %onstack = icmp eq i64 %cap, 256
+  %onstack = icmp eq i64 %cap, @STACK@
   br i1 %onstack, label %done, label %release
 release:
   %d = load ptr, ptr %t
@@ -280,6 +286,11 @@ done:
   ret void
 }
 """
+
+
+def kernel_runtime() -> str:
+    """The GPU tape runtime with a ``KERNEL_BYTES`` stack buffer per thread."""
+    return _KERNEL_RUNTIME.replace("@STACK@", str(KERNEL_BYTES))
 
 
 

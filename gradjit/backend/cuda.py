@@ -509,7 +509,7 @@ _heap_checked = set()
 def ensure_heap(device_id):
     """Raise the device's ``malloc`` heap (8 MiB by default in CUDA) to
     ``GRADJIT_CUDA_HEAP_MB`` (default 1024) MiB for tapes that outgrow a thread's
-    256-byte stack buffer.  CUDA accepts this only before the first kernel that
+    stack buffer (``GRADJIT_CUDA_TAPE_STACK``).  CUDA accepts this only before the first kernel that
     calls ``malloc`` runs in the context; later it stays as it is."""
     if device_id in _heap_checked:
         return
