@@ -75,3 +75,34 @@ def test_array_extent_and_overlap():
     with pytest.raises(ValueError, match="overlap"):
         check_disjoint([("x", a), ("y", a[1:3, 1:2])], {"y"})
     check_disjoint([("x", a), ("y", np.zeros(0))], {"x", "y"})       # empty never overlaps
+
+
+def test_multiline_switch_and_numbered_values():
+    ir = """
+define void @k(ptr %a, ptr %b, i32 %c, i64 %i) {
+entry:
+  %0 = getelementptr double, ptr %a, i64 %i
+  %1 = load double, ptr %0, align 8
+  store double %1, ptr %b, align 8
+  %2 = getelementptr double, ptr %a, i64 1
+  %3 = load double, ptr %2, align 8
+  switch i32 %c, label %4 [
+    i32 0, label %5
+    i32 1, label %6
+  ]
+4:
+  store double %3, ptr %b, align 8
+  ret void
+5:
+  ret void
+6:
+  ret void
+}
+"""
+    text, written = hoist_loads(ir, "k", disjoint=[0, 1])
+    mod = llvm.parse_assembly(text)
+    mod.verify()
+    body = text[text.index("entry:"):]
+    assert body.index("%gj.v3 = load") < body.index("store double %gj.v1")
+    assert "switch i32 %c, label %gj.v4 [\n    i32 0, label %gj.v5" in body
+    assert written == {1}

@@ -18,8 +18,8 @@ primal arrays).  A load moves above a store or atomic only when both addresses
 are derived (through ``getelementptr``/casts) from two different such arguments.
 It never moves above a call (other than pure intrinsics), a fence, a barrier, a
 ``phi`` or the definition of its own operands; volatile and atomic loads stay.
-One pass over each block, each load scanning back over the block: linear in
-practice (quadratic in a block's length at worst).
+One pass over each block (as-soon-as-possible list scheduling with the highest
+level reached per array): linear in the kernel's length, plus a sort per block.
 """
 from __future__ import annotations
 
@@ -123,7 +123,13 @@ def hoist_loads(text: str, kernel: str, disjoint):
         out.extend(_schedule(block, root_of))
         block.clear()
 
+    joined = []                         # instructions spread over lines (switch [...])
     for line in body:
+        if joined and joined[-1].count("[") > joined[-1].count("]"):
+            joined[-1] += "\n" + line
+        else:
+            joined.append(line)
+    for line in joined:
         s = line.strip()
         if not s or s.startswith(";"):
             continue
@@ -142,7 +148,7 @@ def hoist_loads(text: str, kernel: str, disjoint):
         elif ins.kind == "barrier":            # a call may write through any pointer it gets
             written.update(root_of[u] for u in ins.uses if u in root_of)
         elif ins.kind == "other" and not re.match(
-                r"^\s*\S+\s*=\s*(getelementptr|bitcast|addrspacecast|icmp|ptrtoint)\b", line):
+                r"^\s*\S+\s*=\s*(getelementptr|bitcast|addrspacecast|icmp)\b", line):
             escaped.update(root_of[u] for u in ins.uses if u in root_of)   # select, phi...
         if ins.name and ins.kind == "other":
             m = re.match(r"^\s*\S+\s*=\s*(getelementptr|bitcast|addrspacecast)\b", line)
@@ -168,26 +174,32 @@ def _schedule(block, root_of):
     ins_list = [_Ins(line) for line in block]
     level, by_name = [], {}
     top = fence = 0                 # highest level so far; level of the last barrier
-    memory = []                     # (level, ins) of earlier loads and stores
+    mem_top = 0                     # highest level of a load or store
+    store_top = unknown_store = 0   # highest store level: any root; unknown root
+    store_at = {}                   # root -> highest level of a store through it
     last = len(ins_list) - 1
     for k, ins in enumerate(ins_list):
-        deps = [level[by_name[u]] for u in ins.uses if u in by_name]
-        deps.append(fence)
+        t = max([level[by_name[u]] for u in ins.uses if u in by_name], default=0)
+        t = max(t, fence)
         if ins.kind in ("barrier", "fixed") or k == last:
-            t = top + 1
-            fence = t
+            t = top
         elif ins.kind == "load":
             r = root_of.get(ins.ptr)
-            deps += [lv for lv, m in memory if m.kind == "store" and (
-                r is None or root_of.get(m.ptr, r) == r)]
-            t = max(deps) + 1
+            t = max(t, store_top if r is None else max(unknown_store, store_at.get(r, 0)))
         elif ins.kind == "store":
-            deps += [lv for lv, _ in memory]
-            t = max(deps) + 1
-        else:
-            t = max(deps) + 1
+            t = max(t, mem_top)
+        t += 1
+        if ins.kind in ("barrier", "fixed") or k == last:
+            fence = t
         if ins.kind in ("load", "store"):
-            memory.append((t, ins))
+            mem_top = max(mem_top, t)
+        if ins.kind == "store":
+            store_top = max(store_top, t)
+            r = root_of.get(ins.ptr)
+            if r is None:
+                unknown_store = t
+            else:
+                store_at[r] = max(store_at.get(r, 0), t)
         level.append(t)
         top = max(top, t)
         if ins.name:
