@@ -221,16 +221,23 @@ def _solve_iterated(A, b):
     return np.sum(x)
 
 
+@njit
+def _solve_into(A, b):
+    out = np.empty_like(b)
+    out[:] = np.linalg.solve(A, b)      # a slice copy: its helper is linked in twice
+    return np.sum(out * out)
+
+
 def _solve_problems(rng, dtype=np.float64):
     A = (rng.standard_normal((4, 4)) + 4 * np.eye(4)).astype(dtype)
     P = A[[2, 1, 0, 3]].copy()                 # row pivoting in the factorization
     b = rng.standard_normal(4).astype(dtype)
     B = rng.standard_normal((4, 2)).astype(dtype)
     return [(_solve_vec, (A, b)), (_solve_vec, (P, b)), (_solve_mat, (A, B)),
-            (_solve_iterated, (A, b))]
+            (_solve_iterated, (A, b)), (_solve_into, (A, b))]
 
 
-@pytest.mark.parametrize("k", range(4), ids=["vector", "pivoted", "matrix", "iterated"])
+@pytest.mark.parametrize("k", range(5), ids=["vector", "pivoted", "matrix", "iterated", "into"])
 def test_solve_both_modes_against_fd(k, rng):
     f, args = _solve_problems(rng)[k]
     for argnum in range(2):

@@ -154,6 +154,27 @@ def _defines(mod, name) -> bool:
         return False
 
 
+def _link(mod, text):
+    """Link the library text ``text`` into ``mod``.  Numba libraries each carry
+    copies of shared helpers (``__excinfo_unwrap_args...`` constants, callees
+    compiled into several libraries): symbols ``mod`` already defines become
+    ``linkonce_odr`` in the incoming copy, so the linker keeps one."""
+    other = llvm.parse_assembly(text)
+    for f in other.functions:
+        if not f.is_declaration and _defines(mod, f.name):
+            f.linkage = "linkonce_odr"
+    for g in other.global_variables:
+        if g.is_declaration:
+            continue
+        try:
+            mine = mod.get_global_variable(g.name)
+        except NameError:
+            continue
+        if not mine.is_declaration:
+            g.linkage = "linkonce_odr"
+    mod.link_in(other)
+
+
 def _unresolved(mod) -> set:
     """Symbols called through ``.numba.unresolved$`` pointers and not defined in ``mod``."""
     out = set()
@@ -219,7 +240,7 @@ def capture(fn, argtypes, debug=False) -> Captured:
         _collect(cres.library, seen, texts, disp.py_func)
         mod = llvm.parse_assembly(texts[0])
         for t in texts[1:]:
-            mod.link_in(llvm.parse_assembly(t))
+            _link(mod, t)
         # recursive callees are reached through pointers numba fills at run time:
         # bring in the libraries that define them
         for _ in range(8):
@@ -231,11 +252,7 @@ def capture(fn, argtypes, debug=False) -> Captured:
                 more = []
                 _collect(lib, seen, more, disp.py_func)
                 for t in more:
-                    other = llvm.parse_assembly(t)
-                    for f in other.functions:
-                        if not f.is_declaration and _defines(mod, f.name):
-                            f.linkage = "linkonce_odr"
-                    mod.link_in(other)
+                    _link(mod, t)
     mod = _resolve_recursion(mod)
     name = cres.fndesc.llvm_func_name
     for f in mod.functions:
