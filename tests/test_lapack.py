@@ -282,3 +282,22 @@ def test_eigenvalues_alone_with_repeated_eigenvalues():
     A = np.diag([1.0, 2.0, 2.0])
     assert_close(gradjit.grad(trace_by_eigenvalues)(A), np.tril(2.0 * np.eye(3)) - np.eye(3),
                  kind="ad")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exactly_singular_matrix_gives_finite_derivatives_in_both_modes(dtype):
+    """getrf reports a zero pivot: Numba's det returns the constant 0 (and slogdet
+    (0, -inf)), so the program's derivative is 0 in both modes (it was NaN in
+    reverse mode: the adjoint solved with the singular U)."""
+    A = np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [1.0, 0.0, 1.0]], dtype=dtype)
+
+    @njit
+    def f(a):
+        return np.linalg.det(a) + np.linalg.slogdet(a)[0]
+
+    g = gradjit.grad(f)(A)
+    _, t = gradjit.jvp(f)((A,), (np.ones_like(A),))
+    assert np.all(np.isfinite(g)) and np.all(g == 0) and t == 0
+    # a regular matrix right after still gets the cofactor matrix
+    B = np.array([[2.0, 1.0], [1.0, 3.0]], dtype=dtype)
+    np.testing.assert_allclose(gradjit.grad(f)(B), [[3.0, -1.0], [-1.0, 2.0]], rtol=1e-5)

@@ -200,6 +200,46 @@ done:
   ret void
 }}
 
+; an exactly singular LU (a zero on U's diagonal: getrf's info > 0, where Numba's
+; det/slogdet return constants and solve/inv raise) gives no adjoint: the adjoint
+; %d (n x n, ldd) is zeroed and the zero pivots of the saved factors %lu become 1,
+; so the solves that follow stay finite (and give 0)
+define internal void @gj.lu.guard.{t}(i64 %n, ptr %lu, i64 %lda, ptr %d, i64 %ldd) {{
+entry:
+  %e = icmp sle i64 %n, 0
+  br i1 %e, label %done, label %scan
+scan:
+  %i = phi i64 [ 0, %entry ], [ %i1, %next ]
+  %sing = phi i1 [ false, %entry ], [ %sing1, %next ]
+  %o = mul i64 %i, %lda
+  %oi = add i64 %o, %i
+  %p = getelementptr {t}, ptr %lu, i64 %oi
+  %v = load {t}, ptr %p
+  %z = fcmp oeq {t} %v, 0.0
+  br i1 %z, label %fix, label %next
+fix:
+  store {t} 1.0, ptr %p
+  br label %next
+next:
+  %sing1 = phi i1 [ true, %fix ], [ %sing, %scan ]
+  %i1 = add i64 %i, 1
+  %c = icmp slt i64 %i1, %n
+  br i1 %c, label %scan, label %end
+end:
+  br i1 %sing1, label %zcols, label %done
+zcols:
+  %j = phi i64 [ 0, %end ], [ %j1, %zcols ]
+  %oj = mul i64 %j, %ldd
+  %pj = getelementptr {t}, ptr %d, i64 %oj
+  %nb = mul i64 %n, {size}
+  call void @llvm.memset.p0.i64(ptr %pj, i8 0, i64 %nb, i1 false)
+  %j1 = add i64 %j, 1
+  %cz = icmp slt i64 %j1, %n
+  br i1 %cz, label %zcols, label %done
+done:
+  ret void
+}}
+
 ; y[:, c] = x[:, c] * s[c] for the k columns of the m x k matrices x (ldx), y (ldy)
 define internal void @gj.colscale.{t}(i64 %m, i64 %k, ptr %x, i64 %ldx, ptr %s, ptr %y,
                                       i64 %ldy) {{
@@ -305,7 +345,7 @@ def runtime(ctx, b, ty):
         sym = f"gj_cy_{p}{name}"
         if not llvm.address_of_symbol(sym):
             llvm.add_symbol(sym, get_cython_function_address(f"scipy.linalg.{module}", p + name))
-    ctx.extra.setdefault(f"gj.lapack.runtime.{ty}", _RUNTIME.format(t=ty, p=p))
+    ctx.extra.setdefault(f"gj.lapack.runtime.{ty}", _RUNTIME.format(t=ty, p=p, size=8 if ty == "double" else 4))
     for name, text in (("malloc", "declare ptr @malloc(i64)"), ("free", "declare void @free(ptr)")):
         b.decls.setdefault(name, text)
 
@@ -353,7 +393,9 @@ def getrf_tangent(b, ty, n, lu, lda, ipiv, d):
 
 
 def getrf_adjoint(b, ty, n, lu, lda, ipiv, d):
-    """``d`` (the adjoint of the packed factors) becomes that of A."""
+    """``d`` (the adjoint of the packed factors) becomes that of A (zero when the
+    factorization was exactly singular: ``gj.lu.guard``)."""
+    b.emit(f"call void @gj.lu.guard.{ty}(i64 {n}, ptr {lu}, i64 {lda}, ptr {d}, i64 {lda})")
     t = scratch(b, ty, n)
     part(b, ty, n, d, lda, t, n, STRICT_LOWER, ZERO_OUT)       # Lb
     tri(b, ty, False, _L, _L, _T, _U, n, lu, lda, t, n)        # L^T Lb
