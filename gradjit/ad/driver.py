@@ -385,7 +385,8 @@ def kernel_entry_text(plan: Plan, top, version, df_params, name) -> str:
     else:
         outs = float_outs(version)
         lines.append("  %gj.tape = alloca " + tape.TAPE_TYPE)
-        lines.append(f"  call void @gj.tape.init(ptr %gj.tape, i64 {tape.KERNEL_BYTES})")
+        lines.append(f"  %gj.stk = alloca [{tape.kernel_bytes()} x i8], align 8")
+        lines.append("  call void @gj.tape.init(ptr %gj.tape, ptr %gj.stk)")
         lines.append(f"  %st = call i32 @{_global(version.names[0])}({', '.join(call_args)}, ptr %gj.tape)")
         rargs = list(call_args) + ["ptr %gj.tape"]
         for k, a in enumerate(outs):

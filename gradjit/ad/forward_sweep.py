@@ -352,6 +352,8 @@ class ForwardSweep(LaneSweep):
             self.b.emit(rename(ins.text, {ins.name: s}))
             self.b.call("llvm.memset.p0.i64", "void", [("ptr", s),
                         ("i8", "0"), ("i64", str(size)), ("i1", "false")])
+        elif self.ctx.target == "cuda":          # no calloc on the device
+            self.b.emit(f"{s} = call ptr @gj.zalloc(i64 {size})")
         else:
             self.b.emit(f"{s} = call ptr @calloc(i64 1, i64 {size})")
         self._set(ins.name, s)

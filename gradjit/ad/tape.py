@@ -219,7 +219,20 @@ done:
 # interleaves across the threads of a warp, so equal offsets coalesce); beyond it
 # the tape moves to the device malloc heap (per-thread blocks: slow).  A kernel
 # whose tape fits reserves this much local memory per resident thread.
-KERNEL_BYTES = int(os.environ.get("GRADJIT_CUDA_TAPE_STACK", 2048))
+DEFAULT_KERNEL_BYTES = 2048
+
+
+def kernel_bytes() -> int:
+    """``GRADJIT_CUDA_TAPE_STACK`` (bytes, an integer >= 0; default 2048); raises
+    ``ValueError`` for anything else."""
+    raw = os.environ.get("GRADJIT_CUDA_TAPE_STACK", str(DEFAULT_KERNEL_BYTES))
+    try:
+        n = int(raw)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise ValueError(f"GRADJIT_CUDA_TAPE_STACK must be a number of bytes >= 0, got {raw!r}")
+    return n
 
 # GPU threads: the tape starts in a per-thread stack buffer and moves to device
 # malloc memory if it outgrows it (the buffer is recognised by its capacity).  When
@@ -229,6 +242,22 @@ TAPE_OVERFLOW_FLAG = "gradjit_tape_overflow"
 TAPE_EXIT = 'call void asm sideeffect "exit;", ""()'
 _KERNEL_RUNTIME = r"""
 @gradjit_tape_overflow = global i32 0, align 4
+
+; zeroed device heap memory (the shadow of a thread's local array, which outlives
+; the augmented primal); an exhausted heap stops the thread as in gj.tape.grow
+define internal ptr @gj.zalloc(i64 %n) {
+entry:
+  %p = call ptr @malloc(i64 %n)
+  %ok = icmp ne ptr %p, null
+  br i1 %ok, label %fill, label %overflow
+overflow:
+  store volatile i32 1, ptr @gradjit_tape_overflow, align 4
+  """ + TAPE_EXIT + r"""
+  unreachable
+fill:
+  call void @llvm.memset.p0.i64(ptr %p, i8 0, i64 %n, i1 false)
+  ret ptr %p
+}
 
 define internal { ptr, i64 } @gj.tape.grow(ptr %d, i64 %cap, i64 %need) noinline {
 entry:
@@ -261,9 +290,8 @@ done:
   ret { ptr, i64 } %r1
 }
 """ + _PUSH_POP + r"""
-define internal void @gj.tape.init(ptr %t, i64 %bytes) alwaysinline {
+define internal void @gj.tape.init(ptr %t, ptr %buf) alwaysinline {
 entry:
-  %buf = alloca [@STACK@ x i8], align 8
   store ptr %buf, ptr %t
   %topp = getelementptr inbounds i8, ptr %t, i64 8
   store i64 0, ptr %topp
@@ -289,8 +317,9 @@ done:
 
 
 def kernel_runtime() -> str:
-    """The GPU tape runtime with a ``KERNEL_BYTES`` stack buffer per thread."""
-    return _KERNEL_RUNTIME.replace("@STACK@", str(KERNEL_BYTES))
+    """The GPU tape runtime for a :func:`kernel_bytes` stack buffer per thread (the
+    kernel's entry allocates the buffer, so it lives as long as the kernel)."""
+    return _KERNEL_RUNTIME.replace("@STACK@", str(kernel_bytes()))
 
 
 

@@ -47,10 +47,17 @@ def typeof_value(v):
     iface = getattr(v, "__cuda_array_interface__", None)
     if iface is not None:
         return _DeviceArg(iface).type
+    if isinstance(v, tuple):
+        return types.BaseTuple.from_types([typeof_value(e) for e in v])
     return _scalar_type(type(v)) if type(v) in _SCALARS else numba.typeof(v)
 
 
-_SCALARS = (float, int, bool, np.float64, np.float32, np.int64, np.int32, np.bool_)
+# types whose Numba type does not depend on the value (not int: 2**63 is uint64)
+_SCALARS = (float, bool, np.float64, np.float32, np.int64, np.int32, np.bool_)
+
+
+def _host_array_inside(v) -> bool:
+    return isinstance(v, np.ndarray) or (isinstance(v, tuple) and any(map(_host_array_inside, v)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -128,13 +135,22 @@ class _Indexer:
 def _data_params(argtys):
     """``{argument position: flat index of its data pointer}`` for the top-level
     array arguments (Numba's array model: meminfo, parent, nitems, itemsize, data,
-    shape..., strides...)."""
+    shape..., strides...); empty when a tuple argument holds arrays (those could
+    overlap the others unchecked, so no array is taken as distinct memory)."""
+    if any(isinstance(t, types.BaseTuple) and _holds_array(t) for t in argtys):
+        return {}
     out, k = {}, 0
     for pos, t in enumerate(argtys):
         if isinstance(t, types.Array):
             out[pos] = k + 4
         k += _flat_count(t)
     return out
+
+
+def _holds_array(t):
+    if isinstance(t, types.Array):
+        return True
+    return isinstance(t, types.BaseTuple) and any(_holds_array(e) for e in t)
 
 
 def _flat_count(t):
@@ -269,7 +285,7 @@ class KernelDerivative:
                 cc = cuda.get_current_device().compute_capability
                 c._device = cuda_backend.DeviceKernel(c.ptx(tuple(cc)), c.entry, c.params)
                 c._names = self._arg_names()
-            if any(isinstance(t, types.Array) and v is None for t, v in zip(argtys, views)):
+            if any(_host_array_inside(a) for a in args):
                 raise TypeError("a kernel launch takes device arrays (Numba device arrays, "
                                 "CuPy arrays...), not NumPy arrays; use df.emulate for NumPy")
             self._check_shapes([v.shape if v is not None else None for v in views])

@@ -32,7 +32,7 @@ _PTR_OPERAND = re.compile(rf"\bptr(?: addrspace\(\d+\))? ({_NAME})")
 _PURE_CALL = re.compile(
     r"@llvm\.(nvvm\.read\.ptx\.sreg\.|fma\.|fmuladd\.|fabs\.|sqrt\.|minnum\.|maxnum\.|minimum\.|"
     r"maximum\.|copysign\.|floor\.|ceil\.|trunc\.|rint\.|nearbyint\.|round\.|roundeven\.|umax\.|"
-    r"umin\.|smax\.|smin\.|abs\.|ctlz\.|cttz\.|ctpop\.|bswap\.|assume|lifetime\.|"
+    r"umin\.|smax\.|smin\.|abs\.|ctlz\.|cttz\.|ctpop\.|bswap\.|assume|"
     r"experimental\.noalias\.scope\.decl|[su]add\.with\.overflow|[su]sub\.with\.overflow|"
     r"[su]mul\.with\.overflow|nvvm\.fma\.|nvvm\.fabs|nvvm\.d2i|nvvm\.d2ll|nvvm\.f2i|nvvm\.lohi|"
     r"nvvm\.mul\.|nvvm\.rcp\.|nvvm\.sqrt\.|nvvm\.ex2\.|nvvm\.lg2\.|nvvm\.add\.|nvvm\.div\.)")
@@ -72,7 +72,7 @@ def _params(define_line):
 
 
 class _Ins:
-    __slots__ = ("text", "name", "kind", "ptr", "uses")
+    __slots__ = ("text", "name", "kind", "ptr", "uses", "op")
 
     def __init__(self, text):
         self.text = text
@@ -81,7 +81,7 @@ class _Ins:
         body = (m.group(2) if m else text.strip())
         self.uses = set(_USE.findall(body))
         self.ptr = None
-        op = body.split(" ", 1)[0]
+        op = self.op = body.split(" ", 1)[0]
         if op == "load":
             self.kind = "fixed" if re.match(r"load (atomic|volatile)\b", body) else "load"
             p = _PTR_OPERAND.search(body)
@@ -91,7 +91,9 @@ class _Ins:
             ps = _PTR_OPERAND.findall(body)
             self.ptr = ps[-1] if ps else None
         elif op in ("atomicrmw", "cmpxchg"):
-            self.kind = "store"
+            # ordered atomics (acquire and stronger) are fences for other accesses
+            self.kind = "barrier" if re.search(r"\b(acquire|acq_rel|seq_cst)\b", body) \
+                else "store"
             p = _PTR_OPERAND.search(body)
             self.ptr = p.group(1) if p else None
         elif op in ("call", "tail", "musttail", "notail", "invoke", "callbr"):
@@ -102,65 +104,84 @@ class _Ins:
             self.kind = "other"
 
 
+_LABEL = re.compile(r'^(?:"[^"]*"|[-\w.$]+):')
+_DERIVE = re.compile(r"^\s*\S+\s*=\s*(getelementptr|bitcast|addrspacecast)\b")
+_NO_ESCAPE = re.compile(r"^\s*\S+\s*=\s*(getelementptr|bitcast|addrspacecast|icmp)\b")
+
+
 def hoist_loads(text: str, kernel: str, disjoint):
     """``(text', written)``: ``text`` with the loads of function ``kernel`` hoisted
     above stores to other arrays (see the module docstring), and the indices in
     ``disjoint`` of the parameters the kernel writes through (stores, atomics, or
-    a pointer passed to a call).  ``disjoint``: indices of the kernel's parameters
-    that point to pairwise non-overlapping memory."""
+    a pointer passed to a call; when the kernel writes through a pointer whose
+    array is unknown, every parameter whose pointer escapes counts as written).
+    ``disjoint``: indices of the kernel's parameters that point to pairwise
+    non-overlapping memory."""
     lines = text.split("\n")
     start, end = _kernel_span(lines, kernel)
     params = _params(lines[start])
-    roots = {params[k]: k for k in disjoint if k < len(params) and params[k]}
-    root_of = dict(roots)
     # numbered values must stay in order in LLVM text: name them
     body = [re.sub(r"^(\d+):", r"gj.v\1:", re.sub(r"%(\d+)(?![\w.])", r"%gj.v\1", line))
             for line in lines[start + 1:end]]
-    out, block, written, escaped = [], [], set(), set()
-    unknown_store = False
-
-    def flush():
-        out.extend(_schedule(block, root_of))
-        block.clear()
-
     joined = []                         # instructions spread over lines (switch [...])
     for line in body:
         if joined and joined[-1].count("[") > joined[-1].count("]"):
             joined[-1] += "\n" + line
-        else:
+        elif line.strip() and not line.strip().startswith(";"):
             joined.append(line)
-    for line in joined:
-        s = line.strip()
-        if not s or s.startswith(";"):
+    items = [(line, None) if _LABEL.match(line.strip()) else (line, _Ins(line)) for line in joined]
+    root_of = _roots(items, {params[k]: k for k in disjoint if k < len(params) and params[k]})
+    written, escaped, unknown_write = set(), set(), False
+    for line, ins in items:
+        if ins is None:
             continue
-        if re.match(r"^[-\w.$\"]+:", s):          # a label starts a block
-            flush()
-            out.append(line)
-            continue
-        ins = _Ins(line)
-        if ins.kind == "store":
+        rooted = [root_of[u] for u in ins.uses if u in root_of]
+        if ins.op in ("store", "atomicrmw", "cmpxchg"):
             if ins.ptr in root_of:
                 written.add(root_of[ins.ptr])
             else:
-                unknown_store = True
+                unknown_write = True
             # a pointer stored to memory escapes
             escaped.update(root_of[u] for u in ins.uses if u in root_of and u != ins.ptr)
-        elif ins.kind == "barrier":            # a call may write through any pointer it gets
-            written.update(root_of[u] for u in ins.uses if u in root_of)
-        elif ins.kind == "other" and not re.match(
-                r"^\s*\S+\s*=\s*(getelementptr|bitcast|addrspacecast|icmp)\b", line):
-            escaped.update(root_of[u] for u in ins.uses if u in root_of)   # select, phi...
-        if ins.name and ins.kind == "other":
-            m = re.match(r"^\s*\S+\s*=\s*(getelementptr|bitcast|addrspacecast)\b", line)
-            if m:
-                p = _PTR_OPERAND.search(line[line.index("=") + 1:])
-                if p and p.group(1) in root_of:
-                    root_of[ins.name] = root_of[p.group(1)]
-        block.append(line)
-    flush()
-    if unknown_store:
+        elif ins.kind == "barrier" and ins.op not in ("phi", "fence"):
+            # a call may write through any pointer it gets, rooted or not
+            written.update(rooted)
+            if any(p not in root_of for p in _PTR_OPERAND.findall(ins.text)):
+                unknown_write = True
+        elif ins.op != "load" and not _NO_ESCAPE.match(line):
+            escaped.update(rooted)               # phi, select, ptrtoint...
+    if unknown_write:
         written |= escaped
+    out, block = [], []
+    for line, ins in items:
+        if ins is None:                          # a label starts a block
+            out.extend(_schedule(block, root_of))
+            block.clear()
+            out.append(line)
+        else:
+            block.append(line)
+    out.extend(_schedule(block, root_of))
     return "\n".join(lines[:start + 1] + out + lines[end:]), written
+
+
+def _roots(items, root_of):
+    """``{pointer name: parameter index}`` for pointers derived from the parameters
+    by ``getelementptr`` and casts, wherever they appear in the function (a
+    definition may come after a use in the text): repeated until nothing changes."""
+    derived = []
+    for line, ins in items:
+        if ins is not None and ins.name and _DERIVE.match(line):
+            p = _PTR_OPERAND.search(line[line.index("=") + 1:])
+            if p:
+                derived.append((ins.name, p.group(1)))
+    changed = True
+    while changed:
+        changed = False
+        for name, base in derived:
+            if name not in root_of and base in root_of:
+                root_of[name] = root_of[base]
+                changed = True
+    return root_of
 
 
 def _schedule(block, root_of):
