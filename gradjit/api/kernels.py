@@ -97,11 +97,7 @@ class _DeviceArg:
         return [None, None, n, self.item, self.ptr, *self.shape, *self.strides]
 
     def extent(self):
-        if 0 in self.shape:
-            return None
-        lo = self.ptr + sum((n - 1) * s for n, s in zip(self.shape, self.strides) if s < 0)
-        hi = self.ptr + sum((n - 1) * s for n, s in zip(self.shape, self.strides) if s > 0)
-        return lo, hi + self.item
+        return schedule.byte_extent(self.ptr, self.shape, self.strides, self.item)
 
 
 class _Config:
@@ -236,19 +232,9 @@ class KernelDerivative:
         return c.ptx(tuple(cc) if cc else self.cc)
 
     def _check(self, args):
-        k = 0
-        for name, act in zip(self.params, self.activities):
-            if act.shadowed and k + 1 < len(args):
-                x, dx = args[k], args[k + 1]
-                sx, sdx = np.shape(x) if not hasattr(x, "__cuda_array_interface__") else tuple(
-                    x.__cuda_array_interface__["shape"]), np.shape(dx) if not hasattr(
-                    dx, "__cuda_array_interface__") else tuple(dx.__cuda_array_interface__["shape"])
-                if sx != sdx:
-                    raise ValueError(f"argument '{name}': shadow shape {sdx} differs from the "
-                                     f"primal's shape {sx}")
-                k += 2
-            else:
-                k += 1
+        self._check_shapes([tuple(a.__cuda_array_interface__["shape"])
+                            if hasattr(a, "__cuda_array_interface__") else
+                            a.shape if isinstance(a, np.ndarray) else None for a in args])
 
     def _arg_names(self):
         """Names of the derivative kernel's arguments: ``x`` and ``shadow of x``."""

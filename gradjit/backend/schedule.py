@@ -229,27 +229,19 @@ def _schedule(block, root_of):
     return [ins_list[k].text for k in order]
 
 
-def array_extent(a):
-    """Byte range ``(lo, hi)`` an array (NumPy or ``__cuda_array_interface__``)
-    covers, or None when it is empty."""
-    iface = getattr(a, "__cuda_array_interface__", None)
-    if iface is not None:
-        ptr = iface["data"][0]
-        shape = tuple(iface["shape"])
-        item = a.dtype.itemsize if hasattr(a, "dtype") else int(re.sub(r"\D", "", iface["typestr"]))
-        strides = iface.get("strides")
-        if strides is None:
-            strides, acc = [], item
-            for n in reversed(shape):
-                strides.insert(0, acc)
-                acc *= n
-    else:
-        ptr, shape, strides, item = a.ctypes.data, a.shape, a.strides, a.itemsize
+def byte_extent(ptr, shape, strides, item):
+    """Byte range ``(lo, hi)`` of an array at ``ptr`` (``shape``, byte ``strides``,
+    ``item`` bytes per element), or None when it is empty."""
     if any(n == 0 for n in shape):
         return None
     lo = ptr + sum((n - 1) * s for n, s in zip(shape, strides) if s < 0)
     hi = ptr + sum((n - 1) * s for n, s in zip(shape, strides) if s > 0) + item
     return lo, hi
+
+
+def array_extent(a):
+    """:func:`byte_extent` of a NumPy array."""
+    return byte_extent(a.ctypes.data, a.shape, a.strides, a.itemsize)
 
 
 def check_disjoint(arrays, written):
