@@ -1,5 +1,6 @@
 """Small Numba CUDA kernels used by the GPU tests and benchmarks/gpu.py:
-an elementwise map, a 3-point stencil and an atomic reduction (float64)."""
+an elementwise map, a 3-point stencil, an atomic reduction and a per-thread loop
+(float64)."""
 import math
 
 from numba import cuda
@@ -27,3 +28,15 @@ def dot(x, y, out):
     i = cuda.grid(1)
     if i < x.shape[0]:
         cuda.atomic.add(out, 0, x[i] * y[i])
+
+
+@cuda.jit
+def iterate(x, out, steps):
+    """Loop: ``out[i]`` = ``steps`` steps of ``s = 1.01 sin(s)`` from ``x[i]``; the
+    reverse sweep records one value per step (a per-thread tape)."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        s = x[i]
+        for _ in range(steps):
+            s = math.sin(s) * 1.01
+        out[i] = s

@@ -18,7 +18,7 @@ if _ROOT not in sys.path:
 import gradjit  # noqa: E402
 from gradjit import Const, Dual, Duplicated  # noqa: E402
 from gradjit.backend import cuda as cuda_backend  # noqa: E402
-from kernels.cuda_kernels import axpy_sin, dot, stencil  # noqa: E402
+from kernels.cuda_kernels import axpy_sin, dot, iterate, stencil  # noqa: E402
 
 try:
     cuda_backend.libdevice_path()
@@ -448,17 +448,8 @@ def test_gpu_overlapping_arguments():
     np.testing.assert_allclose(g.copy_to_host(), x, rtol=1e-15)
 
 
-@cuda.jit
-def iterate(x, out, steps):
-    """``steps`` dependent steps per thread: the reverse sweep needs an 8-byte tape
-    entry per step; beyond the stack buffer (2 KiB) the tape moves to the device
-    malloc heap."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        s = x[i]
-        for k in range(steps):
-            s = math.sin(s) * 1.01
-        out[i] = s
+# iterate: the reverse sweep needs an 8-byte tape entry per step; beyond the stack
+# buffer (2 KiB) the tape moves to the device malloc heap
 
 
 def _iterate_gradient(x, seed, steps):
@@ -502,23 +493,14 @@ def test_gpu_loop_tape(steps):
 
 
 _OVERFLOW = """
-import math, sys
+import sys
 import numpy as np
 sys.path.insert(0, {root!r})
 from numba import cuda
 import gradjit
 from gradjit import Const, Duplicated
 from gradjit.backend.cuda import TapeOverflowError
-from kernels.cuda_kernels import axpy_sin
-
-@cuda.jit
-def iterate(x, out, steps):
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        s = x[i]
-        for k in range(steps):
-            s = math.sin(s) * 1.01
-        out[i] = s
+from kernels.cuda_kernels import axpy_sin, iterate
 
 n = 1 << 20
 df = gradjit.autodiff(iterate, "reverse", Duplicated, Duplicated, Const)
