@@ -212,6 +212,91 @@ def test_jvp_tangent_wrong_shape():
         gradjit.jvp(sum_weights)((np.ones(4),), (np.ones(3),))
 
 
+# ------------------------------------- ValueError: shadows passed from @njit code
+# From Python, shadows laid out differently from their primal are copied; inside
+# @njit code (``df.jit``) they cannot be, and the derivative applies the primal's
+# offsets to the shadow's data pointer, so the entry checks the layout and raises.
+
+
+@njit
+def weighted_sq(m):
+    s = 0.0
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            s += (i + 1.0) * m[i, j] * m[i, j]
+    return s
+
+
+def _weighted_sq_grad(m):
+    return 2.0 * (np.arange(m.shape[0]) + 1.0)[:, None] * m
+
+
+def test_njit_shadow_layout_reverse():
+    df = gradjit.autodiff(weighted_sq, "reverse", Duplicated).jit
+
+    @njit
+    def call(m, dm):
+        return df(m, dm, 1.0)
+
+    m = np.arange(12.0).reshape(3, 4) / 7.0
+    dm = np.zeros_like(m)
+    call(m, dm)
+    np.testing.assert_allclose(dm, _weighted_sq_grad(m), rtol=1e-13)
+    with pytest.raises(ValueError, match="'m'.*laid out like its primal"):
+        call(m, np.zeros((4, 3)).T)                 # right shape, Fortran strides
+    with pytest.raises(ValueError, match=r"'m'.*axis 0 of the shadow has 4, the primal's has 3"):
+        call(m, np.zeros((4, 4)))
+    # an F-ordered primal with an F-ordered shadow is fine
+    mf = np.asfortranarray(m)
+    dmf = np.zeros_like(mf)
+    call(mf, dmf)
+    np.testing.assert_allclose(dmf, _weighted_sq_grad(m), rtol=1e-13)
+
+
+def test_njit_shadow_layout_vector_forward():
+    n = 3
+    fv = gradjit.autodiff(weighted_sq, "forward", Dual, width=n)
+    jit = fv.jit
+
+    @njit
+    def call(m, dm, dret):
+        return jit(m, dm, dret)
+
+    rng = np.random.default_rng(0)
+    m = rng.random((3, 4))
+    tangents = rng.random((n, 3, 4))
+    want = np.einsum("ij,kij->k", _weighted_sq_grad(m), tangents)
+    dret = np.zeros(n)
+    call(m, tangents.copy(), dret)
+    np.testing.assert_allclose(dret, want, rtol=1e-13)
+    lane_minor = np.moveaxis(np.ascontiguousarray(np.moveaxis(tangents, 0, -1)), -1, 0)
+    np.testing.assert_allclose(fv(m, lane_minor)[1], want, rtol=1e-13)   # Python: in place
+    with pytest.raises(ValueError, match="laid out like its primal"):
+        call(m, lane_minor, dret)                   # compiled: refused, not misread
+    with pytest.raises(ValueError, match="axis 0 of the shadow has 2, not 3"):
+        call(m, tangents[:2].copy(), dret)
+    with pytest.raises(ValueError, match="last axis of 3"):
+        call(m, tangents.copy(), np.zeros(2))
+
+
+def test_scalar_tangents_strided_and_from_njit():
+    n = 3
+    fv = gradjit.autodiff(two_args, "forward", Dual, Const, width=n)
+    da = np.arange(2.0 * n)[::2]                   # strided tangents of a scalar
+    out, dret = fv(1.5, da, 4.0)
+    np.testing.assert_allclose(dret, 4.0 * da, rtol=1e-15)
+    jit = fv.jit
+
+    @njit
+    def call(a, da, b, dret):
+        return jit(a, da, b, dret)
+
+    with pytest.raises(ValueError, match="'alpha'.*contiguous array of 3"):
+        call(1.5, da, 4.0, np.zeros(n))
+    with pytest.raises(ValueError, match="'alpha'.*contiguous array of 3"):
+        call(1.5, np.ones(2), 4.0, np.zeros(n))
+
+
 # --------------------------------------------------------------- TypeError
 @pytest.mark.parametrize("fn", [returns_array, returns_int], ids=["array", "int"])
 def test_grad_of_non_scalar_function(fn):

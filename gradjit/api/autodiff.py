@@ -16,7 +16,7 @@ from ..frontend.capture import capture, dispatcher_of
 from ..frontend.typetree import float_llvm, leaves
 from ..ir.reader import read_module
 from . import activities as A
-from .shadows import like_strides
+from .shadows import layout_checks, like_strides
 
 Reverse = "reverse"
 Forward = "forward"
@@ -37,6 +37,11 @@ class Derivative:
     Call it with NumPy arrays and scalars from Python, or from inside ``@njit``
     code (Numba types it as its compiled dispatcher).  Compiled lazily and cached
     per argument-type signature.  ``df.signatures`` lists the compiled ones.
+
+    From Python, a shadow strided differently from its primal is copied into a
+    same-strided temporary and back; inside ``@njit`` code it cannot be, so there a
+    shadow whose shape or strides differ from its primal's raises ``ValueError``
+    (checked on entry, a few compares per argument).
     """
 
     def __init__(self, fn, mode, acts, ret, width, checkpointing="auto"):
@@ -51,12 +56,22 @@ class Derivative:
         self._cache = {}
         self._lock = threading.RLock()
         call = cpu.make_intrinsic(self._resolve)
+        # shadows passed from @njit code are checked there (from Python, __call__
+        # has already checked or copied them); interleaved lanes are checked in Python
+        checks = layout_checks(self.params, acts, width if width > 1 else 0,
+                               lambda: getattr(self, "interleave", ()))
 
         def df(*args):
+            checks(args)
             return call(args)
 
-        df.__name__ = f"d_{getattr(self.dispatcher.py_func, '__name__', 'fn')}"
+        def df_checked(*args):     # the Python entry, whose shadows are already checked
+            return call(args)
+
+        name = f"d_{getattr(self.dispatcher.py_func, '__name__', 'fn')}"
+        df.__name__ = df_checked.__name__ = name
         self.jit = numba.njit(df)
+        self._jit_checked = numba.njit(df_checked)
 
     def __repr__(self):
         acts = ", ".join(a.__name__ for a in self.activities)
@@ -83,7 +98,7 @@ class Derivative:
             # first call: compile here so errors reach the user as gradjit's own
             self.compile(tuple(numba.typeof(a) for a in args))
         try:
-            return self.jit(*args)
+            return self._jit_checked(*args)
         except numba.core.errors.TypingError:
             # a new signature whose derivative failed to build: raise the real error
             self.compile(tuple(numba.typeof(a) for a in args))
@@ -403,7 +418,8 @@ class VectorForward(Derivative):
     used instead.  Same derivatives either way.
 
     Called from Python; within ``@njit`` code pass the trailing output array
-    yourself, ``df.jit(*args, dret)``, with lanes laid out like their primal.
+    yourself, ``df.jit(*args, dret)``, with lanes laid out like their primal
+    (``dret`` contiguous, of length N); other layouts raise ``ValueError`` there.
     """
 
     #: per activity: are this variant's lanes interleaved (see ``__call__``)
@@ -435,7 +451,7 @@ class VectorForward(Derivative):
         dret = np.zeros(n)                    # the return's tangents (always passed)
         args.append(dret)
         compiled = self.compile(tuple(numba.typeof(a) for a in args))
-        out = self.jit(*args)
+        out = self._jit_checked(*args)
         for user, tmp in writebacks:
             user[...] = tmp
         if compiled.ret_float == "float":
@@ -485,7 +501,7 @@ class VectorReverse(Derivative):
         gout = np.zeros((max(1, rows), n))
         args.append(gout)
         compiled = self.compile(tuple(numba.typeof(a) for a in args))
-        out = self.jit(*args)
+        out = self._jit_checked(*args)
         for user, tmp in writebacks:
             user[...] = tmp
         grads = [gout[j].copy() for j in range(rows)]
@@ -518,6 +534,8 @@ def _vector_shadows(d, args, skip=()):
             if dx.dtype != dt:
                 raise ValueError(f"argument '{name}': shadow dtype {dx.dtype} differs from "
                                  f"the primal's dtype {dt}")
+            if not isinstance(x, np.ndarray) and not dx.flags.c_contiguous:
+                args[k + 1] = np.ascontiguousarray(dx)      # a scalar's N tangents (read only)
             if isinstance(x, np.ndarray) and not _lanes_match(x, dx) and \
                     not (j < len(skip) and skip[j]):
                 if not (x.flags.c_contiguous or x.flags.f_contiguous):

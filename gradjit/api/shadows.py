@@ -26,3 +26,131 @@ def zeros_like(x):
     if isinstance(x, np.ndarray):
         return like_strides(x)
     return 0.0
+
+
+# --- the same checks inside @njit code (``df.jit`` called from compiled code) --------
+
+
+def _contiguous(a) -> bool:
+    """Compiled: is array ``a`` C-contiguous (axes of length 1 ignored)?"""
+    step = a.itemsize
+    for ax in range(a.ndim - 1, -1, -1):
+        if a.shape[ax] > 1 and a.strides[ax] != step:
+            return False
+        step *= a.shape[ax]
+    return True
+
+
+def _layout_checker(name: str, lanes: int):
+    """A compiled ``check(x, dx)`` for argument ``name``: raises ``ValueError`` when
+    the shadow ``dx`` does not have the shape and (on axes longer than 1) the
+    strides the derivative assumes.  Width 1 (``lanes == 0``): ``x``'s shape and
+    strides.  Vector mode: a leading axis of ``lanes``, then ``x``'s shape and
+    strides; a float scalar's tangents are a contiguous ``(lanes,)`` array.  A
+    no-op for other types (tuples).  The derivative applies the primal's offsets
+    to the shadow's data pointer, so any other layout would read and write the
+    wrong elements (``df`` called from Python copies such shadows instead)."""
+    import numba
+    from numba import types
+    from numba.extending import overload
+
+    off = 1 if lanes else 0
+    arg = f"argument '{name}': "
+    m_shape = arg + "the shadow's shape differs from " + (
+        f"({lanes}, *x.shape)" if lanes else "x's shape") + ": axis "
+    m_strides = (arg + "inside @njit code the shadow must be laid out like its primal "
+                 "(same strides, e.g. np.zeros_like(x)); call the derivative from Python to "
+                 "have other layouts copied")
+    m_lanes = arg + f"the tangents of a scalar must be a contiguous array of {lanes}"
+    contiguous = numba.njit(_contiguous)
+
+    def check(x, dx):
+        pass
+
+    @overload(check, jit_options={"nogil": True})
+    def _check(x, dx):
+        if lanes and isinstance(x, types.Float) and isinstance(dx, types.Array):
+            def scalar_lanes(x, dx):
+                if dx.ndim != 1 or dx.shape[0] != lanes or not contiguous(dx):
+                    raise ValueError(m_lanes)
+            return scalar_lanes
+        if not (isinstance(x, types.Array) and isinstance(dx, types.Array)):
+            return lambda x, dx: None
+        if dx.ndim != x.ndim + off:
+            def bad_ndim(x, dx):
+                raise ValueError(m_shape + "count: the shadow has " + str(dx.ndim) + " axes")
+            return bad_ndim
+
+        def impl(x, dx):
+            if off == 1 and dx.shape[0] != lanes:
+                raise ValueError(m_shape + "0 of the shadow has " + str(dx.shape[0]) +
+                                 ", not " + str(lanes))
+            for ax in range(x.ndim):
+                if dx.shape[ax + off] != x.shape[ax]:
+                    raise ValueError(m_shape + str(ax + off) + " of the shadow has " +
+                                     str(dx.shape[ax + off]) + ", the primal's has " +
+                                     str(x.shape[ax]))
+            if x.size > 1 and dx.shape[0] > 0:
+                for ax in range(x.ndim):
+                    if x.shape[ax] > 1 and dx.strides[ax + off] != x.strides[ax]:
+                        raise ValueError(m_strides)
+        return impl
+
+    return numba.njit(lambda x, dx: check(x, dx))
+
+
+def _lane_array_checker(lanes: int):
+    """A compiled ``check(a)`` for an array after the activities' arguments of a
+    vector-mode call (the tangents of the return, seeds, gradients of ``Active``
+    arguments): C-contiguous with a last axis of ``lanes``, else ``ValueError``."""
+    import numba
+
+    msg = f"the seed/result arrays of a width-{lanes} derivative must be contiguous with a last axis of {lanes}"
+    contiguous = numba.njit(_contiguous)
+
+    def check(a):
+        if a.ndim == 0 or a.shape[a.ndim - 1] != lanes or not contiguous(a):
+            raise ValueError(msg)
+
+    return numba.njit(check)
+
+
+def layout_checks(names, activities, lanes: int, skip=lambda: ()):
+    """The entry check of ``df.jit``: a function ``checks(args)``, callable from
+    ``@njit`` code, that runs :func:`_layout_checker` on every (primal, shadow)
+    pair of the tuple ``args`` (laid out as ``activities`` say), except the pairs
+    whose activity index ``skip()`` marks (interleaved lanes, checked in Python),
+    and in vector mode :func:`_lane_array_checker` on the arrays after them.
+    ``skip`` is read when the entry is first compiled."""
+    import numba
+    from numba import types
+    from numba.extending import overload
+
+    checkers = {}
+
+    def checks(args):
+        pass
+
+    @overload(checks, jit_options={"nogil": True})
+    def _checks(args):
+        n, mask, k, calls = len(args), skip(), 0, []
+        for j, (name, act) in enumerate(zip(names, activities)):
+            if act.shadowed:
+                if k + 1 < n and not (j < len(mask) and mask[j]):
+                    fn = checkers.get(j) or checkers.setdefault(j, _layout_checker(name, lanes))
+                    calls.append(((k, k + 1), fn))
+                k += 2
+            else:
+                k += 1
+        if lanes:
+            for i in range(k, n):
+                if isinstance(args[i], types.Array):
+                    fn = checkers.get("tail") or checkers.setdefault("tail", _lane_array_checker(lanes))
+                    calls.append(((i,), fn))
+        scope = {f"c{i}": fn for i, (_, fn) in enumerate(calls)}
+        body = "".join(f"    c{i}({', '.join(f'args[{a}]' for a in at)})\n"
+                       for i, (at, _) in enumerate(calls))
+        exec("def impl(args):\n" + body + "    return None\n", scope)
+        return scope["impl"]
+
+    return checks
