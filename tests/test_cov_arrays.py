@@ -110,6 +110,23 @@ def test_negative_stride_view(mode, rng):
 
 
 @njit
+def contiguous_copies(A, W):
+    # an 'A'-layout slice made contiguous (a copy at run time) and a Fortran copy:
+    # Numba merges "the input itself" and "a copy" as whole array structs
+    C = np.ascontiguousarray(A[:, 1:])
+    F = np.asfortranarray(A[1:, :])
+    return np.sum(W * (C @ C.T)) + np.sum(F * F * F)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ascontiguousarray_asfortranarray_of_views(mode, dtype, rng):
+    A = rng.standard_normal((4, 5)).astype(dtype)
+    W = rng.standard_normal((4, 4)).astype(dtype)
+    check_grads(mode, contiguous_copies, (A, W), wrt=(0,))
+
+
+@njit
 def array_expr(x):
     return np.sum(x * x) + x.sum() + np.sum(np.sin(x) * x)
 

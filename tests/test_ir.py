@@ -154,3 +154,36 @@ def test_profiling_metadata_on_function_headers(tmp_path):
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_aggregate_merges_are_split():
+    """Phis and selects of pointer-carrying aggregates (Numba's array structs) become
+    per-field values, so the activity analysis sees the data pointers."""
+    from gradjit.ir.aggregate_phis import split_aggregate_merges
+    text = """
+define ptr @f(i1 %c, i1 %d, ptr %p, ptr %q, i64 %n) {
+entry:
+  %a = insertvalue { ptr, i64 } undef, ptr %p, 0
+  %a1 = insertvalue { ptr, i64 } %a, i64 %n, 1
+  %b = insertvalue { ptr, i64 } undef, ptr %q, 0
+  %b1 = insertvalue { ptr, i64 } %b, i64 1, 1
+  br i1 %c, label %then, label %join
+then:
+  br label %join
+join:
+  %i = phi i64 [ 0, %entry ], [ 1, %then ]
+  %m = phi { ptr, i64 } [ %a1, %entry ], [ %b1, %then ]
+  %s = select i1 %d, { ptr, i64 } %m, { ptr, i64 } %a1
+  %x = extractvalue { ptr, i64 } %s, 0
+  %y = getelementptr double, ptr %x, i64 %i
+  ret ptr %y
+}
+"""
+    mod = split_aggregate_merges(llvm.parse_assembly(text))
+    out = str(mod)
+    assert "phi { ptr" not in out and "select i1 %d, { ptr" not in out
+    assert "extractvalue" not in out
+    assert "phi ptr" in out and "select i1 %d, ptr" in out
+    # a module without such merges comes back as it was
+    plain = llvm.parse_assembly("define i64 @g(i64 %a) {\nentry:\n  ret i64 %a\n}\n")
+    assert split_aggregate_merges(plain) is plain

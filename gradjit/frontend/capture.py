@@ -21,6 +21,7 @@ import numba
 from numba.core import cgutils, codegen
 
 from ..ir import pipeline
+from ..ir.aggregate_phis import split_aggregate_merges
 from .markers import mark_prange
 
 _lock = threading.RLock()
@@ -263,6 +264,7 @@ def capture(fn, argtypes, debug=False) -> Captured:
         else:
             f.linkage = "internal"
     pipeline.pre_ad(mod)
+    mod = split_aggregate_merges(mod)
     mod = mark_prange(mod)
     return Captured(mod, name, tuple(argtypes), cres.signature.return_type,
                     disp.py_func, cres.target_context, debug)

@@ -13,6 +13,7 @@ import llvmlite.binding as llvm
 from numba.core import types
 
 from ..ir import pipeline
+from ..ir.aggregate_phis import split_aggregate_merges
 
 DEFAULT_CC = (8, 0)
 
@@ -58,5 +59,7 @@ def capture_kernel(kernel, argtypes, cc=DEFAULT_CC, debug=False) -> CapturedKern
         if not f.is_declaration:
             f.linkage = "external" if f.name == name else "internal"
     sm = f"sm_{cc[0]}{cc[1]}"
-    pipeline.pre_ad(mod, pipeline.nvptx_target_machine(sm, 2))
+    tm = pipeline.nvptx_target_machine(sm, 2)
+    pipeline.pre_ad(mod, tm)
+    mod = split_aggregate_merges(mod, tm)
     return CapturedKernel(mod, name, tuple(argtypes), py_func, tuple(cc))
