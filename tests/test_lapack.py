@@ -1,7 +1,7 @@
 """Derivatives through Numba's LU and Cholesky factorizations, the inverse and the
 symmetric eigendecomposition: ``np.linalg.det``, ``slogdet``, ``inv``,
-``cholesky``, ``eigh``, ``eigvalsh`` and the singular values behind ``cond`` and
-``norm(A, 2)`` (``numba_xxgetrf``, ``numba_ez_xxgetri``, ``numba_xxpotrf``,
+``cholesky``, ``eigh``, ``eigvalsh``, ``svd`` and ``pinv``, and the singular values
+behind ``cond`` and ``norm(A, 2)`` (``numba_xxgetrf``, ``numba_ez_xxgetri``, ``numba_xxpotrf``,
 ``numba_ez_xxxevd``, ``numba_ez_gesdd``).
 
 Every program is checked against central finite differences in reverse and
@@ -262,14 +262,121 @@ def test_largest_singular_value_gradient_is_u1_v1(rng):
     assert_close(gradjit.grad(smax)(A), np.outer(U[:, 0], Vt[0]), kind="ad")
 
 
-def test_singular_vectors_are_reported(rng):
-    @njit
-    def first_vector(A):
-        U, s, Vt = np.linalg.svd(A)
-        return U[0, 0] * s[0]
+# --- np.linalg.svd with vectors, pinv ---------------------------------------------
+# Singular vectors are defined up to sign, so the objectives are sign invariant
+# (each vector enters multiplied by one of its own entries).
 
-    with pytest.raises(gradjit.UnsupportedError, match="singular vectors"):
-        gradjit.grad(first_vector)(rng.standard_normal((3, 3)))
+@njit
+def svd_terms_thin(A, W1, W2, w):
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    r = 0.0
+    for i in range(s.shape[0]):
+        r += w[i] * s[i] ** 2
+        for j in range(U.shape[0]):
+            r += W1[j, i] * U[j, i] * U[0, i]
+        for j in range(Vt.shape[1]):
+            r += W2[i, j] * Vt[i, j] * Vt[i, 0]
+    return r
+
+
+@njit
+def svd_terms_full(A, W1, W2, w):
+    U, s, Vt = np.linalg.svd(A)            # full_matrices=True: U is m x m, Vt n x n
+    r = 0.0
+    for i in range(s.shape[0]):
+        r += w[i] * math.sqrt(s[i])
+        for j in range(U.shape[0]):
+            r += W1[j, i] * U[j, i] * U[j, i]
+        for j in range(Vt.shape[1]):
+            r += W2[i, j] * Vt[i, j] * Vt[i, 1]
+    return r
+
+
+@njit
+def svd_complement_projectors(A, W1, W2):
+    """Uses the extra columns of U / rows of Vt only through the projectors onto
+    the complement spaces, which are well defined."""
+    U, s, Vt = np.linalg.svd(A)
+    k = s.shape[0]
+    Up = np.ascontiguousarray(U[:, k:])
+    Vp = np.ascontiguousarray(Vt[k:, :])
+    return np.sum(W1 * (Up @ Up.T)) + np.sum(W2 * (Vp.T @ Vp)) + s[0]
+
+
+@njit
+def pinv_weighted(A, W):
+    return np.sum(np.linalg.pinv(A) * W)
+
+
+def _svd_problem(f, shape, rng):
+    m, n = shape
+    k = min(m, n)
+    A = rng.standard_normal(shape)
+    if f is svd_complement_projectors:
+        return A, (rng.standard_normal((m, m)), rng.standard_normal((n, n)))
+    if f is pinv_weighted:
+        return A, (rng.standard_normal((n, m)),)
+    return A, (rng.standard_normal((m, k)), rng.standard_normal((k, n)), rng.standard_normal(k))
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (5, 3), (3, 5)])
+@pytest.mark.parametrize("f", [svd_terms_thin, svd_terms_full, svd_complement_projectors,
+                               pinv_weighted])
+def test_svd_vectors_both_modes_against_fd(f, shape, rng):
+    A, consts = _svd_problem(f, shape, rng)
+    args = (A,) + consts
+    assert_close(gradjit.grad(f)(*args), fd_grad(f, args, 0), kind="fd")
+    tangents = (rng.standard_normal(shape),) + tuple(np.zeros_like(c) for c in consts)
+    _, t = gradjit.jvp(f)(args, tangents)
+    assert_close(t, fd_jvp(f, args, tangents), kind="fd")
+
+
+def test_svd_reconstruction_has_the_identity_derivative(rng):
+    """U diag(s) V^T is A again, so its derivative is the identity in both modes
+    whatever the SVD rules do to each factor -- a check independent of FD."""
+    @njit
+    def reconstruct(A, out):
+        U, s, Vt = np.linalg.svd(A, full_matrices=False)
+        out[:, :] = (U * s) @ Vt
+
+    for shape in [(5, 3), (3, 5)]:
+        A, W = rng.standard_normal(shape), rng.standard_normal(shape)
+        dA = np.zeros(shape)
+        gradjit.autodiff(reconstruct, "reverse", Duplicated, Duplicated)(
+            A, dA, np.zeros(shape), W.copy())
+        assert_close(dA, W, kind="ad")
+        T = rng.standard_normal(shape)
+        dout = np.zeros(shape)
+        gradjit.autodiff(reconstruct, "forward", Dual, Dual)(A, T, np.zeros(shape), dout)
+        assert_close(dout, T, kind="ad")
+
+
+def test_svd_float32_and_vector_mode(rng):
+    A, (W,) = _svd_problem(pinv_weighted, (5, 3), rng)
+    g32 = gradjit.grad(pinv_weighted)(A.astype(np.float32), W.astype(np.float32))
+    assert g32.dtype == np.float32
+    assert_close(g32, fd_grad(pinv_weighted, (A, W), 0), dtype=np.float32)
+    tA = rng.standard_normal((3,) + A.shape)
+    _, tN = gradjit.autodiff(pinv_weighted, "forward", Dual, Const, width=3)(A, tA, W)
+    seeds = np.array([1.0, -2.0, 0.5])
+    dN = np.zeros((3,) + A.shape)
+    gradjit.autodiff(pinv_weighted, "reverse", Duplicated, Const, width=3)(A, dN, W, seeds)
+    for lane in range(3):
+        _, t1 = gradjit.autodiff(pinv_weighted, "forward", Dual, Const)(A, tA[lane], W)
+        assert_close(tN[lane], t1, kind="ad")
+        d1 = np.zeros_like(A)
+        gradjit.autodiff(pinv_weighted, "reverse", Duplicated, Const)(A, d1, W, seeds[lane])
+        assert_close(dN[lane], d1, kind="ad")
+
+
+def test_lstsq_is_reported(rng):
+    @njit
+    def residual_norm(A, b):
+        x, res, rank, sv = np.linalg.lstsq(A, b)
+        return np.sum(x * x)
+
+    with pytest.raises(gradjit.UnsupportedError, match="gelsd"):
+        gradjit.grad(residual_norm)(rng.standard_normal((5, 3)), rng.standard_normal(5))
 
 
 def test_eigenvalues_alone_with_repeated_eigenvalues():

@@ -1,7 +1,9 @@
-"""Derivatives of the LU factorization, the inverse from LU factors and the
-Cholesky factorization Numba calls for ``np.linalg.det``, ``slogdet``, ``inv`` and
-``cholesky`` (``numba_xxgetrf``, ``numba_ez_xxgetri`` and ``numba_xxpotrf`` of
-Numba's ``_lapack.c``; column-major, real kinds ``'d'`` and ``'s'``).
+"""Derivatives of the LU factorization, the inverse from LU factors, the
+Cholesky factorization, the symmetric eigendecomposition and the SVD Numba calls
+for ``np.linalg.det``, ``slogdet``, ``inv``, ``cholesky``, ``eigh``/``eigvalsh`` and
+``svd``/``pinv``/``cond``/``norm(A, 2)`` (``numba_xxgetrf``, ``numba_ez_xxgetri``,
+``numba_xxpotrf``, ``numba_ez_xxxevd`` and ``numba_ez_gesdd`` of Numba's ``_lapack.c``;
+column-major, real kinds ``'d'`` and ``'s'``).
 
 Rules (matrices column-major as LAPACK sees them; ``tril_`` strictly lower,
 ``triu`` upper with the diagonal)::
@@ -22,19 +24,30 @@ Rules (matrices column-major as LAPACK sees them; ``tril_`` strictly lower,
            G = V^T dA V,  dw = diag(G),  dV = V (F o G)
            Ab = V (diag(wb) + F o (V^T Vb)) V^T, folded onto the triangle read
 
-    gesdd  singular values only (jobz = 'N'): A = U diag(s) V^T (thin)
-           ds_i = u_i^T dA v_i,  Ab = U diag(sb) V^T
+    gesdd  A = U diag(s) V^T, thin (k = min(m, n) columns of U and V); values only
+           (jobz = 'N'): ds_i = u_i^T dA v_i,  Ab = U diag(sb) V^T
+           with vectors (jobz = 'S', or 'A' whose extra columns U[:, k:], V[:, k:]
+           get zero tangents and their adjoints are ignored, as in PyTorch):
+           P = U^T dA V,  ds = diag(P),
+           dU = U (F o (P S + S P^T)) + (I - U U^T) dA V S^-1
+           dV = V (F o (S P + P^T S)) + (I - V V^T) dA^T U S^-1
+           Ab = U [(F o (U^T Ub - Ub^T U)) S + diag(sb) + S (F o (V^T Vb - Vb^T V))] V^T
+                + (I - U U^T) Ub S^-1 V^T + U S^-1 Vb^T (I - V V^T)
 
-with ``Phi(X)`` the lower triangle of X with its diagonal halved and
-``F_ij = 1 / (w_j - w_i)`` (0 on the diagonal; distinct eigenvalues).  Sources: the LU
+with ``Phi(X)`` the lower triangle of X with its diagonal halved,
+``F_ij = 1 / (w_j - w_i)`` for the eigen rules and ``F_ij = 1 / (s_j^2 - s_i^2)`` for
+the SVD (0 on the diagonal; distinct eigenvalues / singular values, nonzero
+singular values where S^-1 appears).  Sources: the LU
 rules are those of F. de Hoog, R. Anderssen and M. Lukas, "Differentiation of
 matrix functionals using triangular factorization", Math. Comp. 80 (2011), and
 M. Seeger et al., "Auto-differentiating linear algebra" (2017), sec. 3; the
 Cholesky rules are I. Murray, "Differentiation of the Cholesky decomposition"
 (2016), sec. 3 (eq. 10 for the adjoint); the eigenvalue rules are M. B. Giles,
 "An extended collection of matrix derivative results for forward and reverse
-mode AD" (2008), sec. 3.1 (and J. Townsend, "Differentiating the singular value
-decomposition" (2016) for the singular values); ``getri`` is the chain rule through
+mode AD" (2008), sec. 3.1; the SVD rules are J. Townsend, "Differentiating the
+singular value decomposition" (2016), eq. 30 and its forward counterpart, written
+with the projections expanded (``(I - U U^T) X = X - U (U^T X)``) so that only
+k x k scratch matrices are needed; ``getri`` is the chain rule through
 ``A = P L U`` and ``d(A^-1) = -A^-1 dA A^-1`` (Giles 2008, sec. 3.1).
 
 Triangular solves and products and the row interchanges call the BLAS/LAPACK
@@ -332,6 +345,147 @@ colend:
 done:
   ret void
 }}
+
+; y[r, c] (= or, with %add, +=) x[r, c] / s[r] (%byrow) or / s[c], for the rows x cols
+; column-major matrices x (ldx), y (ldy)
+define internal void @gj.svd.scale.{t}(i64 %rows, i64 %cols, ptr %x, i64 %ldx, ptr %s,
+                                       i1 %byrow, ptr %y, i64 %ldy, i1 %add) {{
+entry:
+  %e1 = icmp sle i64 %rows, 0
+  %e2 = icmp sle i64 %cols, 0
+  %e = or i1 %e1, %e2
+  br i1 %e, label %done, label %cols.h
+cols.h:
+  %c = phi i64 [ 0, %entry ], [ %c1, %colend ]
+  %ox = mul i64 %c, %ldx
+  %oy = mul i64 %c, %ldy
+  %psc = getelementptr {t}, ptr %s, i64 %c
+  %sc = load {t}, ptr %psc
+  br label %rows.h
+rows.h:
+  %r = phi i64 [ 0, %cols.h ], [ %r1, %rows.h ]
+  %psr = getelementptr {t}, ptr %s, i64 %r
+  %sr = load {t}, ptr %psr
+  %d = select i1 %byrow, {t} %sr, {t} %sc
+  %ix = add i64 %ox, %r
+  %iy = add i64 %oy, %r
+  %px = getelementptr {t}, ptr %x, i64 %ix
+  %py = getelementptr {t}, ptr %y, i64 %iy
+  %v = load {t}, ptr %px
+  %q = fdiv {t} %v, %d
+  %old = load {t}, ptr %py
+  %sum = fadd {t} %old, %q
+  %w = select i1 %add, {t} %sum, {t} %q
+  store {t} %w, ptr %py
+  %r1 = add i64 %r, 1
+  %cr = icmp slt i64 %r1, %rows
+  br i1 %cr, label %rows.h, label %colend
+colend:
+  %c1 = add i64 %c, 1
+  %cc = icmp slt i64 %c1, %cols
+  br i1 %cc, label %cols.h, label %done
+done:
+  ret void
+}}
+
+; the middle step of the SVD rules on k x k matrices (column-major, ld k), with
+; F_ij = 1 / (s_j^2 - s_i^2) (a zero numerator gives 0: repeated singular values
+; whose coupling vanishes) and G^-_ij = G_ij - G_ji:
+;   tangent (%sb null): a = P, b unused; writes ds_i = P_ii and
+;     %o1 = F o (P S + S P^T) - P S^-1,   %o2 = (F o (S P + P^T S))^T - S^-1 P
+;   adjoint: a = U^T Ub, b = V^T Vb;
+;     %o1 = (F o a^-) S + diag(sb) + S (F o b^-) - a S^-1 - S^-1 b^T
+define internal void @gj.svd.mid.{t}(i64 %k, ptr %a, ptr %b, ptr %s, ptr %sb, ptr %ds,
+                                     ptr %o1, ptr %o2) {{
+entry:
+  %e = icmp sle i64 %k, 0
+  %rev = icmp ne ptr %sb, null
+  br i1 %e, label %done, label %cols
+cols:
+  %j = phi i64 [ 0, %entry ], [ %j1, %colend ]
+  %psj = getelementptr {t}, ptr %s, i64 %j
+  %sj = load {t}, ptr %psj
+  %sj2 = fmul {t} %sj, %sj
+  br label %rows
+rows:
+  %i = phi i64 [ 0, %cols ], [ %i1, %next ]
+  %psi = getelementptr {t}, ptr %s, i64 %i
+  %si = load {t}, ptr %psi
+  %si2 = fmul {t} %si, %si
+  %oij0 = mul i64 %j, %k
+  %oij = add i64 %oij0, %i
+  %oji0 = mul i64 %i, %k
+  %oji = add i64 %oji0, %j
+  %paij = getelementptr {t}, ptr %a, i64 %oij
+  %paji = getelementptr {t}, ptr %a, i64 %oji
+  %aij = load {t}, ptr %paij
+  %aji = load {t}, ptr %paji
+  %po1 = getelementptr {t}, ptr %o1, i64 %oij
+  %aoversj = fdiv {t} %aij, %sj
+  %diag = icmp eq i64 %i, %j
+  %gap = fsub {t} %sj2, %si2
+  br i1 %rev, label %adj, label %tan
+tan:
+  ; o1_ij = (P_ij s_j + s_i P_ji) / gap - P_ij / s_j
+  %t1 = fmul {t} %aij, %sj
+  %t2 = fmul {t} %si, %aji
+  %n1 = fadd {t} %t1, %t2
+  %q1 = fdiv {t} %n1, %gap
+  %z1 = fcmp oeq {t} %n1, 0.0
+  %nz1 = or i1 %z1, %diag
+  %f1 = select i1 %nz1, {t} 0.0, {t} %q1
+  %v1 = fsub {t} %f1, %aoversj
+  store {t} %v1, ptr %po1
+  ; o2_ij = (s_j P_ji + P_ij s_i) / (s_i^2 - s_j^2) - P_ij / s_i
+  %t3 = fmul {t} %sj, %aji
+  %t4 = fmul {t} %aij, %si
+  %n2 = fadd {t} %t3, %t4
+  %mgap = fsub {t} %si2, %sj2
+  %q2 = fdiv {t} %n2, %mgap
+  %z2 = fcmp oeq {t} %n2, 0.0
+  %nz2 = or i1 %z2, %diag
+  %f2 = select i1 %nz2, {t} 0.0, {t} %q2
+  %aoversi = fdiv {t} %aij, %si
+  %v2 = fsub {t} %f2, %aoversi
+  %po2 = getelementptr {t}, ptr %o2, i64 %oij
+  store {t} %v2, ptr %po2
+  br i1 %diag, label %putds, label %next
+putds:
+  %pds = getelementptr {t}, ptr %ds, i64 %i
+  store {t} %aij, ptr %pds
+  br label %next
+adj:
+  %pbij = getelementptr {t}, ptr %b, i64 %oij
+  %pbji = getelementptr {t}, ptr %b, i64 %oji
+  %bij = load {t}, ptr %pbij
+  %bji = load {t}, ptr %pbji
+  %am = fsub {t} %aij, %aji
+  %bm = fsub {t} %bij, %bji
+  %u1 = fmul {t} %am, %sj
+  %u2 = fmul {t} %si, %bm
+  %n3 = fadd {t} %u1, %u2
+  %q3 = fdiv {t} %n3, %gap
+  %z3 = fcmp oeq {t} %n3, 0.0
+  %pk = getelementptr {t}, ptr %sb, i64 %i
+  %sbi = load {t}, ptr %pk
+  %off = select i1 %z3, {t} 0.0, {t} %q3
+  %mid = select i1 %diag, {t} %sbi, {t} %off
+  %boversi = fdiv {t} %bji, %si
+  %w1 = fsub {t} %mid, %aoversj
+  %w2 = fsub {t} %w1, %boversi
+  store {t} %w2, ptr %po1
+  br label %next
+next:
+  %i1 = add i64 %i, 1
+  %c = icmp slt i64 %i1, %k
+  br i1 %c, label %rows, label %colend
+colend:
+  %j1 = add i64 %j, 1
+  %cj = icmp slt i64 %j1, %k
+  br i1 %cj, label %cols, label %done
+done:
+  ret void
+}}
 """
 
 
@@ -538,3 +692,119 @@ def gesdd_values_adjoint(b, ty, gemm, m, n, k, u, s, vt, sb, da, lda):
            f"ptr {t}, i64 {m})")
     gemm("110", "110", m, n, k, "one", t, m, vt, k, "zero", da, lda)    # U diag(sb) V^T
     release(b, t)
+
+
+# --- gesdd(kind, 'S' or 'A', m, n, a, lda, s, u, ldu, vt, ldvt): with vectors ------------
+
+def _malloc(b, ty, *dims):
+    n = dims[0]
+    for d in dims[1:]:
+        n = b.assign(f"mul i64 {n}, {d}")
+    return b.call("malloc", "ptr", [("i64", b.assign(f"mul i64 {n}, {T.FLOATS[ty]}"))])
+
+
+def _gep(b, ty, p, n):
+    return b.assign(f"getelementptr inbounds {ty}, ptr {p}, i64 {n}")
+
+
+def _gep_cols(b, ty, p, cols, ld):
+    return _gep(b, ty, p, b.assign(f"mul i64 {cols}, {ld}"))
+
+
+def _scale(b, ty, rows, cols, x, ldx, s, byrow, y, ldy, add):
+    b.emit(f"call void @gj.svd.scale.{ty}(i64 {rows}, i64 {cols}, ptr {x}, i64 {ldx}, ptr {s}, "
+           f"i1 {'true' if byrow else 'false'}, ptr {y}, i64 {ldy}, i1 {'true' if add else 'false'})")
+
+
+def gesdd_tangent(b, ty, gemm, m, n, k, u, ldu, s, vt, ldvt, da, lda, ds, du, dvt):
+    """Tangents ``ds`` (k), ``du`` (the first k columns, ld ``ldu``) and ``dvt`` (the
+    first k rows, ld ``ldvt``) of the thin SVD from ``da`` (m x n, ``lda``); ``u`` is
+    U (m x k), ``vt`` V^T (k x n).  ``du``/``dvt`` may be None (inactive)."""
+    t1, p = _malloc(b, ty, k, n), _malloc(b, ty, k, k)
+    o1, o2 = _malloc(b, ty, k, k), _malloc(b, ty, k, k)
+    gemm("116", "110", k, n, m, "one", u, ldu, da, lda, "zero", t1, k)      # U^T dA
+    gemm("110", "116", k, k, n, "one", t1, k, vt, ldvt, "zero", p, k)       # P = U^T dA V
+    b.emit(f"call void @gj.svd.mid.{ty}(i64 {k}, ptr {p}, ptr null, ptr {s}, ptr null, "
+           f"ptr {ds}, ptr {o1}, ptr {o2})")
+    if du is not None:
+        gemm("110", "116", m, k, n, "one", da, lda, vt, ldvt, "zero", du, ldu)  # dA V
+        _scale(b, ty, m, k, du, ldu, s, False, du, ldu, False)              # . S^-1
+        gemm("110", "110", m, k, k, "one", u, ldu, o1, k, "one", du, ldu)   # + U o1
+    if dvt is not None:
+        _scale(b, ty, k, n, t1, k, s, True, dvt, ldvt, False)               # S^-1 U^T dA
+        gemm("110", "110", k, n, k, "one", o2, k, vt, ldvt, "one", dvt, ldvt)  # + o2 V^T
+    for q in (t1, p, o1, o2):
+        release(b, q)
+
+
+def gesdd_adjoint(b, ty, gemm, m, n, k, u, ldu, s, vt, ldvt, ub, sb, vtb, da, lda):
+    """``da`` (m x n, ``lda``) = the adjoint of A from ``sb`` (k) and the adjoints
+    ``ub`` (m x k, ld ``ldu``) and ``vtb`` (k x n, ld ``ldvt``) of the thin U and
+    V^T (None: zero)."""
+    ga, gb = _malloc(b, ty, k, k), _malloc(b, ty, k, k)
+    x, mid = _malloc(b, ty, m, k), _malloc(b, ty, k, k)
+    y = _malloc(b, ty, k, n)
+    zero = f"call void @gj.blas.scal2.{ty}(i64 {k}, i64 {k}, {ty} 0.0, ptr {{}}, i64 {k})"
+    if ub is not None:
+        gemm("116", "110", k, k, m, "one", u, ldu, ub, ldu, "zero", ga, k)       # U^T Ub
+    else:
+        b.emit(zero.format(ga))
+    if vtb is not None:
+        gemm("110", "116", k, k, n, "one", vt, ldvt, vtb, ldvt, "zero", gb, k)   # V^T Vb
+    else:
+        b.emit(zero.format(gb))
+    b.emit(f"call void @gj.svd.mid.{ty}(i64 {k}, ptr {ga}, ptr {gb}, ptr {s}, ptr {sb}, "
+           f"ptr null, ptr {mid}, ptr null)")
+    gemm("110", "110", m, k, k, "one", u, ldu, mid, k, "zero", x, m)            # U M
+    if ub is not None:
+        _scale(b, ty, m, k, ub, ldu, s, False, x, m, True)                      # + Ub S^-1
+    gemm("110", "110", m, n, k, "one", x, m, vt, ldvt, "zero", da, lda)         # (.) V^T
+    if vtb is not None:
+        _scale(b, ty, k, n, vtb, ldvt, s, True, y, k, False)                    # S^-1 Vb^T
+        gemm("110", "110", m, n, k, "one", u, ldu, y, k, "one", da, lda)        # + U (.)
+    for q in (ga, gb, x, mid, y):
+        release(b, q)
+
+
+def gesdd_complement_tangent(b, ty, gemm, m, n, k, u, ldu, vt, ldvt, du, dvt):
+    """jobz 'A' (m x m U, n x n V^T): tangents of the extra columns U_p = U[:, k:] and
+    rows Vt_p = V^T[k:, :], which are any orthonormal bases of the complements.  The
+    choice that keeps [U_k U_p] orthogonal with no rotation inside the complement,
+    ``dU_p = -U_k dU_k^T U_p`` and ``dVt_p = -Vt_p dVt_k^T Vt_k``, gives the right
+    derivatives to every function of the complement spaces (projectors
+    ``U_p U_p^T``, norms of projections), the only well-defined ones."""
+    if du is not None:
+        mk = b.assign(f"sub i64 {m}, {k}")
+        up, dup = _gep_cols(b, ty, u, k, ldu), _gep_cols(b, ty, du, k, ldu)
+        t = _malloc(b, ty, k, m)
+        gemm("116", "110", k, mk, m, "one", du, ldu, up, ldu, "zero", t, k)     # dU_k^T U_p
+        gemm("110", "110", m, mk, k, "neg", u, ldu, t, k, "zero", dup, ldu)     # -U_k (.)
+        release(b, t)
+    if dvt is not None:
+        nk = b.assign(f"sub i64 {n}, {k}")
+        vp, dvp = _gep(b, ty, vt, k), _gep(b, ty, dvt, k)
+        t = _malloc(b, ty, n, k)
+        gemm("110", "116", nk, k, n, "one", vp, ldvt, dvt, ldvt, "zero", t, n)  # Vt_p dVt_k^T
+        gemm("110", "110", nk, n, k, "neg", t, n, vt, ldvt, "zero", dvp, ldvt)  # -(.) Vt_k
+        release(b, t)
+
+
+def gesdd_complement_adjoint(b, ty, gemm, m, n, k, u, ldu, vt, ldvt, ub, vtb):
+    """The adjoint of :func:`gesdd_complement_tangent`: the adjoints of the extra
+    columns / rows move onto those of the thin factors,
+    ``Ub_k -= U_p Ub_p^T U_k`` and ``Vtb_k -= Vt_k Vtb_p^T Vt_p``."""
+    if ub is not None:
+        mk = b.assign(f"sub i64 {m}, {k}")
+        up, ubp = _gep_cols(b, ty, u, k, ldu), _gep_cols(b, ty, ub, k, ldu)
+        t = _malloc(b, ty, m, k)
+        gemm("116", "110", mk, k, m, "one", ubp, ldu, u, ldu, "zero", t, m)     # Ub_p^T U_k
+        gemm("110", "110", m, k, mk, "neg", up, ldu, t, m, "one", ub, ldu)      # -= U_p (.)
+        release(b, t)
+    if vtb is not None:
+        nk = b.assign(f"sub i64 {n}, {k}")
+        vp, vbp = _gep(b, ty, vt, k), _gep(b, ty, vtb, k)
+        t = _malloc(b, ty, k, n)
+        gemm("110", "116", k, nk, n, "one", vt, ldvt, vbp, ldvt, "zero", t, k)  # Vt_k Vtb_p^T
+        gemm("110", "110", k, n, nk, "neg", t, k, vp, ldvt, "one", vtb, ldvt)   # -= (.) Vt_p
+        release(b, t)
+

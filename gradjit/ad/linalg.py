@@ -3,7 +3,8 @@
 ``numba_xxgemv``, ``numba_xxgemm``, ``numba_xxnrm2`` and ``numba_xgesv`` of Numba's
 ``_lapack.c``: Fortran conventions, column-major matrices with a leading dimension;
 real kinds ``'d'`` and ``'s'``), and the glue for the factorizations behind
-``det``, ``slogdet``, ``inv`` and ``cholesky`` (rules in :mod:`gradjit.ad.lapack`).
+``det``, ``slogdet``, ``inv``, ``cholesky``, ``eigh``, ``eigvalsh``, ``svd``,
+``pinv``, ``cond`` and ``norm(A, 2)`` (rules in :mod:`gradjit.ad.lapack`).
 
 The rules are the matrix-calculus ones (M. B. Giles, "Collected matrix derivative
 results for forward and reverse mode algorithmic differentiation", 2008, sec. 2.2
@@ -57,10 +58,9 @@ def element_type(sweep, ins) -> str:
             ops[1].kind == "const" and ops[1].ref in ("86", "78") and
             ops[2].kind == "const" and ops[2].ref in ("76", "85")):
         raise sweep.ctx.unsupported("an eigendecomposition with unknown jobz / uplo", ins)
-    if ins.callee == "numba_ez_gesdd" and not (ops[1].kind == "const" and ops[1].ref == "78"):
-        raise sweep.ctx.unsupported("the singular vectors of an SVD (np.linalg.svd, pinv); "
-                                    "singular values alone (cond, norm(A, 2)) are supported",
-                                    ins)
+    if ins.callee == "numba_ez_gesdd" and not (ops[1].kind == "const" and
+                                               ops[1].ref in ("78", "83", "65")):
+        raise sweep.ctx.unsupported("an SVD with unknown jobz", ins)
     if ins.callee == "numba_xxgetrf" and ops[1].ref != ops[2].ref:
         raise sweep.ctx.unsupported("an LU factorization of a matrix not known to be square", ins)
     return ty
@@ -628,11 +628,20 @@ def _evd_reverse(b, ty, v, sh, cache, one):
     b.emit(f"call void @gj.blas.scal2.{ty}(i64 {n}, i64 1, {ty} 0.0, ptr {dw}, i64 {n})")
 
 
-# --- gesdd(kind, 'N', m, n, a, lda, s, u, ldu, vt, ldvt): singular values only -----
+# --- gesdd(kind, jobz, m, n, a, lda, s, u, ldu, vt, ldvt) --------------------------
 #
-# (np.linalg.cond, norm(A, 2), norm(A, 'nuc')).  Before the call a copy of A is
-# decomposed with jobz = 'S' into [A copy | s (k) | U (m x k) | V^T (k x n)], k =
-# min(m, n); the reverse keeps that buffer.
+# jobz = 'N' (np.linalg.cond, norm(A, 2), norm(A, 'nuc'): singular values only):
+# before the call a copy of A is decomposed with jobz = 'S' into
+# [A copy | s (k) | U (m x k) | V^T (k x n)], k = min(m, n); the reverse keeps that
+# buffer.  jobz = 'S' / 'A' (np.linalg.svd with full_matrices False / True, pinv,
+# lstsq's SVD): the outputs themselves are U, s, V^T; the augmented primal copies
+# [s | U | V^T] (with their leading dimensions) for the reverse.  The input ``a`` is
+# destroyed by the call: its tangent after it is 0, its adjoint before it is
+# assigned, and the outputs' adjoints are consumed.
+
+def _svd_vectors(v):
+    return v[1] != "78"
+
 
 def _svd_dims(b, v):
     m, n = v[2], v[3]
@@ -641,14 +650,23 @@ def _svd_dims(b, v):
 
 
 def _svd_parts(b, ty, v, buf):
+    """(m, n, k, s, u, ldu, vt, ldvt) in the buffer ``buf`` saved for the reverse
+    (or, for jobz 'N', made before the call)."""
     m, n, k = _svd_dims(b, v)
+    if _svd_vectors(v):
+        s, ldu, ldvt = buf, v[8], v[10]
+        u = _gep(b, ty, s, k)
+        vt = _gep(b, ty, u, _elems(b, m, _svd_cols(b, v)[0], ldu))
+        return m, n, k, s, u, ldu, vt, ldvt
     s = b.assign(f"getelementptr i8, ptr {buf}, i64 {_bytes(b, ty, _elems(b, m, n, v[5]))}")
     u = _gep(b, ty, s, k)
     vt = _gep(b, ty, u, b.assign(f"mul i64 {m}, {k}"))
-    return m, n, k, s, u, vt
+    return m, n, k, s, u, m, vt, k
 
 
 def _svd_before(b, ty, v):
+    if _svd_vectors(v):
+        return "null"
     kind, _, m, n, a, lda = v[:6]
     _, _, k = _svd_dims(b, v)
     na = _elems(b, m, n, lda)
@@ -657,7 +675,7 @@ def _svd_before(b, ty, v):
     total = b.assign(f"add i64 {total}, {b.assign(f'mul i64 {k}, {n}')}")
     buf = b.call("malloc", "ptr", [("i64", _bytes(b, ty, total))])
     b.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {buf}, ptr {a}, i64 {_bytes(b, ty, na)}, i1 false)")
-    _, _, _, s, u, vt = _svd_parts(b, ty, v, buf)
+    _, _, _, s, u, _, vt, _ = _svd_parts(b, ty, v, buf)
     b.decls.setdefault("numba_ez_gesdd", "declare i32 @numba_ez_gesdd(i8, i8, i64, i64, ptr, "
                                          "i64, ptr, ptr, i64, ptr, i64)")
     b.emit(f"call i32 @numba_ez_gesdd(i8 {kind}, i8 83, i64 {m}, i64 {n}, ptr {buf}, i64 {lda}, "
@@ -666,34 +684,71 @@ def _svd_before(b, ty, v):
 
 
 def _svd_gemm(b, kind, one, zero):
-    consts = {"one": one, "zero": zero}
+    consts = {"one": one, "zero": zero, "neg": f"@gj.blas.negone.{one.rsplit('.', 1)[1]}"}
 
     def gemm(ta, tb, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc):
         _gemm(b, kind, ta, tb, m, n, k, consts[alpha], a, lda, bm, ldb, consts[beta], c, ldc)
     return gemm
 
 
+def _svd_cols(b, v):
+    """(columns of U, rows of V^T) the call writes: m and n for jobz 'A', else k."""
+    m, n, k = _svd_dims(b, v)
+    return (m, n) if v[1] == "65" else (k, k)
+
+
 def _svd_save(b, ty, v):
-    return v[-1]
+    if not _svd_vectors(v):
+        return v[-1]
+    m, n, k = _svd_dims(b, v)
+    ucols, vrows = _svd_cols(b, v)
+    sz = T.FLOATS[ty]
+    return _save_buffer(b, ty, [], [(v[6], k, sz), (v[7], _elems(b, m, ucols, v[8]), sz),
+                                    (v[9], _elems(b, vrows, n, v[10]), sz)])
 
 
 def _svd_tangent(b, ty, v, sh, one, zero):
-    m, n, k, s, u, vt = _svd_parts(b, ty, v, v[-1])
-    ds = sh[6]
+    m, n, k = _svd_dims(b, v)
+    ds, du, dvt = sh[6], sh[7], sh[9]
     if sh[4] is None:
-        b.emit(f"call void @gj.blas.scal2.{ty}(i64 {k}, i64 1, {ty} 0.0, ptr {ds}, i64 {k})")
+        ucols, vrows = _svd_cols(b, v)
+        for p, rows, cols, ld in ((ds, k, "1", k), (du, m, ucols, v[8]), (dvt, vrows, n, v[10])):
+            if p is not None and (p is ds or _svd_vectors(v)):
+                b.emit(f"call void @gj.blas.scal2.{ty}(i64 {rows}, i64 {cols}, {ty} 0.0, "
+                       f"ptr {p}, i64 {ld})")
         return
-    lapack.gesdd_values_tangent(b, ty, _svd_gemm(b, v[0], one, zero), m, n, k, u, s, vt,
-                                sh[4], v[5], ds)
+    gemm = _svd_gemm(b, v[0], one, zero)
+    if _svd_vectors(v):
+        lapack.gesdd_tangent(b, ty, gemm, m, n, k, v[7], v[8], v[6], v[9], v[10], sh[4], v[5],
+                             ds, du, dvt)
+        if v[1] == "65":
+            lapack.gesdd_complement_tangent(b, ty, gemm, m, n, k, v[7], v[8], v[9], v[10],
+                                            du, dvt)
+    else:
+        _, _, _, s, u, _, vt, _ = _svd_parts(b, ty, v, v[-1])
+        lapack.gesdd_values_tangent(b, ty, gemm, m, n, k, u, s, vt, sh[4], v[5], ds)
     b.emit(f"call void @gj.blas.scal2.{ty}(i64 {m}, i64 {n}, {ty} 0.0, ptr {sh[4]}, i64 {v[5]})")
 
 
 def _svd_reverse(b, ty, v, sh, cache, one):
-    m, n, k, s, u, vt = _svd_parts(b, ty, v, cache)
+    m, n, k, s, u, ldu, vt, ldvt = _svd_parts(b, ty, v, cache)
+    ds, du, dvt = sh[6], sh[7], sh[9]
     if sh[4] is not None:
-        lapack.gesdd_values_adjoint(b, ty, _svd_gemm(b, v[0], one, f"@gj.blas.zero.{ty}"),
-                                    m, n, k, u, s, vt, sh[6], sh[4], v[5])
-    b.emit(f"call void @gj.blas.scal2.{ty}(i64 {k}, i64 1, {ty} 0.0, ptr {sh[6]}, i64 {k})")
+        gemm = _svd_gemm(b, v[0], one, f"@gj.blas.zero.{ty}")
+        if _svd_vectors(v):
+            if v[1] == "65":
+                lapack.gesdd_complement_adjoint(b, ty, gemm, m, n, k, u, ldu, vt, ldvt, du, dvt)
+            lapack.gesdd_adjoint(b, ty, gemm, m, n, k, u, ldu, s, vt, ldvt, du, ds, dvt,
+                                 sh[4], v[5])
+        else:
+            lapack.gesdd_values_adjoint(b, ty, gemm, m, n, k, u, s, vt, ds, sh[4], v[5])
+    b.emit(f"call void @gj.blas.scal2.{ty}(i64 {k}, i64 1, {ty} 0.0, ptr {ds}, i64 {k})")
+    if _svd_vectors(v):
+        ucols, vrows = _svd_cols(b, v)
+        for p, rows, cols, ld in ((du, m, ucols, v[8]), (dvt, vrows, n, v[10])):
+            if p is not None:
+                b.emit(f"call void @gj.blas.scal2.{ty}(i64 {rows}, i64 {cols}, {ty} 0.0, "
+                       f"ptr {p}, i64 {ld})")
 
 
 _OUTPUT.update({"numba_xxgetrf": 3, "numba_ez_xxgetri": 2, "numba_xxpotrf": 3,
