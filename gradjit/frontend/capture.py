@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
@@ -141,7 +142,11 @@ def compile_overload(disp, argtypes, debug=False):
     if debug:
         opts.update(debug=True, boundscheck=False)
     fresh = numba.njit(**opts)(disp.py_func)
-    fresh.compile(argtypes)
+    with warnings.catch_warnings():
+        # the debug compile (for file:line of an error) warns about generated code
+        # (array expressions) that has no source; not the user's concern
+        warnings.simplefilter("ignore", numba.NumbaDebugInfoWarning)
+        fresh.compile(argtypes)
     return fresh.overloads[argtypes]
 
 
