@@ -507,3 +507,47 @@ def test_autodiff_on_array_returning_function_with_const_return():
     assert not dx.any()
     fwd = gradjit.autodiff(_returns_new_array, "forward", Dual, ret=Const)
     assert fwd(x, np.ones_like(x)) is None
+
+
+# ------------------------------------------------- seeds and broadcast arguments
+@njit
+def _scaled_sum(x, a):
+    return (x * a).sum()
+
+
+@njit
+def _cube_sum(x):
+    s = 0.0
+    for v in x.flat:
+        s += v * v * v
+    return s
+
+
+def test_int_bool_and_0d_seeds_are_scalars():
+    x = np.arange(1.0, 5.0)
+    df = gradjit.autodiff(_scaled_sum, "reverse", Duplicated, Active)
+    for seed, scale in ((2, 2.0), (True, 1.0), (np.uint8(3), 3.0), (np.array(0.5), 0.5)):
+        dx = np.zeros(4)
+        value, ga = df(x, dx, 0.5, seed)
+        assert value == 5.0
+        np.testing.assert_allclose(dx, np.full(4, 0.5 * scale), rtol=1e-15)
+        assert ga == 10.0 * scale
+    with pytest.raises(TypeError, match="seed"):
+        df(x, np.zeros(4), 0.5, np.ones(2))
+
+
+def test_broadcast_view_entries_are_separate_inputs():
+    """A stride-0 view (np.broadcast_to) is differentiated entry by entry, like a
+    materialized array (as JAX and PyTorch do), not summed over shared memory."""
+    x = np.broadcast_to(np.array([0.3, 0.5]), (3, 2))
+    want = 3.0 * np.asarray(x) ** 2
+    np.testing.assert_allclose(gradjit.grad(_cube_sum)(x), want, rtol=1e-14)
+    dx = np.zeros((3, 2))
+    gradjit.autodiff(_cube_sum, "reverse", Duplicated)(x, dx, 1.0)
+    np.testing.assert_allclose(dx, want, rtol=1e-14)
+    T = np.zeros((2, 3, 2))
+    T[0, 0, 0] = T[1, 2, 1] = 1.0
+    _, tN = gradjit.autodiff(_cube_sum, "forward", Dual, width=2)(x, T)
+    np.testing.assert_allclose(tN, [want[0, 0], want[2, 1]], rtol=1e-14)
+    _, t = gradjit.jvp(_cube_sum)((x,), (T[1],))
+    np.testing.assert_allclose(t, want[2, 1], rtol=1e-14)

@@ -54,6 +54,7 @@ class Plan:
     return_primal: bool = True
     return_derivative: bool = False  # forward: the tangent of the return
     seed: bool = False               # reverse: df takes a trailing seed
+    seed_int: str = ""               # ... given as an int: "signed" / "unsigned" (bool)
     width: int = 1                   # vector mode: lanes per sweep
     checkpointing: str = "auto"      # reverse sweep cache policy ("auto", "recompute", "store")
 
@@ -124,7 +125,11 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
             rargs.append(f"ptr %out{k}")
         if plan.seed:
             seed, sty = f"%p{len(df_params) - 1}", df_params[-1]
-            if sty != rty:
+            if plan.seed_int:
+                conv = "uitofp" if plan.seed_int == "unsigned" else "sitofp"
+                lines.append(f"  %seed = {conv} {sty} {seed} to {rty}")
+                seed = "%seed"
+            elif sty != rty:
                 conv = "fptrunc" if T.size(sty) > T.size(rty) else "fpext"
                 lines.append(f"  %seed = {conv} {sty} {seed} to {rty}")
                 seed = "%seed"

@@ -645,7 +645,7 @@ class ReverseSweep(LaneSweep):
             p = parts[k]
             if callable(p):
                 p = p(self.b, ty, lambda j: self.pv(fops[j]), lambda: self.pv(ins))
-            self.add(o, rules.scale(self.b, ty, p, a))
+            self.add(o, rules.scale(self.b, ty, p, a, strong_zero=True))
 
     def store(self, ins):
         val, ptr = ins.operands[0], ins.operands[1]

@@ -217,12 +217,24 @@ def partials(name: str):
     return RULES[name]
 
 
-def scale(b, ty, partial, value):
-    """``partial * value`` with the constant partials folded (``None`` for zero)."""
+def scale(b, ty, partial, value, strong_zero=False):
+    """``partial * value`` with the constant partials folded (``None`` for zero).
+
+    With ``strong_zero`` (the reverse sweep) a zero ``value`` gives 0 even where the
+    partial is infinite or NaN: the adjoint reaching the untaken side of a branch
+    or select is exactly 0, and the partials there are evaluated at values the
+    program guarded against (``x / y if y != 0 else x``, ``log(x) if x > 0``,
+    ``np.cbrt``'s branch for the other sign), so ``0 * inf`` must not poison the
+    gradient (Enzyme's "strong zero" semantics; JAX users know the problem as the
+    double-``where`` trick)."""
     if partial is ZERO or partial is None:
         return None
     if partial is ONE:
         return value
     if partial is NEG_ONE:
         return b.fneg(ty, value)
-    return b.fmul(ty, partial, value)
+    prod = b.fmul(ty, partial, value)
+    if not strong_zero:
+        return prod
+    zero = b.const(0.0, ty)
+    return b.select(b.fcmp("oeq", ty, value, zero), ty, zero, prod)

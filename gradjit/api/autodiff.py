@@ -16,7 +16,7 @@ from ..frontend.capture import capture, dispatcher_of
 from ..frontend.typetree import float_llvm, leaves
 from ..ir.reader import read_module
 from . import activities as A
-from .shadows import layout_checks, like_strides
+from .shadows import layout_checks, like_strides, overlapping
 
 Reverse = "reverse"
 Forward = "forward"
@@ -84,6 +84,9 @@ class Derivative:
     # Python entry point -----------------------------------------------------------
     def __call__(self, *args):
         args = list(args)
+        if args and isinstance(args[-1], np.ndarray) and args[-1].ndim == 0 and \
+                len(args) == sum(2 if a.shadowed else 1 for a in self.activities) + 1:
+            args[-1] = args[-1][()]                # a 0-d array seed is a scalar
         writebacks = self._check_shadows(args)
         out = self.call_unchecked(args)
         for user, tmp in writebacks:
@@ -124,6 +127,14 @@ class Derivative:
                     if x.dtype != dx.dtype:
                         raise ValueError(f"argument '{name}': shadow dtype {dx.dtype} differs from "
                                          f"the primal's dtype {x.dtype}")
+                    if overlapping(x):
+                        # a broadcast view (stride 0): its entries are one memory
+                        # location, so a shadow laid out like it would sum their
+                        # gradients; differentiate a distinct copy instead
+                        xc = np.ascontiguousarray(x)
+                        if x.flags.writeable:
+                            writebacks.append((x, xc))
+                        args[k] = x = xc
                     if x.strides != dx.strides and x.size > 1:
                         tmp = like_strides(x)
                         tmp[...] = dx
@@ -278,6 +289,14 @@ def plan_arguments(fname, params, acts, mode, argtys, width=1):
             k += 1
         plan.args.append(a)
     plan.seed = len(argtys) == n + 1
+    if plan.seed and width == 1:
+        st = argtys[-1]
+        if isinstance(st, (types.Integer, types.Boolean)):
+            # an int or bool seed (df(x, dx, 1)) is converted to the return's type
+            plan.seed_int = "unsigned" if isinstance(st, types.Boolean) or not st.signed else "signed"
+        elif not isinstance(st, types.Float):
+            raise TypeError(f"the seed of {fname}'s return (the last argument) must be a "
+                            f"float scalar, got {st}")
     plan.width = width
     return plan, tuple(primal_types)
 
@@ -418,7 +437,7 @@ class VectorForward(Derivative):
     used instead.  Same derivatives either way.
 
     Called from Python; within ``@njit`` code pass the trailing output array
-    yourself, ``df.jit(*args, dret)``, with lanes laid out like their primal
+    yourself, ``df(*args, dret)``, with lanes laid out like their primal
     (``dret`` contiguous, of length N); other layouts raise ``ValueError`` there.
     """
 
@@ -536,11 +555,12 @@ def _vector_shadows(d, args, skip=()):
                                  f"the primal's dtype {dt}")
             if not isinstance(x, np.ndarray) and not dx.flags.c_contiguous:
                 args[k + 1] = np.ascontiguousarray(dx)      # a scalar's N tangents (read only)
-            if isinstance(x, np.ndarray) and not _lanes_match(x, dx) and \
+            if isinstance(x, np.ndarray) and (not _lanes_match(x, dx) or overlapping(x)) and \
                     not (j < len(skip) and skip[j]):
                 if not (x.flags.c_contiguous or x.flags.f_contiguous):
                     xc = np.ascontiguousarray(x)
-                    writebacks.append((x, xc))
+                    if x.flags.writeable:
+                        writebacks.append((x, xc))
                     args[k] = x = xc
                 tmp = _lane_stack_like(x, n)
                 tmp[...] = dx

@@ -21,6 +21,19 @@ def like_strides(x: np.ndarray) -> np.ndarray:
     return as_strided(start, x.shape, x.strides)
 
 
+def overlapping(x) -> bool:
+    """Does array ``x`` reach one memory location through several indices (a zero
+    stride on an axis longer than 1, as ``np.broadcast_to`` makes)?"""
+    return any(s == 0 and n > 1 for n, s in zip(x.shape, x.strides))
+
+
+def distinct(x):
+    """``x``, or for an :func:`overlapping` view a contiguous copy: a shadow laid
+    out like a broadcast view would sum the gradients of the entries that share
+    memory, where each entry of the array is an input of its own."""
+    return np.ascontiguousarray(x) if isinstance(x, np.ndarray) and overlapping(x) else x
+
+
 def zeros_like(x):
     """Zero shadow of ``x``: a Python float for scalars, else :func:`like_strides`."""
     if isinstance(x, np.ndarray):
@@ -28,7 +41,7 @@ def zeros_like(x):
     return 0.0
 
 
-# --- the same checks inside @njit code (``df.jit`` called from compiled code) --------
+# --- the same checks inside @njit code (``df`` called from compiled code) -------------
 
 
 def _contiguous(a) -> bool:

@@ -13,7 +13,7 @@ from numba.core import types
 from ..frontend.capture import dispatcher_of
 from . import activities as A
 from .autodiff import autodiff
-from .shadows import like_strides
+from .shadows import distinct, like_strides
 
 _wrappers = {}
 
@@ -110,6 +110,8 @@ class _Reverse:
         acts = self.activities(args)
         dfargs, shadows = [], []
         for a, act in zip(args, acts):
+            if act is A.Duplicated:
+                a = distinct(a)
             dfargs.append(a)
             if act is A.Duplicated:
                 dx = like_strides(a)
@@ -215,6 +217,8 @@ def jvp(fn):
             raise ValueError(f"{len(primals)} primals but {len(tangents)} tangents")
         acts, args = [], []
         for k, (x, t) in enumerate(zip(primals, tangents)):
+            if t is not None and _float_array(x):
+                x = distinct(x)
             args.append(x)
             if t is None:
                 acts.append(A.Const)
