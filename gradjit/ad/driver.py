@@ -55,6 +55,7 @@ class Plan:
     return_derivative: bool = False  # forward: the tangent of the return
     seed: bool = False               # reverse: df takes a trailing seed
     seed_int: str = ""               # ... given as an int: "signed" / "unsigned" (bool)
+    ret_shadow_array: bool = False   # forward: the returned array's tangent array comes back
     width: int = 1                   # vector mode: lanes per sweep
     checkpointing: str = "auto"      # reverse sweep cache policy ("auto", "recompute", "store")
 
@@ -100,6 +101,10 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
     primal, shadows = _version_args(plan, p, ["%gj.ret", "%excinfo"])
     if plan.ret_active:
         shadows[0] = "%gj.dret"
+    elif plan.ret_shadow_array:
+        lines += [f"  %gj.dretarr = alloca [{nbytes} x i8], align 16",
+                  f"  call void @llvm.memset.p0.i64(ptr %gj.dretarr, i8 0, i64 {nbytes}, i1 false)"]
+        shadows[0] = "%gj.dretarr"
     fargs = top.args
     call_args = [f"{x.type} {v}" for x, v in zip(fargs, primal)]
     sweep = "forward" if plan.mode == "forward" else "reverse"
@@ -136,14 +141,21 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
             lines.append(f"  store {rty} {seed}, ptr %gj.dret")
         lines.append(f"  call void @{_global(version.names[1])}({', '.join(rargs)})")
         lines.append("  call void @gj.tape.release(ptr %gj.tape)")
-    if plan.ret_array and "NRT_decref" in {f.name for f in top_module_functions(top)}:
+    returned = plan.ret_array and ("primal",) in result_parts
+    if plan.ret_shadow_array and "NRT_decref" in {f.name for f in top_module_functions(top)}:
+        # the returned array's tangent array: nobody receives it
+        lines += ["  %gj.dretmi = load ptr, ptr %gj.dretarr",
+                  "  call fastcc void @NRT_decref(ptr %gj.dretmi)"]
+    if plan.ret_array and not returned and \
+            "NRT_decref" in {f.name for f in top_module_functions(top)}:
         # nobody receives the primal's returned array: drop its reference
         lines += ["  %gj.retmi = load ptr, ptr %gj.ret", "  call fastcc void @NRT_decref(ptr %gj.retmi)"]
     values = []
     for part in result_parts:
         if part[0] == "primal":
-            values.append((rty, local_ref(f"r.primal")))
-            lines.append(f"  %r.primal = load {rty}, ptr %gj.ret")
+            ty = ret_llvm if plan.ret_array else rty     # an array: its struct, reference kept
+            values.append((ty, local_ref(f"r.primal")))
+            lines.append(f"  %r.primal = load {ty}, ptr %gj.ret")
         elif part[0] == "tangent":
             values.append((rty, "%r.tangent"))
             lines.append(f"  %r.tangent = load {rty}, ptr %gj.dret")
@@ -152,7 +164,7 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
             values.append((a.type, f"%r.g{part[1]}"))
             lines.append(f"  %r.g{part[1]} = load {a.type}, ptr %out{part[1]}")
     if ret_llvm is not None:
-        if len(values) == 1 and ret_llvm in T.FLOATS:
+        if len(values) == 1 and (ret_llvm in T.FLOATS or returned):
             lines.append(f"  store {ret_llvm} {values[0][1]}, ptr %retptr")
         else:
             acc = "undef"
@@ -218,6 +230,13 @@ def vector_entry_text(plan: Plan, top, version, df_params, ret_llvm, result_part
         for k in range(n):
             lines.append(f"  %ln0.{k} = getelementptr {rty}, ptr {dret}, i64 {k}")
             lanes[0].append(f"%ln0.{k}")
+    if plan.ret_shadow_array:
+        # the returned array's tangent arrays, one per lane, released below
+        lanes[0] = []
+        for k in range(n):
+            lines += [f"  %ln0.{k} = alloca [{nbytes} x i8], align 16",
+                      f"  call void @llvm.memset.p0.i64(ptr %ln0.{k}, i8 0, i64 {nbytes}, i1 false)"]
+            lanes[0].append(f"%ln0.{k}")
     if plan.ret_active and reverse:
         # the seeds: one slot per lane in the return value's shadow
         seeds = p[len(df_params) - 9 - 3]         # data of the 1-D array before the gradients
@@ -270,11 +289,17 @@ def vector_entry_text(plan: Plan, top, version, df_params, ret_llvm, result_part
                     v = f"%gv{j}.{k}.e"
                 lines += [f"  %gp{j}.{k} = getelementptr double, ptr %gr{j}, i64 {k}",
                           f"  store double {v}, ptr %gp{j}.{k}"]
-    if plan.ret_array and "NRT_decref" in {f.name for f in top_module_functions(top)}:
+    if plan.ret_shadow_array and "NRT_decref" in {f.name for f in top_module_functions(top)}:
+        for k in range(n):
+            lines += [f"  %gj.dretmi.{k} = load ptr, ptr %ln0.{k}",
+                      f"  call fastcc void @NRT_decref(ptr %gj.dretmi.{k})"]
+    if plan.ret_array and ret_llvm is None and \
+            "NRT_decref" in {f.name for f in top_module_functions(top)}:
         lines += ["  %gj.retmi = load ptr, ptr %gj.ret", "  call fastcc void @NRT_decref(ptr %gj.retmi)"]
     if ret_llvm is not None:
         assert list(result_parts) == [("primal",)], result_parts
-        lines += [f"  %r.primal = load {rty}, ptr %gj.ret", f"  store {ret_llvm} %r.primal, ptr %retptr"]
+        ty = ret_llvm if plan.ret_array else rty
+        lines += [f"  %r.primal = load {ty}, ptr %gj.ret", f"  store {ret_llvm} %r.primal, ptr %retptr"]
     lines += ["  ret i32 0", "}"]
     return "\n".join(lines)
 
@@ -297,7 +322,10 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
     if len(top.args) != prefix + nleaves:
         raise UnsupportedError(f"a function whose compiled signature has {len(top.args)} "
                                f"arguments where {prefix + nleaves} were expected")
-    mask = [plan.ret_active, False][:prefix]
+    # forward mode of a function returning an array: the version hands out the
+    # tangent array too (through a shadow of retptr), so the entry can release it
+    plan.ret_shadow_array = plan.mode == "forward" and plan.ret_array and target == "cpu"
+    mask = [plan.ret_active or plan.ret_shadow_array, False][:prefix]
     elem, interleaved = {}, set()
     for a in plan.args:
         for leaf in a.leaves:

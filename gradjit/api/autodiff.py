@@ -221,7 +221,7 @@ class Derivative:
                     rtypes.append(a.numba_type)
                     j += 1
         else:
-            if ret is A.Dual or (ret is A.Const and plan.ret_float):
+            if ret is A.Dual or (ret is A.Const and (plan.ret_float or plan.ret_array)):
                 parts.append(("primal",))
                 rtypes.append(rt)
             if ret is not A.Const and self.width == 1:
