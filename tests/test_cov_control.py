@@ -318,3 +318,22 @@ def test_guarded_loop_branch_and_cbrt(mode):
     g = ad_grads(mode, cube_roots, (b,), (0,))[0]
     np.testing.assert_allclose(g, np.abs(b) ** (-2.0 / 3.0) / 3.0, rtol=1e-12)
     check_grads(mode, cube_roots, (b,))
+
+
+@njit
+def power(x, y):
+    return x ** y
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pow_at_zero_base_and_zero_exponent(mode):
+    # d/dy x**y = x**y log x reads 0 * -inf at x = 0 and d/dx x**y = y x**(y-1)
+    # reads 0 * inf at x = 0, y = 0; both are 0 (as JAX takes them): 0**y is flat
+    # in y for y > 0, x**0 is flat in x.  Elsewhere the analytic partials.
+    for x, y, want in [(0.0, 3.0, (0.0, 0.0)), (0.0, 0.0, (0.0, 0.0)),
+                       (2.0, 0.0, (0.0, math.log(2.0))),
+                       (2.0, 3.0, (12.0, 8.0 * math.log(2.0))),
+                       (0.5, 2.5, (2.5 * 0.5 ** 1.5, 0.5 ** 2.5 * math.log(0.5)))]:
+        g = ad_grads(mode, power, (x, y), (0, 1))
+        np.testing.assert_allclose(np.array(g, dtype=float), want, rtol=1e-14, atol=0)
+    check_grads(mode, power, (1.3, 2.2))

@@ -49,8 +49,20 @@ def _pick(first: bool, pred: str):
 
 
 def _pow_base(b, ty, arg, res):
+    """d/dx x**y = y * x**(y-1), taken as 0 where y == 0 (x**0 == 1 for every x,
+    also x == 0, where the formula reads 0 * inf), as JAX does."""
     y = arg(1)
-    return b.fmul(ty, y, b.math("pow", ty, arg(0), b.fsub(ty, y, b.const(1.0, ty))))
+    d = b.fmul(ty, y, b.math("pow", ty, arg(0), b.fsub(ty, y, b.const(1.0, ty))))
+    return b.select(b.fcmp("oeq", ty, y, b.const(0.0, ty)), ty, b.const(0.0, ty), d)
+
+
+def _pow_exponent(b, ty, arg, res):
+    """d/dy x**y = x**y * log(x), taken as 0 where x == 0 (0**y is 0 for every
+    y > 0, where the formula reads 0 * -inf), as JAX does."""
+    x = arg(0)
+    zero = b.fcmp("oeq", ty, x, b.const(0.0, ty))
+    safe = b.select(zero, ty, b.const(1.0, ty), x)
+    return b.fmul(ty, res(), b.math("log", ty, safe))
 
 
 def _powi_base(b, ty, arg, res):
@@ -186,7 +198,7 @@ RULES = {
     "atanh": [lambda b, ty, a, r: _recip(b, ty, _one_minus_sq(b, ty, a(0)))],
     "atan2": [_atan2(0), _atan2(1)],
     "hypot": [lambda b, ty, a, r: b.fdiv(ty, a(0), r()), lambda b, ty, a, r: b.fdiv(ty, a(1), r())],
-    "pow": [_pow_base, lambda b, ty, a, r: b.fmul(ty, r(), b.math("log", ty, a(0)))],
+    "pow": [_pow_base, _pow_exponent],
     "powi": [_powi_base, None],
     "fabs": [lambda b, ty, a, r: _sign(b, ty, a(0))],
     "copysign": [lambda b, ty, a, r: b.fmul(ty, _sign(b, ty, a(0)), _sign(b, ty, a(1))), ZERO],
