@@ -373,6 +373,36 @@ def test_external_call_on_inactive_value_is_fine():
 
 
 @njit
+def prints_active(x, a, n):
+    print(n)  # an int: not differentiated, fine
+    y = x * 2.0
+    print(y)  # PRINT: boxes an active float into a Python object
+    return y * np.sum(a)
+
+
+@njit
+def prints_active_array(a):
+    print(a)  # PRINT: boxes an active array
+    return np.sum(a)
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_print_of_active_value_is_named(mode):
+    a = np.ones(2)
+    for fn, args, tangents in [(prints_active, (0.5, a, 3), (1.0, None, None)),
+                               (prints_active_array, (a,), (np.ones(2),))]:
+        with pytest.raises(gradjit.UnsupportedError) as ei:
+            if mode == "reverse":
+                gradjit.grad(fn)(*args)
+            else:
+                gradjit.jvp(fn)(args, tangents)
+        msg = str(ei.value)
+        assert "print()" in msg, msg
+        assert f"test_errors.py:{_line_of(fn, 'PRINT')}" in msg, msg
+        _no_ir_leak(msg)
+
+
+@njit
 def bitcast_roundtrip(x):
     # float -> int64 bits -> float: an identity through integer memory
     a = np.empty(1)

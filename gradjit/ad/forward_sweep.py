@@ -441,7 +441,7 @@ class ForwardSweep(LaneSweep):
         if kind == "linalg":
             return linalg.forward(self, ins, args)
         if active and kind != "inactive_external":
-            raise self.ctx.unsupported(f"a call to '{ins.callee}' with active arguments", ins)
+            raise self.ctx.unsupported(_active_call_message(ins.callee), ins)
 
     def _allocated(self, s, kind, args):
         """(data pointer, byte size) of allocation ``s``: a meminfo's data and size
@@ -597,3 +597,16 @@ def _is_phi(line: str) -> bool:
 def _global(name: str) -> str:
     from ..ir.model import _PLAIN
     return name if _PLAIN.match(name) else '"' + name + '"'
+
+
+def _active_call_message(callee: str) -> str:
+    """What an UnsupportedError says of a call with active arguments that has no rule.
+
+    Calls into the CPython API come from Numba boxing a value into a Python object,
+    which nopython code does for ``print`` (and ``str``/``repr``/objmode) of it."""
+    if callee.startswith(("Py", "_Py", "NRT_adapt_", "numba_box")):
+        return (f"print() (or another conversion to a Python object, here '{callee}') "
+                "of a differentiated value; print it outside the function, or print "
+                "a value that does not depend on the active arguments")
+    return f"a call to '{callee}' with active arguments"
+
