@@ -510,6 +510,30 @@ def test_autodiff_on_array_returning_function_with_const_return():
         np.testing.assert_array_equal(fwd(x, np.ones_like(x)), _returns_new_array(x))
 
 
+@njit
+def _count_positive_squares(x, out):
+    k = 0
+    for i in range(x.shape[0]):
+        out[i] = x[i] * x[i]
+        if x[i] > 0:
+            k += 1
+    return k, out[0] > 0.5, (x.shape[0], out[0])
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_forward_const_return_of_non_float_gives_the_primal(width):
+    # API.md: forward mode with a Const return gives the primal return, whatever
+    # its type (here a tuple of an int, a bool and a tuple); it was None
+    x = np.array([0.3, -0.7, 1.1, 0.5])
+    sh = (4,) if width == 1 else (width, 4)
+    t = np.arange(1.0, 1.0 + np.prod(sh)).reshape(sh)
+    out, dout = np.zeros(4), np.zeros(sh)
+    df = gradjit.autodiff(_count_positive_squares, "forward", Dual, Dual, width=width)
+    got = df(x, t, out, dout)
+    assert got == _count_positive_squares(x, np.zeros(4))
+    np.testing.assert_allclose(dout, 2 * x * t, rtol=1e-15)
+
+
 # ------------------------------------------------- seeds and broadcast arguments
 @njit
 def _scaled_sum(x, a):
@@ -552,3 +576,17 @@ def test_broadcast_view_entries_are_separate_inputs():
     np.testing.assert_allclose(tN, [want[0, 0], want[2, 1]], rtol=1e-14)
     _, t = gradjit.jvp(_cube_sum)((x,), (T[1],))
     np.testing.assert_allclose(t, want[2, 1], rtol=1e-14)
+
+
+@njit
+def _square(x):
+    return x * x
+
+
+def test_python_number_tangent_of_float32_scalar():
+    # a Python float (or int) tangent of a float32 scalar is taken as float32
+    df = gradjit.autodiff(_square, "forward", Dual)
+    for t in (1.0, 2):
+        y, dy = df(np.float32(1.5), t)
+        assert isinstance(dy, (float, np.floating))
+        assert dy == pytest.approx(3.0 * t, rel=1e-6)

@@ -352,6 +352,7 @@ def test_unsupported_external_call(mode):
     assert "test_errors.py" in msg, msg
     line = _line_of(calls_external, "UNSUPPORTED")
     assert f"test_errors.py:{line}" in msg, msg
+    assert "indirect call (a ctypes" in msg, msg
     _no_ir_leak(msg)
 
 
@@ -442,3 +443,42 @@ def test_array_chosen_between_active_and_const_is_reported(mode):
     assert f"test_errors.py:{_line_of(_pick_array, 'MIXED')}" in str(ei.value)
     np.testing.assert_array_equal(c, np.full(3, 5.0))
     _no_ir_leak(str(ei.value))
+
+
+@njit
+def dot_scaled(x, a):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += math.sin(x[i] * a) * x[i]
+    return s
+
+
+def _fd_scalar(f, a, h=1e-6):
+    return (f(a + h) - f(a - h)) / (2 * h)
+
+
+def test_missing_shadow_is_an_activity_error():
+    x = np.linspace(0.1, 1.0, 4)
+    df = gradjit.autodiff(dot_scaled, "reverse", Duplicated, Active)
+    with pytest.raises(gradjit.ActivityError, match="argument 'x'.*is a shadow missing"):
+        df(x, 1.4, 1.0)                 # dx forgotten
+
+
+def test_vector_derivative_from_njit_names_its_trailing_arrays():
+    dv = gradjit.autodiff(dot_scaled, "reverse", Duplicated, Active, width=3)
+
+    @njit
+    def use(x, a):
+        return dv(x, np.zeros((3, x.shape[0])), a, np.ones(3))     # gradient array missing
+
+    with pytest.raises(gradjit.ActivityError, match=r"output array of shape \(1, 3\)"):
+        use(np.linspace(0.1, 1.0, 4), 1.4)
+
+    @njit
+    def use_right(x, a, dx, g):
+        return dv(x, dx, a, np.array([1.0, 2.0, 3.0]), g)
+
+    x, dx, g = np.linspace(0.1, 1.0, 4), np.zeros((3, 4)), np.zeros((1, 3))
+    use_right(x, 1.4, dx, g)
+    want = _fd_scalar(lambda a: dot_scaled(x, a), 1.4)
+    np.testing.assert_allclose(g[0], [want, 2 * want, 3 * want], rtol=1e-6)

@@ -74,8 +74,12 @@ class Version:
 class ADContext:
     """Generates versions on demand (a worklist, so recursion terminates)."""
 
-    def __init__(self, module, arg_elem_types=None, target="cpu", checkpointing="auto"):
+    def __init__(self, module, arg_elem_types=None, target="cpu", checkpointing="auto",
+                 args_alias=False):
         self.module = module
+        # the top-level function's argument arrays may share memory (a write
+        # through one may change what a load through another reads)
+        self.args_alias = args_alias
         self.target = target
         # cache policy of the reverse sweep (see gradjit.ad.reverse_sweep.CHECKPOINTING)
         self.checkpointing = checkpointing
@@ -122,8 +126,15 @@ class ADContext:
             prange = version.reload_slots is not None
             # a prange body's args/dims/steps arrays are the same in both sweeps
             got = self._reload[key] = ReloadAnalysis(fn, self.defined, version.top or prange,
-                                                     version.reload_slots)
+                                                     version.reload_slots,
+                                                     args_alias=self.args_alias and version.top)
         return got
+
+    def top_writes_args(self, fname) -> bool:
+        """Does the top-level reverse version's primal write argument memory (so
+        that argument arrays sharing memory change which loads it may repeat)?"""
+        got = self._reload.get((fname, True, None))
+        return got is not None and got.writes_arguments()
 
     def generate(self) -> list:
         """Generate every queued version; returns the function texts."""

@@ -49,7 +49,8 @@ class Plan:
     args: list = field(default_factory=list)
     ret_float: str = None            # LLVM float type of the primal return, if any
     ret_bytes: int = 8               # size of the primal's return value (its retptr buffer)
-    ret_array: bool = False          # the primal returns an array (its reference is dropped)
+    ret_array: bool = False          # the primal's return holds arrays (references to drop)
+    ret_meminfos: tuple = ()         # ... byte offsets of their meminfo pointers in it
     ret_active: bool = False         # the return has a derivative (seed / tangent)
     return_primal: bool = True
     return_derivative: bool = False  # forward: the tangent of the return
@@ -58,6 +59,9 @@ class Plan:
     ret_shadow_array: bool = False   # forward: the returned array's tangent array comes back
     width: int = 1                   # vector mode: lanes per sweep
     checkpointing: str = "auto"      # reverse sweep cache policy ("auto", "recompute", "store")
+    args_alias: bool = False         # reverse: argument arrays may share memory
+    writes_args: bool = False        # set by differentiate: the reverse's primal writes
+                                     # argument memory (so aliasing changes its tape)
 
 
 def _version_args(plan: Plan, p, prefix):
@@ -143,17 +147,18 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
         lines.append("  call void @gj.tape.release(ptr %gj.tape)")
     returned = plan.ret_array and ("primal",) in result_parts
     if plan.ret_shadow_array and "NRT_decref" in {f.name for f in top_module_functions(top)}:
-        # the returned array's tangent array: nobody receives it
-        lines += ["  %gj.dretmi = load ptr, ptr %gj.dretarr",
-                  "  call fastcc void @NRT_decref(ptr %gj.dretmi)"]
+        # the returned arrays' tangent arrays: nobody receives them
+        lines += _release_arrays(plan, "%gj.dretarr", "dretmi")
     if plan.ret_array and not returned and \
             "NRT_decref" in {f.name for f in top_module_functions(top)}:
-        # nobody receives the primal's returned array: drop its reference
-        lines += ["  %gj.retmi = load ptr, ptr %gj.ret", "  call fastcc void @NRT_decref(ptr %gj.retmi)"]
+        # nobody receives the primal's returned arrays: drop their references
+        lines += _release_arrays(plan, "%gj.ret", "retmi")
     values = []
     for part in result_parts:
         if part[0] == "primal":
-            ty = ret_llvm if plan.ret_array else rty     # an array: its struct, reference kept
+            # a float, or the whole return value (an array's struct, its reference
+            # kept; an int, a tuple: forward mode with a Const return, the only part)
+            ty = rty if plan.ret_float else ret_llvm
             values.append((ty, local_ref(f"r.primal")))
             lines.append(f"  %r.primal = load {ty}, ptr %gj.ret")
         elif part[0] == "tangent":
@@ -164,7 +169,8 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
             values.append((a.type, f"%r.g{part[1]}"))
             lines.append(f"  %r.g{part[1]} = load {a.type}, ptr %out{part[1]}")
     if ret_llvm is not None:
-        if len(values) == 1 and (ret_llvm in T.FLOATS or returned):
+        if len(values) == 1 and (ret_llvm in T.FLOATS or returned or
+                                 (result_parts[0] == ("primal",) and not plan.ret_float)):
             lines.append(f"  store {ret_llvm} {values[0][1]}, ptr %retptr")
         else:
             acc = "undef"
@@ -174,6 +180,17 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
             lines.append(f"  store {ret_llvm} {acc}, ptr %retptr")
     lines += ["  ret i32 0", "}"]
     return "\n".join(lines)
+
+
+def _release_arrays(plan: Plan, buf, tag) -> list:
+    """Entry code dropping a reference to each array of a return value held in
+    ``buf`` (at the byte offsets ``plan.ret_meminfos`` of their meminfos)."""
+    lines = []
+    for j, off in enumerate(plan.ret_meminfos):
+        lines += [f"  %gj.{tag}.p{j} = getelementptr i8, ptr {buf}, i64 {off}",
+                  f"  %gj.{tag}.{j} = load ptr, ptr %gj.{tag}.p{j}",
+                  f"  call fastcc void @NRT_decref(ptr %gj.{tag}.{j})"]
+    return lines
 
 
 def vector_entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name) -> str:
@@ -291,15 +308,14 @@ def vector_entry_text(plan: Plan, top, version, df_params, ret_llvm, result_part
                           f"  store double {v}, ptr %gp{j}.{k}"]
     if plan.ret_shadow_array and "NRT_decref" in {f.name for f in top_module_functions(top)}:
         for k in range(n):
-            lines += [f"  %gj.dretmi.{k} = load ptr, ptr %ln0.{k}",
-                      f"  call fastcc void @NRT_decref(ptr %gj.dretmi.{k})"]
+            lines += _release_arrays(plan, f"%ln0.{k}", f"dretmi.{k}")
     if plan.ret_array and ret_llvm is None and \
             "NRT_decref" in {f.name for f in top_module_functions(top)}:
-        lines += ["  %gj.retmi = load ptr, ptr %gj.ret", "  call fastcc void @NRT_decref(ptr %gj.retmi)"]
+        lines += _release_arrays(plan, "%gj.ret", "retmi")
     if ret_llvm is not None:
         assert list(result_parts) == [("primal",)], result_parts
-        ty = ret_llvm if plan.ret_array else rty
-        lines += [f"  %r.primal = load {ty}, ptr %gj.ret", f"  store {ret_llvm} %r.primal, ptr %retptr"]
+        lines += [f"  %r.primal = load {ret_llvm}, ptr %gj.ret",
+                  f"  store {ret_llvm} %r.primal, ptr %retptr"]
     lines += ["  ret i32 0", "}"]
     return "\n".join(lines)
 
@@ -340,11 +356,13 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
                 mask.append(a.shadowed or a.active_float)
             else:
                 mask.append(False)
-    ctx = ADContext(model, elem, target=target, checkpointing=plan.checkpointing)
+    ctx = ADContext(model, elem, target=target, checkpointing=plan.checkpointing,
+                    args_alias=plan.args_alias)
     mode = "forward" if plan.mode == "forward" else "reverse"
     version = ctx.version(top_name, mode, mask, False, atomic=(target == "cuda"), top=True,
                           width=plan.width, interleaved=interleaved)
     bodies = ctx.generate()
+    plan.writes_args = ctx.top_writes_args(top_name)
     if target == "cpu" and plan.width > 1:
         parts = [x for x in result_parts if x[0] == "primal"]
         entry = vector_entry_text(plan, top, version, df_params, ret_llvm, parts, entry_name)

@@ -375,15 +375,19 @@ class ForwardSweep(LaneSweep):
     def store(self, ins):
         val, ptr = ins.operands[0], ins.operands[1]
         if not self.act.is_active(ptr):
-            if self.act.is_active(val) and T.has_float(val.type):
+            # an active float, or a pointer to float memory (an array stored into a
+            # list): memory without a shadow would lose its derivative
+            if self.act.is_active(val) and (T.has_float(val.type) or (
+                    val.type == "ptr" and self.mem.kind(val) in ("double", "float", "unknown"))):
                 if _global_root(ptr):
                     raise self.ctx.unsupported("a store of an active value into a global or "
                                                "shared-memory array", ins)
                 src = _external_root(ptr, self.ctx.defined)
                 if src:
                     raise self.ctx.unsupported(
-                        f"a store of an active value into memory from '{src}' (for example a "
-                        "list or dict; use a NumPy array instead), which has no shadow", ins)
+                        f"a store of an active value or array into memory from '{src}' (for "
+                        "example a list or dict, or np.broadcast_arrays and functions using it; "
+                        "use NumPy arrays or tuples instead), which has no shadow", ins)
             return
         vt = val.type
         if vt == "ptr":
@@ -509,6 +513,7 @@ class ForwardSweep(LaneSweep):
         ret_active = ins.has_value and self.act.is_active(ins)
         if ret_active and not T.has_float(ins.type):
             raise self.ctx.unsupported("a call returning an active pointer", ins)
+        self._pass_element_types(callee, args, mask)
         ver = self.ctx.version(callee.name, "forward" if self.fwd else "reverse", mask, ret_active,
                                atomic=self.v.atomic, width=len(self.lanes))
         argtext = [f"{a.type} {a.ref}" for a in args]
@@ -531,6 +536,19 @@ class ForwardSweep(LaneSweep):
                 self.b.emit(text)
             else:
                 tape.call_with_copy(self.b, lambda: self.b.emit(text))
+
+    def _pass_element_types(self, callee, args, mask):
+        """Tell the callee the float element type of the memory its active pointer
+        arguments point to, where this function knows it: the callee may only copy
+        that memory (``a.flatten()``: a ``memcpy`` into an array it returns), and
+        the copy's adjoint needs the type."""
+        for k, (a, m) in enumerate(zip(args, mask)):
+            if m and a.type == "ptr" and k < len(callee.args):
+                key = (callee.name, callee.args[k].name)
+                if key not in self.ctx.arg_elem_types:
+                    t = self.mem.kind(a)
+                    if t in ("double", "float"):
+                        self.ctx.arg_elem_types[key] = t
 
     def terminator(self, term):
         if term.opcode == "ret" and self.fwd and self.v.ret_float and term.operands:
@@ -608,5 +626,8 @@ def _active_call_message(callee: str) -> str:
         return (f"print() (or another conversion to a Python object, here '{callee}') "
                 "of a differentiated value; print it outside the function, or print "
                 "a value that does not depend on the active arguments")
+    if not callee:
+        return ("an indirect call (a ctypes or cffi function, or another function "
+                "pointer) with active arguments")
     return f"a call to '{callee}' with active arguments"
 

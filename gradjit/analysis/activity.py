@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from ..ir import types as T
-from .calls import classify, math_name
+from .calls import NRT_ALLOC, classify, math_name
 
 _PTR_DERIVED = {"getelementptr", "bitcast", "addrspacecast", "phi", "select", "freeze"}
 _FLOAT_OPS = {"fadd", "fsub", "fmul", "fdiv", "frem", "fneg", "fpext", "fptrunc", "phi",
@@ -51,6 +51,11 @@ class Activity:
         # active memory is copied into them, so a copy of a Const array stays
         # inactive (and a phi choosing between that array and its copy too)
         self._raw_sources = _raw_sources(fn, defined)
+        # stack slots likewise: active when an active value is stored or copied into
+        # them or their address escapes (to a call, into memory), so a slot holding
+        # only a Const array's struct (Numba's no-copy reshape / ravel) stays
+        # inactive and its data pointer is not given the primal as its shadow
+        self._slot_sources, self._escaped = _slot_sources(fn, defined)
         changed = True
         while changed:
             changed = False
@@ -72,7 +77,12 @@ class Activity:
         if not carries(ty):
             return False
         if op == "alloca":
-            return carries(alloca_type(ins)) or alloca_type(ins).startswith(("[", "{"))
+            if not (carries(alloca_type(ins)) or alloca_type(ins).startswith(("[", "{"))):
+                return False
+            if ins.name in self._escaped:
+                return True
+            return self._any(self._slot_sources.get(ins.name, ())) or \
+                self._any(self._slot_sources.get(None, ()))
         if op == "load":
             if self.slots:
                 off = slot_offset(ins.operands[0], self.slots)
@@ -146,9 +156,16 @@ def mixed_data_merges(fn, act) -> set:
         if ins.opcode not in ("phi", "select") or ins.type != "ptr" or not act.is_active(ins):
             continue
         ops = ins.operands[1:] if ins.opcode == "select" else [v for v, _ in ins.incoming]
+        if any(_is_meminfo(o) for o in ops):
+            continue        # meminfos merged (an argument's or a new copy's): not data
         if any(_const_argument_data(o, act) for o in ops) and reaches_data(ins):
             out.add(ins.name)
     return out
+
+
+def _is_meminfo(o) -> bool:
+    """Is ``o`` the meminfo an NRT allocation returned (not a pointer into its data)?"""
+    return o.kind == "inst" and o.opcode == "call" and o.callee in NRT_ALLOC
 
 
 def _const_argument_data(o, act) -> bool:
@@ -158,6 +175,63 @@ def _const_argument_data(o, act) -> bool:
         return False
     r = root(o)
     return r is not None and r.kind == "arg"
+
+
+# calls that only read the memory their pointer arguments point to, or only write
+# integers there, or nothing (a stack slot passed to them does not escape)
+_NO_ESCAPE_KINDS = {"noop", "pure_int", "nrt_refct", "inactive_external", "math"}
+
+
+def _slot_sources(fn, defined):
+    """({alloca name: values stored or copied into it, None: those stored through
+    pointers of unknown root}, names of allocas whose address escapes)."""
+    allocas = {ins.name for ins in fn.instructions() if ins.opcode == "alloca"}
+    out, escaped = {}, set()
+    if not allocas:
+        return out, escaped
+
+    def slot(p):
+        """(alloca name or None, whether the root of ``p`` is known)"""
+        r = root(p)
+        if r is None:
+            return None, False
+        return (r.name if r.kind == "inst" and r.name in allocas else None), True
+
+    for ins in fn.instructions():
+        op = ins.opcode
+        if op == "store":
+            name, known = slot(ins.operands[1])
+            if name is not None or not known:
+                out.setdefault(name, []).append(ins.operands[0])
+            if ins.operands[0].type == "ptr":
+                name, _ = slot(ins.operands[0])
+                if name is not None:
+                    escaped.add(name)          # a slot's address stored into memory
+        elif op == "call":
+            memcpy = ins.callee.startswith(("llvm.memcpy.", "llvm.memmove."))
+            if memcpy:
+                name, known = slot(ins.operands[0])
+                if name is not None or not known:
+                    out.setdefault(name, []).append(ins.operands[1])
+                continue
+            kind = classify(ins.callee, ins.callee in defined)
+            if kind in _NO_ESCAPE_KINDS or ins.callee.startswith("llvm.memset."):
+                continue
+            for o in ins.operands[:-1]:
+                if o.type == "ptr":
+                    name, _ = slot(o)
+                    if name is not None:
+                        escaped.add(name)
+        elif op in ("atomicrmw", "cmpxchg"):
+            name, known = slot(ins.operands[0])
+            if name is not None or not known:
+                out.setdefault(name, []).extend(ins.operands[1:])
+        elif op in ("ptrtoint", "insertvalue", "ret") and any(
+                o.type == "ptr" and slot(o)[0] is not None for o in ins.operands):
+            for o in ins.operands:
+                if o.type == "ptr" and slot(o)[0] is not None:
+                    escaped.add(slot(o)[0])
+    return out, escaped
 
 
 def _raw_sources(fn, defined):
@@ -222,14 +296,56 @@ def root(v, seen=None):
         return v
 
 
+def _root_key(ptr):
+    r = root(ptr)
+    return id(r) if r is not None else None
+
+
+def held_pointers(fn, key=_root_key) -> dict:
+    """Key of a memory -> keys of the pointers stored in it, directly, copied in
+    with memcpy/memmove, or held by memory those point to (closure); ``key(ptr)``
+    groups pointers (by :func:`root` by default).
+
+    A pointer loaded back from memory has that memory as its root (:func:`root`);
+    the accesses through it reach whatever pointers were stored there.  Numba
+    keeps an array struct in a stack slot around calls that take the address of
+    its fields (``reshape``'s ``numba_attempt_nocopy_reshape``), and reads the data
+    pointer back from the slot."""
+    direct = {}
+    for ins in fn.instructions():
+        if ins.opcode == "store" and ins.operands[0].type == "ptr":
+            src, dst = [key(ins.operands[0])], key(ins.operands[1])
+        elif ins.opcode == "call" and ins.callee.startswith(("llvm.memcpy.", "llvm.memmove.")):
+            src, dst = [("held", key(ins.operands[1]))], key(ins.operands[0])
+        else:
+            continue
+        direct.setdefault(dst, set()).update(src)
+    closed = {}
+    for start in direct:
+        held, expanded, todo = set(), {start}, [start]
+        while todo:
+            for k in direct.get(todo.pop(), ()):
+                copied = isinstance(k, tuple) and k[0] == "held"
+                if copied:
+                    k = k[1]
+                else:
+                    held.add(k)
+                if k not in expanded and k in direct:
+                    expanded.add(k)
+                    todo.append(k)
+        held.discard(start)
+        closed[start] = held
+    return closed
+
+
 def element_types(fn, key=None):
     """Map root id -> set of scalar types loaded or stored through pointers with
-    that root (the type analysis used for ``memcpy`` adjoints).  ``key(ptr)``
-    replaces "root id" by another grouping of pointers (None: not counted)."""
-    if key is None:
-        def key(ptr):
-            r = root(ptr)
-            return id(r) if r is not None else None
+    that root (the type analysis used for ``memcpy`` adjoints); an access through
+    a pointer loaded from memory counts for the pointers stored there too
+    (:func:`held_pointers`).  ``key(ptr)`` replaces "root id" by another grouping
+    of pointers (None: not counted)."""
+    key = key or _root_key
+    held = held_pointers(fn, key)
     out = {}
     for ins in fn.instructions():
         if ins.opcode == "load":
@@ -241,7 +357,26 @@ def element_types(fn, key=None):
         k = key(ptr)
         if k is not None:
             out.setdefault(k, set()).add(ty)
+            if loaded_pointer(ptr):
+                for h in held.get(k, ()):
+                    if h is not None:
+                        out.setdefault(h, set()).add(ty)
     return out
+
+
+def loaded_pointer(ptr) -> bool:
+    """Is ``ptr`` (through geps and casts) a pointer loaded from memory, so that it
+    reaches the memory of a pointer stored there rather than the memory it was
+    loaded from (whose own fields :func:`root` also names)?"""
+    seen = 0
+    while ptr.kind == "inst" and seen < 64:
+        if ptr.opcode == "load":
+            return True
+        if ptr.opcode not in ("getelementptr", "bitcast", "addrspacecast", "freeze"):
+            return ptr.opcode in ("phi", "select")      # unknown: count it for both
+        ptr = ptr.operands[0]
+        seen += 1
+    return False
 
 
 _SHARED = re.compile(r"ptr addrspace\(3\) @(\"[^\"]+\"|[-\w.$]+)")

@@ -9,18 +9,22 @@ are freed before the reverse sweep runs, so their loads are recorded instead.
 """
 from __future__ import annotations
 
-from .activity import root
+from .activity import held_pointers, loaded_pointer, root
 from .calls import classify
 
 _WRITES = {"store": 1, "atomicrmw": 0, "cmpxchg": 0}
+# Numba's return slot and exception slot: never a user's array
+_ABI_ARGS = ("retptr", "excinfo")
 
 
 class ReloadAnalysis:
     """``can_reload(load)``: the load may be repeated in the reverse sweep."""
 
-    def __init__(self, fn, defined, arg_roots_ok: bool, reload_slots=None):
+    def __init__(self, fn, defined, arg_roots_ok: bool, reload_slots=None, args_alias=False):
         self.fn = fn
         self.arg_roots_ok = arg_roots_ok
+        # argument arrays may overlap: every argument root is one key
+        self.args_alias = args_alias
         # a prange body: its arrays are keyed by their entry of ``args`` (first
         # argument); ``reload_slots`` are the entries whose memory the launching
         # function leaves unchanged until its reverse sweep
@@ -28,12 +32,17 @@ class ReloadAnalysis:
         self.reload_slots = reload_slots or frozenset()
         self.writers = {}            # root key -> set of block names (None: unknown root)
         self.writer_pos = {}         # (root key, block) -> last writer index in block
+        held = held_pointers(fn, self._key)
         for ins in fn.instructions():
             for ptr in self._written(ins, defined):
                 key = self._key(ptr) if ptr is not None else None
-                self.writers.setdefault(key, set()).add(ins.block.name)
-                self.writer_pos[(key, ins.block.name)] = max(
-                    self.writer_pos.get((key, ins.block.name), -1), ins.index)
+                # a pointer loaded back from memory keys to that memory (see root());
+                # the write goes to whatever pointers were stored there as well
+                through = held.get(key, ()) if ptr is not None and loaded_pointer(ptr) else ()
+                for k in (key, *through):
+                    self.writers.setdefault(k, set()).add(ins.block.name)
+                    self.writer_pos[(k, ins.block.name)] = max(
+                        self.writer_pos.get((k, ins.block.name), -1), ins.index)
         self._reach = _reachability(fn)
 
     def _key(self, ptr):
@@ -43,7 +52,14 @@ class ReloadAnalysis:
             if off is not None:
                 return ("slot", off)
         r = root(ptr)
+        if r is not None and self.args_alias and r.kind == "arg" and r.name not in _ABI_ARGS:
+            return "args"
         return id(r) if r is not None else None
+
+    def writes_arguments(self) -> bool:
+        """May the function write memory reached through its pointer arguments?"""
+        arg_keys = {id(a) for a in self.fn.args if a.name not in _ABI_ARGS} | {"args", None}
+        return any(k in arg_keys for k in self.writers)
 
     @staticmethod
     def _written(ins, defined):

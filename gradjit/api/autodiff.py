@@ -16,7 +16,7 @@ from ..frontend.capture import capture, dispatcher_of
 from ..frontend.typetree import float_llvm, leaves
 from ..ir.reader import read_module
 from . import activities as A
-from .shadows import layout_checks, like_strides, overlapping
+from .shadows import layout_checks, like_strides, overlap_raiser, overlapping
 
 Reverse = "reverse"
 Forward = "forward"
@@ -54,8 +54,15 @@ class Derivative:
         self.width = width
         self.params = list(inspect.signature(self.dispatcher.py_func).parameters)
         self._cache = {}
+        self._alias_cache = {}
         self._lock = threading.RLock()
-        call = cpu.make_intrinsic(self._resolve)
+        # positions in df's arguments of the primals of each activity
+        self._primal_pos = []
+        k = 0
+        for a in acts:
+            self._primal_pos.append(k)
+            k += 2 if a.shadowed else 1
+        call = cpu.make_intrinsic(self._resolve, self._overlap_check)
         # shadows passed from @njit code are checked there (from Python, __call__
         # has already checked or copied them); interleaved lanes are checked in Python
         checks = layout_checks(self.params, acts, width if width > 1 else 0,
@@ -72,6 +79,7 @@ class Derivative:
         df.__name__ = df_checked.__name__ = name
         self.jit = numba.njit(df)
         self._jit_checked = numba.njit(df_checked)
+        self._jit_alias = None
 
     def __repr__(self):
         acts = ", ".join(a.__name__ for a in self.activities)
@@ -101,7 +109,7 @@ class Derivative:
             # first call: compile here so errors reach the user as gradjit's own
             self.compile(tuple(numba.typeof(a) for a in args))
         try:
-            return self._jit_checked(*args)
+            return self._entry_for(args)(*args)
         except numba.core.errors.TypingError:
             # a new signature whose derivative failed to build: raise the real error
             self.compile(tuple(numba.typeof(a) for a in args))
@@ -119,8 +127,10 @@ class Derivative:
                 x, dx = args[k], args[k + 1]
                 if isinstance(x, np.ndarray) or isinstance(dx, np.ndarray):
                     if not (isinstance(x, np.ndarray) and isinstance(dx, np.ndarray)):
-                        raise ValueError(f"argument '{name}': the primal and its shadow must both "
-                                         f"be arrays (got {type(x).__name__} and {type(dx).__name__})")
+                        raise ActivityError(
+                            f"argument '{name}': {act.__name__} takes the primal and its shadow, "
+                            f"both arrays (got {type(x).__name__} and {type(dx).__name__}); "
+                            "is a shadow missing?")
                     if x.shape != dx.shape:
                         raise ValueError(f"argument '{name}': shadow shape {dx.shape} differs from "
                                          f"the primal's shape {x.shape}")
@@ -140,28 +150,67 @@ class Derivative:
                         tmp[...] = dx
                         args[k + 1] = tmp
                         writebacks.append((dx, tmp))
+                elif isinstance(x, np.floating) and isinstance(dx, (int, float)) and \
+                        not isinstance(dx, np.floating):
+                    args[k + 1] = x.dtype.type(dx)      # a Python number as a float32 tangent
                 k += 2
             else:
                 k += 1
         return writebacks
 
+    # arguments sharing memory ---------------------------------------------------------
+    def _entry_for(self, args):
+        """The compiled entry for ``args``: the usual one, or in reverse mode, where
+        primal arrays share memory and the function writes argument memory, the
+        one generated for aliased arguments (it records loads a write through
+        another argument may change, instead of repeating them in the reverse)."""
+        if self.mode == "reverse":
+            arrays = [args[k] for k in self._primal_pos
+                      if k < len(args) and isinstance(args[k], np.ndarray)]
+            if any(np.may_share_memory(a, b) for i, a in enumerate(arrays)
+                   for b in arrays[i + 1:]):
+                argtys = tuple(numba.typeof(a) for a in args)
+                if self.compile(argtys).writes_args:
+                    if self._jit_alias is None:
+                        call = cpu.make_intrinsic(lambda t: self._resolve(t, alias=True))
+                        name = f"d_{getattr(self.dispatcher.py_func, '__name__', 'fn')}_aliased"
+                        self._jit_alias = numba.njit(_named(lambda *a: call(a), name))
+                    return self._jit_alias
+        return self._jit_checked
+
+    def _overlap_check(self, argtys):
+        """Entry check of ``df`` called from ``@njit`` code (``cpu.make_intrinsic``):
+        None, or a function of the primal arrays raising ValueError when two of
+        them share memory and the derivative writes argument memory (from @njit
+        code the aliased variant cannot be picked at run time)."""
+        if self.mode != "reverse":
+            return None
+        idx = [k for k in self._primal_pos if k < len(argtys) and isinstance(argtys[k], types.Array)]
+        if len(idx) < 2 or not self.compile(argtys).writes_args:
+            return None
+        names = [self.params[self._primal_pos.index(k)] for k in idx]
+        return idx, overlap_raiser(names)
+
     # compilation ---------------------------------------------------------------------
-    def _resolve(self, argtys):
-        c = self.compile(argtys)
+    def _resolve(self, argtys, alias=False):
+        c = self.compile(argtys, alias)
         return c.restype, c.library, c.entry
 
-    def compile(self, argtys):
-        """Compile for ``df`` argument types ``argtys`` (Numba types); cached."""
+    def compile(self, argtys, alias=False):
+        """Compile for ``df`` argument types ``argtys`` (Numba types); cached.  With
+        ``alias``, for primal arrays that may share memory (reverse mode)."""
         argtys = tuple(argtys)
+        cache = self._alias_cache if alias else self._cache
         with self._lock:
-            got = self._cache.get(argtys)
+            got = cache.get(argtys)
             if got is None:
-                got = self._build(argtys)
-                self._cache[argtys] = got
+                got = self._build(argtys, alias)
+                cache[argtys] = got
             return got
 
-    def _build(self, argtys):
+    def _build(self, argtys, alias=False):
         plan, primal_types = self._plan(argtys)
+        plan.args_alias = alias
         try:
             return self._generate(plan, primal_types, argtys, debug=False)
         except UnsupportedError as e:
@@ -200,14 +249,17 @@ class Derivative:
                             f"its return cannot be {ret.__name__}")
         needs_seed = self.mode == "reverse" and ret is not A.Const
         if needs_seed != plan.seed:
-            raise ActivityError("reverse mode with an Active return takes the seed as the last "
-                                "argument" if needs_seed else
-                                f"too many arguments for return activity {ret.__name__}")
+            msg = ("reverse mode with an Active return takes the seed as the last argument"
+                   if needs_seed else f"too many arguments for return activity {ret.__name__}")
+            if self.width > 1:
+                msg += "; " + _vector_trailing_args(self.mode, self.width, self.activities)
+            raise ActivityError(msg)
         plan.ret_float = float_llvm(rt)
         if rt is not types.none:
             ctx = cpu.context()
             plan.ret_bytes = ctx.get_abi_sizeof(ctx.get_value_type(rt))
-        plan.ret_array = isinstance(rt, types.Array)
+        plan.ret_meminfos = cpu.meminfo_offsets(rt)
+        plan.ret_array = bool(plan.ret_meminfos)
         plan.ret_active = ret is not A.Const
         parts, rtypes = [], []
         if self.mode == "reverse":
@@ -221,7 +273,7 @@ class Derivative:
                     rtypes.append(a.numba_type)
                     j += 1
         else:
-            if ret is A.Dual or (ret is A.Const and (plan.ret_float or plan.ret_array)):
+            if ret is A.Dual or (ret is A.Const and rt is not types.none):
                 parts.append(("primal",))
                 rtypes.append(rt)
             if ret is not A.Const and self.width == 1:
@@ -238,7 +290,21 @@ class Derivative:
         text = differentiate(model, cap.name, plan, cpu.flat_param_types(argtys),
                              cpu.return_llvm(restype), parts, entry)
         lib = cpu.build_library(text, entry)
-        return _Compiled(restype, lib, entry, text)
+        compiled = _Compiled(restype, lib, entry, text)
+        compiled.writes_args = plan.writes_args
+        return compiled
+
+
+def _vector_trailing_args(mode, n, acts) -> str:
+    """What a width-``n`` derivative called from @njit code takes after the
+    activities' arguments (from Python these are made by the call)."""
+    if mode == "forward":
+        return (f"called from @njit code, a width-{n} forward derivative takes after the "
+                f"activities' arguments an output array of shape ({n},) for the return's tangents")
+    rows = max(1, sum(1 for a in acts if a is A.Active))
+    return (f"called from @njit code, a width-{n} reverse derivative takes after the "
+            f"activities' arguments the seeds (shape ({n},), with an Active return), then an "
+            f"output array of shape ({rows}, {n}) for the gradients of the Active arguments")
 
 
 def plan_arguments(fname, params, acts, mode, argtys, width=1):
@@ -249,6 +315,9 @@ def plan_arguments(fname, params, acts, mode, argtys, width=1):
     if width > 1:
         n += 1                                  # the return tangents' output array
     if len(argtys) not in (n, n + 1):
+        if width > 1:
+            raise ActivityError(f"the derivative of {fname} got {len(argtys)} arguments; "
+                                + _vector_trailing_args(mode, width, acts))
         raise ActivityError(f"the derivative of {fname} takes {n} "
                             f"arguments (+1 seed in reverse mode with an Active return) for "
                             f"activities {[a.__name__ for a in acts]}; got {len(argtys)}")
@@ -304,8 +373,15 @@ def plan_arguments(fname, params, acts, mode, argtys, width=1):
 
 
 class _Compiled:
+    writes_args = False
+
     def __init__(self, restype, library, entry, text):
         self.restype, self.library, self.entry, self.text = restype, library, entry, text
+
+
+def _named(fn, name):
+    fn.__name__ = fn.__qualname__ = name
+    return fn
 
 
 @typeof_impl.register(Derivative)
@@ -470,7 +546,7 @@ class VectorForward(Derivative):
         dret = np.zeros(n)                    # the return's tangents (always passed)
         args.append(dret)
         compiled = self.compile(tuple(numba.typeof(a) for a in args))
-        out = self._jit_checked(*args)
+        out = self._entry_for(args)(*args)
         for user, tmp in writebacks:
             user[...] = tmp
         if compiled.ret_float == "float":
@@ -520,7 +596,7 @@ class VectorReverse(Derivative):
         gout = np.zeros((max(1, rows), n))
         args.append(gout)
         compiled = self.compile(tuple(numba.typeof(a) for a in args))
-        out = self._jit_checked(*args)
+        out = self._entry_for(args)(*args)
         for user, tmp in writebacks:
             user[...] = tmp
         grads = [gout[j].copy() for j in range(rows)]

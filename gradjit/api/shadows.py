@@ -167,3 +167,42 @@ def layout_checks(names, activities, lanes: int, skip=lambda: ()):
         return scope["impl"]
 
     return checks
+
+
+def _extent(a):
+    """``(lo, hi)``: the byte addresses ``[lo, hi)`` an array's entries lie in
+    (``(0, 0)`` for an empty array); its bounds, as ``np.may_share_memory``."""
+    lo = a.ctypes.data
+    hi = lo
+    for ax in range(a.ndim):
+        if a.shape[ax] == 0:
+            return 0, 0
+        span = (a.shape[ax] - 1) * a.strides[ax]
+        if span < 0:
+            lo += span
+        else:
+            hi += span
+    return lo, hi + a.itemsize
+
+
+def overlap_raiser(names):
+    """A Python function ``check(a_0, ..., a_k)`` (compiled into the entry of
+    ``df`` called from ``@njit`` code) raising ValueError when two of the primal
+    arrays ``names`` may share memory (bounds overlap, as ``np.may_share_memory``)."""
+    import numba
+
+    extent = numba.njit(_extent)
+    params = [f"a{i}" for i in range(len(names))]
+    lines = [f"def check({', '.join(params)}):"]
+    for i in range(len(names)):
+        lines.append(f"    lo{i}, hi{i} = extent(a{i})")
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            msg = (f"arguments '{names[i]}' and '{names[j]}' share memory: the derivative "
+                   "writes argument memory, and inside @njit code it needs distinct arrays "
+                   "(called from Python, aliased arguments are differentiated correctly)")
+            lines.append(f"    if lo{i} < hi{j} and lo{j} < hi{i}:")
+            lines.append(f"        raise ValueError({msg!r})")
+    scope = {"extent": extent}
+    exec("\n".join(lines), scope)
+    return scope["check"]

@@ -38,6 +38,26 @@ def return_llvm(restype):
     return _opaque(context().get_return_type(restype))
 
 
+def meminfo_offsets(ty, base=0) -> tuple:
+    """Byte offsets of the meminfo pointers of the arrays in a value of Numba type
+    ``ty`` as Numba stores it through ``retptr`` (an array: its struct's first
+    field; tuples: their members, nested), in the CPU target's data layout."""
+    if isinstance(ty, types.Array):
+        return (base,)
+    if not isinstance(ty, (types.BaseTuple,)):
+        return ()
+    ctx = context()
+    td = ctx.target_data
+    out, off = [], base
+    for member in ty:
+        lty = ctx.get_value_type(member)
+        align = lty.get_abi_alignment(td)
+        off = (off + align - 1) // align * align
+        out += meminfo_offsets(member, off)
+        off += lty.get_abi_size(td)
+    return tuple(out)
+
+
 def _opaque(t) -> str:
     """Text of an llvmlite ``ir`` type with opaque pointers."""
     if isinstance(t, ir.PointerType):
@@ -94,19 +114,27 @@ def build_library(text: str, name: str, debug_dir: str = None) -> DerivativeModu
     return DerivativeModule(text, name)
 
 
-def make_intrinsic(resolve):
+def make_intrinsic(resolve, entry_check=None):
     """An intrinsic ``call(args_tuple)``: ``resolve(arg_types)`` returns
-    ``(signature_return_type, library, entry_name)`` for the tuple's member types."""
+    ``(signature_return_type, library, entry_name)`` for the tuple's member types.
+    ``entry_check(arg_types)``, if given, returns None or ``(indices, check)``: a
+    Python function ``check`` of the members at ``indices`` compiled in before the
+    call (it raises on arguments the derivative cannot take)."""
 
     @intrinsic
     def call_derivative(typingctx, args):
         argtys = tuple(args)
         restype, lib, entry = resolve(argtys)
+        check = entry_check(argtys) if entry_check is not None else None
         sig = restype(args)
 
         def codegen(ctx, builder, signature, llargs):
             entry_name = lib.link_into(ctx.active_code_library)
             values = cgutils.unpack_tuple(builder, llargs[0], len(argtys))
+            if check is not None:
+                idx, fn = check
+                ctx.compile_internal(builder, fn, types.none(*[argtys[i] for i in idx]),
+                                     [values[i] for i in idx])
             fnty = ctx.call_conv.get_function_type(restype, argtys)
             fn = cgutils.get_or_insert_function(builder.module, fnty, entry_name)
             status, res = ctx.call_conv.call_function(builder, fn, restype, argtys, values)
