@@ -337,3 +337,21 @@ def test_pow_at_zero_base_and_zero_exponent(mode):
         g = ad_grads(mode, power, (x, y), (0, 1))
         np.testing.assert_allclose(np.array(g, dtype=float), want, rtol=1e-14, atol=0)
     check_grads(mode, power, (1.3, 2.2))
+
+
+@njit
+def entropy_terms(x):
+    return np.sum(np.where(x > 0, x * np.log(x), 0.0))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_masked_entropy_has_finite_gradient(mode):
+    # np.where computes x * log(x) everywhere (-inf * 0 at x = 0) and masks it: the
+    # masked entries' derivatives are 0 (README: strong zero), the others log x + 1
+    x = np.array([0.0, 0.5, 2.0])
+    g = ad_grads(mode, entropy_terms, (x,), (0,))[0] if mode == "reverse" else \
+        np.array([get_jvp(entropy_terms)((x,), (e,))[1] for e in np.eye(3)[1:]])
+    want = np.log(x[1:]) + 1.0
+    np.testing.assert_allclose(g[1:] if mode == "reverse" else g, want, rtol=1e-14)
+    if mode == "reverse":
+        assert g[0] == 0.0
