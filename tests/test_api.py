@@ -590,3 +590,40 @@ def test_python_number_tangent_of_float32_scalar():
         y, dy = df(np.float32(1.5), t)
         assert isinstance(dy, (float, np.floating))
         assert dy == pytest.approx(3.0 * t, rel=1e-6)
+
+
+@njit
+def _square_in_place_sum(x):
+    for i in range(x.shape[0]):
+        x[i] = x[i] * x[i]
+    return np.sum(x)
+
+
+@njit
+def _square_in_place(x):
+    for i in range(x.shape[0]):
+        x[i] = x[i] * x[i]
+    return x.copy()
+
+
+def test_vjp_and_jvp_differentiate_at_the_arguments_given():
+    # the function writes its input: the pullback must not re-run on the written
+    # values, nor on values the caller writes before calling it
+    x0 = np.array([1.0, 2.0, 3.0])
+    out, pullback = gradjit.vjp(_square_in_place_sum)(x0.copy())
+    assert out == pytest.approx(14.0)
+    np.testing.assert_allclose(pullback(1.0), 2 * x0, rtol=1e-15)
+    x = x0.copy()
+    _, pullback = gradjit.vjp(lambda v: np.sum(v ** 3))(x)
+    x[:] = 10.0
+    np.testing.assert_allclose(pullback(1.0), 3 * x0 ** 2, rtol=1e-15)
+    y, t = gradjit.jvp(_square_in_place)((x0.copy(),), (np.ones(3),))
+    np.testing.assert_allclose(y, x0 ** 2, rtol=1e-15)
+    np.testing.assert_allclose(t, 2 * x0, rtol=1e-15)
+
+
+def test_negative_argnums_and_nested_transforms():
+    x, y = np.array([1.0, 2.0]), np.array([3.0, -1.0])
+    np.testing.assert_allclose(gradjit.grad(_scaled_sum, argnums=-1)(x, y), x, rtol=1e-15)
+    with pytest.raises(gradjit.UnsupportedError, match="higher-order"):
+        gradjit.grad(gradjit.grad(_square))(2.0)

@@ -355,3 +355,21 @@ def test_masked_entropy_has_finite_gradient(mode):
     np.testing.assert_allclose(g[1:] if mode == "reverse" else g, want, rtol=1e-14)
     if mode == "reverse":
         assert g[0] == 0.0
+
+
+@njit
+def clamped_roots(x, y):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += math.sqrt(max(x[i], 0.0)) + math.acos(min(y[i], 1.0))
+    return s
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_zero_tangent_through_clamp_is_zero(mode):
+    # the clamped entries have partials sqrt'(0) = inf and acos'(1) = -inf times a
+    # zero tangent/adjoint: 0 (strong zero in both modes; forward gave NaN)
+    x, y = np.array([-1.0, 0.25]), np.array([1.5, 0.25])
+    gx, gy = ad_grads(mode, clamped_roots, (x, y), (0, 1))
+    np.testing.assert_allclose(gx, [0.0, 0.5 / math.sqrt(0.25)], rtol=1e-14)
+    np.testing.assert_allclose(gy, [0.0, -1.0 / math.sqrt(1 - 0.0625)], rtol=1e-14)

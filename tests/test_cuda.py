@@ -170,6 +170,34 @@ def test_ptx_generated_and_accepted_by_ptxas(name, mode):
         cuda_backend.ptxas_check(ptx)
 
 
+
+@cuda.jit
+def _scale_rows_2d(A, b, out):
+    i, j = cuda.grid(2)
+    if i < A.shape[0] and j < A.shape[1]:
+        out[i, j] = A[i, j] * b[i]
+
+
+@cuda.jit
+def _rows_by_thread_y(x, out):
+    i = cuda.grid(1)                 # the same for every threadIdx.y of a 2-D block
+    r = cuda.threadIdx.y
+    if i < x.shape[0]:
+        out[r, i] = x[i] * (r + 1.0)
+
+
+@pytest.mark.skipif(not HAVE_LIBDEVICE, reason="libdevice not installed")
+def test_x_indexed_array_of_a_2d_kernel_gets_atomic_adds():
+    # b[i] / x[i] are read by every thread with the same x id and another y id:
+    # their shadows' adds must be atomic (they were plain stores)
+    A = np.ones((13, 11))
+    df = gradjit.autodiff(_scale_rows_2d, "reverse", Const, Duplicated, Duplicated)
+    ptx = df.ptx(A, np.ones(13), np.zeros(13), np.zeros((13, 11)), np.zeros((13, 11)))
+    assert "atom." in ptx or "red." in ptx
+    df = gradjit.autodiff(_rows_by_thread_y, "reverse", Duplicated, Duplicated)
+    ptx = df.ptx(np.ones(64), np.zeros(64), np.zeros((4, 64)), np.zeros((4, 64)))
+    assert "atom." in ptx or "red." in ptx
+
 def test_barrier_is_mirrored_and_emulated_with_threads():
     x = rng_arrays(64)[0]
     out = np.zeros(64)

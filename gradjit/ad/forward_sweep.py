@@ -333,7 +333,7 @@ class ForwardSweep(LaneSweep):
             p = parts[k]
             if callable(p):
                 p = p(b, ty, lambda j: fops[j].ref, lambda: ins.ref)
-            t = rules.scale(b, ty, p, self.shadow(o))
+            t = rules.scale(b, ty, p, self.shadow(o), strong_zero=True)
             if t is not None:
                 terms.append(t)
         acc = terms[0] if terms else fconst(0.0, ty)

@@ -232,13 +232,14 @@ def partials(name: str):
 def scale(b, ty, partial, value, strong_zero=False):
     """``partial * value`` with the constant partials folded (``None`` for zero).
 
-    With ``strong_zero`` (the reverse sweep) a zero ``value`` gives 0 even where the
+    With ``strong_zero`` (both sweeps) a zero ``value`` gives 0 even where the
     partial is infinite or NaN: the adjoint reaching the untaken side of a branch
     or select is exactly 0, and the partials there are evaluated at values the
     program guarded against (``x / y if y != 0 else x``, ``log(x) if x > 0``,
-    ``np.cbrt``'s branch for the other sign), so ``0 * inf`` must not poison the
-    gradient (Enzyme's "strong zero" semantics; JAX users know the problem as the
-    double-``where`` trick)."""
+    ``np.cbrt``'s branch for the other sign); likewise a zero tangent reaching a
+    clamped value (``sqrt(max(x, 0))`` at ``x < 0``).  ``0 * inf`` must not poison
+    the derivative (Enzyme's "strong zero" semantics; JAX users know the problem
+    as the double-``where`` trick)."""
     if partial is ZERO or partial is None:
         return None
     if partial is ONE:

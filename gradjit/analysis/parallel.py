@@ -4,7 +4,9 @@ Under the kernel-launch parallel marker the reverse sweep's ``+=`` into shadow
 memory must be atomic where threads may share an address (Moses et al., SC'21,
 sec. 4).  An access is provably private when its array is only ever indexed, in
 the whole kernel, by the global thread id ``blockIdx * blockDim + threadIdx`` of
-one axis with unit stride: then no two threads touch the same element.
+one axis with unit stride, and the kernel reads no thread or block index of another
+axis (a 2-D launch has many threads with the same x id): then no two threads touch
+the same element.
 """
 from __future__ import annotations
 
@@ -26,11 +28,12 @@ def _sreg(v):
     return None
 
 
-def is_global_id(v) -> bool:
-    """``v`` computes ``ctaid.A * ntid.A + tid.A`` (any operand order, any casts)."""
+def is_global_id(v):
+    """The axis ``A`` when ``v`` computes ``ctaid.A * ntid.A + tid.A`` (any operand
+    order, any casts), else None."""
     v = _strip(v)
     if v.kind != "inst" or v.opcode != "add":
-        return False
+        return None
     for a, b in (v.operands, v.operands[::-1]):
         t = _sreg(a)
         if t is None or not t.startswith("tid."):
@@ -40,13 +43,22 @@ def is_global_id(v) -> bool:
         if m.kind == "inst" and m.opcode == "mul":
             regs = {_sreg(o) for o in m.operands}
             if regs == {f"ctaid.{axis}", f"ntid.{axis}"}:
-                return True
-    return False
+                return axis
+    return None
+
+
+def _axes_read(fn) -> set:
+    """Axes (x, y, z) of the thread / block indices the kernel reads."""
+    return {ins.callee[-1] for ins in fn.instructions()
+            if ins.opcode == "call" and ins.callee.startswith(_SREG)
+            and ins.callee[len(_SREG):].split(".")[0] in ("tid", "ctaid")}
 
 
 def private_roots(fn) -> set:
-    """ids of the roots (arguments) every access to which is ``base[global id]``."""
+    """ids of the roots (arguments) every access to which is ``base[global id]``,
+    the global id of the only axis whose indices the kernel reads."""
     uses = {}
+    axes = _axes_read(fn)
     for ins in fn.instructions():
         if ins.opcode in ("load", "store", "atomicrmw"):
             ptr = ins.operands[1] if ins.opcode == "store" else ins.operands[0]
@@ -54,8 +66,8 @@ def private_roots(fn) -> set:
             if r is None:
                 continue
             ok = (ptr.kind == "inst" and ptr.opcode == "getelementptr" and len(ptr.operands) == 2
-                  and ptr.operands[0] is r and is_global_id(ptr.operands[1])
-                  and ins.opcode != "atomicrmw")
+                  and ptr.operands[0] is r and ins.opcode != "atomicrmw"
+                  and axes <= {is_global_id(ptr.operands[1])})
             uses.setdefault(id(r), []).append(ok)
     return {k for k, oks in uses.items() if all(oks)}
 

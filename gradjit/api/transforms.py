@@ -64,9 +64,13 @@ class _Reverse:
         self._gathers = {}
 
     def activities(self, args):
+        for i in self.argnums:
+            if not -len(args) <= i < len(args):
+                raise TypeError(f"argnums {i} is out of range for {len(args)} arguments")
+        wrt = {i % len(args) for i in self.argnums}
         acts = []
         for i, a in enumerate(args):
-            if i in self.argnums:
+            if i in wrt:
                 if _float_array(a):
                     acts.append(A.Duplicated)
                 elif _float_scalar(a):
@@ -76,9 +80,6 @@ class _Reverse:
                                     "float array and cannot be differentiated")
             else:
                 acts.append(A.Const)
-        for i in self.argnums:
-            if not -len(args) <= i < len(args):
-                raise TypeError(f"argnums {i} is out of range for {len(args)} arguments")
         return tuple(acts)
 
     def derivative(self, fn, acts, ret):
@@ -157,6 +158,7 @@ def grad(fn=None, argnums=0):
     def g(*args):
         return rev.run(args)[1]
     g.derivative_cache = rev._dfs
+    g._gradjit_transform = True
     return g
 
 
@@ -169,6 +171,7 @@ def value_and_grad(fn=None, argnums=0):
     @functools.wraps(rev.disp.py_func)
     def vg(*args):
         return rev.run(args)
+    vg._gradjit_transform = True
     return vg
 
 
@@ -183,6 +186,13 @@ def vjp(fn, argnums=0):
 
     def run(*args):
         rev.activities(args)
+        # the pullback differentiates at the arguments as they are now, whatever the
+        # function (or the caller, before calling the pullback) writes into them
+        saved = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+
+        def at_call():
+            return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in saved)
+
         out = rev.disp(*args)
         if isinstance(out, np.ndarray):
             def pullback(ct):
@@ -191,13 +201,14 @@ def vjp(fn, argnums=0):
                     raise ValueError(f"cotangent shape {ct.shape} differs from the output's {out.shape}")
                 buf = np.empty(out.size, out.dtype)
                 seed = np.ascontiguousarray(ct, dtype=out.dtype).reshape(out.size).copy()
-                return rev.run(args, out=(buf, seed))[1]
+                return rev.run(at_call(), out=(buf, seed))[1]
         elif _float_scalar(out):
             def pullback(ct):
-                return rev.run(args, seed=float(ct))[1]
+                return rev.run(at_call(), seed=float(ct))[1]
         else:
             raise TypeError(f"vjp needs a function returning a float or a float array, got {type(out).__name__}")
         return out, pullback
+    run._gradjit_transform = True
     return run
 
 
@@ -234,7 +245,8 @@ def jvp(fn):
             acts.append(A.Dual)
         rt = _return_type(disp, primals)
         if isinstance(rt, types.Array):
-            out = disp(*primals)
+            # the output's shape, from a run on copies (the function may write its inputs)
+            out = disp(*(x.copy() if isinstance(x, np.ndarray) else x for x in primals))
             buf = np.empty(out.size, out.dtype)
             dbuf = np.zeros(out.size, out.dtype)
             key = (tuple(acts), "array")
@@ -248,4 +260,5 @@ def jvp(fn):
         df = cache.get(key) or cache.setdefault(key, autodiff(disp, "forward", *acts, ret=A.Dual))
         p, t = df(*args)
         return p, t
+    run._gradjit_transform = True
     return run

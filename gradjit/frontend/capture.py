@@ -115,6 +115,12 @@ def dispatcher_of(fn):
         return fn
     if hasattr(fn, "py_func") and hasattr(fn, "overloads"):
         return fn
+    if getattr(fn, "_gradjit_transform", False):
+        from ..errors import UnsupportedError
+        raise UnsupportedError("a function made by a gradjit transform (grad of grad: "
+                               "higher-order derivatives are not supported; a derivative "
+                               "made by gradjit.autodiff can be called inside @njit code)",
+                               function=getattr(fn, "__name__", None))
     cached = _plain.get(fn)
     if cached is None:
         cached = _plain[fn] = numba.njit(fn)
