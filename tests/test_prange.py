@@ -337,3 +337,60 @@ def test_prange_vector_modes_one_launch_for_all_lanes(rng):
     T = rng.standard_normal((N, 30))
     _, t = gradjit.autodiff(par, "forward", Dual, Dual, Const, width=N)(x, T, 0.2, np.ones(N), 5)
     assert_close(t, T @ g[0] + g[1], kind="ad")
+
+
+@njit(parallel=True)
+def _dot_rows(X, w):
+    out = np.empty(X.shape[0])
+    for i in prange(X.shape[0]):
+        out[i] = np.tanh(X[i] @ w)          # BLAS dot; w is read by every iteration
+    return np.sum(out ** 2)
+
+
+@njit(parallel=True)
+def _dot_rows_local_weights(X, w0):
+    w = w0 * 2.0                             # not an argument: no per-thread copy
+    out = np.empty(X.shape[0])
+    for i in prange(X.shape[0]):
+        out[i] = np.tanh(X[i] @ w)
+    return np.sum(out ** 2)
+
+
+def test_blas_in_prange_shared_operand():
+    # the dot's adjoint adds into dw with plain stores: dw gets a per-thread copy
+    # (its adds raced: lost updates on most calls); where no copy can be made
+    # (w computed in the function) the call is reported
+    rng = np.random.default_rng(1)
+    X, w = rng.uniform(-1, 1, (2000, 16)), rng.uniform(-1, 1, 16) * 0.3
+    t = np.tanh(X @ w)
+    want_w = X.T @ (2 * t * (1 - t ** 2))
+    want_x = np.outer(2 * t * (1 - t ** 2), w)
+    g = gradjit.grad(_dot_rows, argnums=(0, 1))
+    for _ in range(20):
+        gx, gw = g(X, w)
+        np.testing.assert_allclose(gw, want_w, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gx, want_x, rtol=1e-12, atol=1e-12)
+    with pytest.raises(gradjit.UnsupportedError, match="prange loop"):
+        gradjit.grad(_dot_rows_local_weights, argnums=1)(X, w)
+
+
+@njit(parallel=True)
+def _two_views(x):
+    n = x.shape[0]
+    y = x[n // 4:]                           # a view of x: its shadow overlaps dx
+    s = 0.0
+    for i in prange(n // 2):
+        s += x[i] * 2.0 + y[i] * 3.0
+    return s
+
+
+def test_views_of_one_array_in_prange_add_atomically():
+    # x[i] and y[i] are each indexed by the iteration only, but y's entries are x's:
+    # iterations of different threads add into the same dx entries (lost updates)
+    n = 400_000
+    want = np.zeros(n)
+    want[: n // 2] += 2.0
+    want[n // 4: n // 4 + n // 2] += 3.0
+    g = gradjit.grad(_two_views)
+    for _ in range(5):
+        np.testing.assert_array_equal(g(np.ones(n)), want)

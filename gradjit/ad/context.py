@@ -23,8 +23,11 @@ class Version:
 
     def __init__(self, fn, mode, mask, ret_active, atomic=False, top=False, slots=None,
                  reload_slots=None, width=1, slot_types=None, priv_slots=None,
-                 interleaved=frozenset()):
+                 interleaved=frozenset(), overlap_slots=None):
         self.fn, self.mode, self.mask, self.ret_active = fn, mode, mask, ret_active
+        # a prange body: entries whose array may share memory with another entry's
+        # (views of one array): never thread-private
+        self.overlap_slots = overlap_slots or frozenset()
         # vector forward mode: names of the pointer arguments whose lanes are
         # interleaved (gradjit.analysis.interleave)
         self.interleaved = frozenset(interleaved)
@@ -54,6 +57,8 @@ class Version:
             tag += "E" + "_".join(f"{o // 8}{t[0]}" for o, t in sorted(slot_types))
         if priv_slots:
             tag += "V" + "_".join(str(o // 8) for o in sorted(priv_slots))
+        if self.overlap_slots:
+            tag += "O" + "_".join(str(o // 8) for o in sorted(self.overlap_slots))
         base = f"{fn.name}.gj.{mode[0]}.{tag}"
         self.names = (base + ".fwd",) if mode == "forward" else (base + ".aug", base + ".rev")
         active = [a.name for a, m in zip(fn.args, mask) if m]
@@ -95,17 +100,18 @@ class ADContext:
 
     def version(self, fname, mode, mask, ret_active, atomic=False, top=False,
                 slots=None, reload_slots=None, width=1, slot_types=None,
-                priv_slots=None, interleaved=frozenset()) -> Version:
+                priv_slots=None, interleaved=frozenset(), overlap_slots=None) -> Version:
         fn = self.module.functions[fname]
+        overlap_slots = frozenset(overlap_slots or ())
         key = (fname, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots, width,
-               slot_types, priv_slots, frozenset(interleaved))
+               slot_types, priv_slots, frozenset(interleaved), overlap_slots)
         v = self.versions.get(key)
         if v is None:
             for a, m in zip(fn.args, mask):
                 if m and not carries(a.type):
                     raise AssertionError(f"argument {a.name} of {fname} cannot be active")
             v = Version(fn, mode, tuple(mask), bool(ret_active), atomic, top, slots, reload_slots,
-                        width, slot_types, priv_slots, interleaved)
+                        width, slot_types, priv_slots, interleaved, overlap_slots)
             self.versions[key] = v
             self.queue.append(v)
         return v

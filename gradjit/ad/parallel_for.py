@@ -129,7 +129,29 @@ def _version(sweep, ins, priv_slots=None):
                            slot_types=types, width=width)
     return ctx.version(g, "reverse", [True, False, False, False], False, atomic=True,
                        slots=slots, reload_slots=_reload_slots(sweep, ins, stored),
-                       slot_types=types, priv_slots=priv_slots, width=width)
+                       slot_types=types, priv_slots=priv_slots, width=width,
+                       overlap_slots=_overlapping_slots(slots, stored, ctx.args_alias))
+
+
+def _overlapping_slots(slots, stored, args_alias=False) -> frozenset:
+    """Active entries whose array may share memory with another active entry's: the
+    same root (two views of one array, ``x`` and ``x[n // 4:]``; with ``args_alias``
+    every argument is one root) or an unknown one."""
+    from ..analysis.activity import root
+    by_root = {}
+    for off in slots:
+        r = root(stored[off])
+        key = id(r) if r is not None else None
+        if args_alias and r is not None and r.kind == "arg":
+            key = "args"
+        by_root.setdefault(key, []).append(off)
+    out = set(by_root.pop(None, ()))
+    if out:
+        return frozenset(slots)
+    for offs in by_root.values():
+        if len(offs) > 1:
+            out.update(offs)
+    return frozenset(out)
 
 
 #: A reverse launch gives each thread private zeroed copies of the shared shadows
@@ -137,6 +159,11 @@ def _version(sweep, ins, priv_slots=None):
 #: by every iteration) and adds them into the real shadows afterwards, instead of
 #: contended atomic adds, when their total size is at most this many bytes.
 PRIVATE_SHADOW_BYTES = 1 << 20
+
+
+# BLAS calls that read every pointer operand but the output one (its index)
+_BLAS_READ_ONLY_INPUTS = {"numba_xxdot": 5, "numba_xxgemv": 9, "numba_xxgemm": 12,
+                          "numba_xxnrm2": 4}
 
 
 def _privatizable(sweep, ins, ver):
@@ -163,6 +190,9 @@ def _privatizable(sweep, ins, ver):
             ptrs = [b.operands[0]]
         elif b.opcode == "call":
             ptrs = [o for o in b.operands[:-1] if o.type == "ptr"]
+            if b.callee in _BLAS_READ_ONLY_INPUTS:
+                # BLAS dot / gemv / gemm / nrm2 only write their output operand
+                ptrs = [b.operands[_BLAS_READ_ONLY_INPUTS[b.callee]]]
         for ptr in ptrs:
             written.add(slot_of(ptr, base))
     private = prange_private_slots(body)
@@ -184,6 +214,33 @@ def _privatizable(sweep, ins, ver):
             continue
         out.append((off, names[m.group(1) + ".2"], names[m.group(1) + ".3"], types[off]))
     return out
+
+
+def _check_linalg_shadows(sweep, ins, ver, priv):
+    """The adjoint of a BLAS/LAPACK call in a prange body adds into its operands'
+    shadows with plain stores: fine for memory of one iteration (temporaries, rows
+    ``x[i]``) and for the per-thread copies of read-only arrays (``priv``), a race
+    for other shadowed memory every iteration shares: reported."""
+    from ..analysis.calls import LINALG
+    from ..analysis.parallel import iv_dependent_slots, slot_of
+    g = launch_operands(sweep.ctx, ins)[0]
+    body = sweep.ctx.module.functions[g]
+    base = body.args[0].name
+    varying = None
+    for b in body.instructions():
+        if b.opcode != "call" or b.callee not in LINALG:
+            continue
+        for o in b.operands[:-1]:
+            off = slot_of(o, base) if o.type == "ptr" else None
+            if off is None or off not in ver.slots or off in priv:
+                continue
+            if varying is None:
+                varying = iv_dependent_slots(body)
+            if off not in varying:
+                raise sweep.ctx.unsupported(
+                    f"a BLAS/LAPACK call ('{b.callee}') in a prange loop whose derivative "
+                    "adds into an array every iteration shares (the adds would race); "
+                    "compute it with a loop, or outside the prange", b)
 
 
 def forward(sweep, ins):
@@ -210,6 +267,7 @@ def reverse(sweep, ins):
     _, _, _, _, _, n, a, _ = launch_operands(sweep.ctx, ins)
     name = _launcher(sweep.ctx, ver, "rev", n, a)
     priv = _privatizable(sweep, ins, ver) if ver.width == 1 else []
+    _check_linalg_shadows(sweep, ins, ver, {off for off, *_ in priv})
     if not priv:
         sweep.b.emit(f"call void @{_global(name)}(ptr {sweep.pv(ins)})")
         return

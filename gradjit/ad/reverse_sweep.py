@@ -623,7 +623,8 @@ class ReverseSweep(LaneSweep):
                 self._private_roots = (parallel.prange_private_slots(self.fn),
                                        parallel.prange_ivs(self.fn, self.fn.args[0].name))
             slots, ivs = self._private_roots
-            return parallel.slot_of(ptr, self.fn.args[0].name) in slots and \
+            off = parallel.slot_of(ptr, self.fn.args[0].name)
+            return off in slots and off not in self.v.overlap_slots and \
                 parallel.is_iv_indexed(ptr, ivs) is not None
         if not (self.v.atomic and self.v.top):
             return False
