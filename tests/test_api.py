@@ -627,3 +627,30 @@ def test_negative_argnums_and_nested_transforms():
     np.testing.assert_allclose(gradjit.grad(_scaled_sum, argnums=-1)(x, y), x, rtol=1e-15)
     with pytest.raises(gradjit.UnsupportedError, match="higher-order"):
         gradjit.grad(gradjit.grad(_square))(2.0)
+
+
+@njit
+def _through_buffer(x, buf):
+    for i in range(x.shape[0]):
+        buf[i] = x[i] * x[i]
+    return np.sum(buf * x)
+
+
+def test_transforms_follow_derivatives_through_a_scratch_argument():
+    # buf is not differentiated but the function stores x-dependent values into it
+    # and reads them back: the transforms give it a scratch shadow (as Const the
+    # derivative was dropped: zero gradients)
+    x = np.array([0.3, 0.6, 0.2])
+    want = 3 * x ** 2
+    np.testing.assert_allclose(gradjit.grad(_through_buffer)(x, np.zeros(3)), want, rtol=1e-14)
+    value, g = gradjit.value_and_grad(_through_buffer)(x, np.zeros(3))
+    assert value == pytest.approx(np.sum(x ** 3))
+    np.testing.assert_allclose(g, want, rtol=1e-14)
+    _, pullback = gradjit.vjp(_through_buffer)(x, np.zeros(3))
+    np.testing.assert_allclose(pullback(2.0), 2 * want, rtol=1e-14)
+    t = np.array([1.0, -1.0, 0.5])
+    _, dy = gradjit.jvp(_through_buffer)((x, np.zeros(3)), (t, None))
+    assert dy == pytest.approx(float(np.dot(want, t)), rel=1e-14)
+    buf = np.zeros(3)
+    gradjit.grad(_through_buffer)(x, buf)
+    np.testing.assert_allclose(buf, x ** 2, rtol=1e-15)    # the primal still writes it

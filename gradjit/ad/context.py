@@ -95,6 +95,8 @@ class ADContext:
         self.arg_elem_types = arg_elem_types or {}   # (fname, argname) -> float type
         self.extra = {}                              # name -> helper function text
         self.counter = [0]
+        # names of top-level arguments without a shadow that receive derivatives
+        self.const_written = set()
         self._forms = {}
         self._reload = {}
 

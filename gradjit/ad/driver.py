@@ -62,6 +62,8 @@ class Plan:
     args_alias: bool = False         # reverse: argument arrays may share memory
     writes_args: bool = False        # set by differentiate: the reverse's primal writes
                                      # argument memory (so aliasing changes its tape)
+    const_written: tuple = ()        # set by differentiate: indices of arguments without a
+                                     # shadow that derivatives are stored into (dropped)
 
 
 def _version_args(plan: Plan, p, prefix):
@@ -180,6 +182,17 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
             lines.append(f"  store {ret_llvm} {acc}, ptr %retptr")
     lines += ["  ret i32 0", "}"]
     return "\n".join(lines)
+
+
+def _args_of_leaves(plan: Plan, top, prefix, names) -> tuple:
+    """Indices (in ``plan.args``) of the arguments some leaf of which is named in
+    ``names`` (parameter names of the top-level function)."""
+    out, k = [], prefix
+    for i, a in enumerate(plan.args):
+        if any(top.args[k + j].name in names for j in range(len(a.leaves))):
+            out.append(i)
+        k += len(a.leaves)
+    return tuple(out)
 
 
 def _release_arrays(plan: Plan, buf, tag) -> list:
@@ -363,6 +376,7 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
                           width=plan.width, interleaved=interleaved)
     bodies = ctx.generate()
     plan.writes_args = ctx.top_writes_args(top_name)
+    plan.const_written = _args_of_leaves(plan, top, prefix, ctx.const_written)
     if target == "cpu" and plan.width > 1:
         parts = [x for x in result_parts if x[0] == "primal"]
         entry = vector_entry_text(plan, top, version, df_params, ret_llvm, parts, entry_name)

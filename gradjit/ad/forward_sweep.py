@@ -388,6 +388,7 @@ class ForwardSweep(LaneSweep):
                         f"a store of an active value or array into memory from '{src}' (for "
                         "example a list or dict, or np.broadcast_arrays and functions using it; "
                         "use NumPy arrays or tuples instead), which has no shadow", ins)
+                self._note_const_written(ptr)
             return
         vt = val.type
         if vt == "ptr":
@@ -486,6 +487,8 @@ class ForwardSweep(LaneSweep):
     def memory(self, ins, args):
         dst = args[0]
         if not self.act.is_active(dst):
+            if not ins.callee.startswith("llvm.memset.") and self.act.is_active(args[1]):
+                self._note_const_written(dst)
             return
         if self._inter and any(a.name in self._inter for a in args[:2]):
             return self._interleaved_memory(ins, args)
@@ -536,6 +539,16 @@ class ForwardSweep(LaneSweep):
                 self.b.emit(text)
             else:
                 tape.call_with_copy(self.b, lambda: self.b.emit(text))
+
+    def _note_const_written(self, ptr):
+        """A derivative stored into memory without a shadow: when it is an argument
+        of the top-level function (a Const array the function writes), note it, so
+        that the transforms (grad, jvp, ...) can give the array a scratch shadow."""
+        if self.v.top:
+            from ..analysis.activity import root
+            r = root(ptr)
+            if r is not None and r.kind == "arg":
+                self.ctx.const_written.add(r.name)
 
     def _pass_element_types(self, callee, args, mask):
         """Tell the callee the float element type of the memory its active pointer

@@ -177,14 +177,16 @@ def _const_argument_data(o, act) -> bool:
     return r is not None and r.kind == "arg"
 
 
-# calls that only read the memory their pointer arguments point to, or only write
-# integers there, or nothing (a stack slot passed to them does not escape)
-_NO_ESCAPE_KINDS = {"noop", "pure_int", "nrt_refct", "inactive_external", "math"}
+# calls that only read the memory their pointer arguments point to, or write there
+# what has no derivative (an external function: a random draw, say), or nothing: a
+# stack slot passed to them does not escape
+_NO_ESCAPE_KINDS = {"noop", "pure_int", "nrt_refct", "inactive_external", "math", "external"}
 
 
 def _slot_sources(fn, defined):
-    """({alloca name: values stored or copied into it, None: those stored through
-    pointers of unknown root}, names of allocas whose address escapes)."""
+    """({alloca name: values stored or copied into it, or the other operands of a
+    call it is passed to; None: values stored through pointers of unknown root},
+    names of allocas whose address escapes into memory or an integer)."""
     allocas = {ins.name for ins in fn.instructions() if ins.opcode == "alloca"}
     out, escaped = {}, set()
     if not allocas:
@@ -217,11 +219,14 @@ def _slot_sources(fn, defined):
             kind = classify(ins.callee, ins.callee in defined)
             if kind in _NO_ESCAPE_KINDS or ins.callee.startswith("llvm.memset."):
                 continue
-            for o in ins.operands[:-1]:
+            # a compiled callee (or BLAS, a launch) can store into the slot only what
+            # derives from its other operands: the slot is active when one of them is
+            ops = ins.operands[:-1]
+            for k, o in enumerate(ops):
                 if o.type == "ptr":
                     name, _ = slot(o)
                     if name is not None:
-                        escaped.add(name)
+                        out.setdefault(name, []).extend(ops[:k] + ops[k + 1:])
         elif op in ("atomicrmw", "cmpxchg"):
             name, known = slot(ins.operands[0])
             if name is not None or not known:

@@ -292,6 +292,7 @@ class Derivative:
         lib = cpu.build_library(text, entry)
         compiled = _Compiled(restype, lib, entry, text)
         compiled.writes_args = plan.writes_args
+        compiled.const_written = plan.const_written
         return compiled
 
 
@@ -374,6 +375,7 @@ def plan_arguments(fname, params, acts, mode, argtys, width=1):
 
 class _Compiled:
     writes_args = False
+    const_written = ()
 
     def __init__(self, restype, library, entry, text):
         self.restype, self.library, self.entry, self.text = restype, library, entry, text

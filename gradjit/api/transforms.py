@@ -53,6 +53,30 @@ def _float_array(a):
     return isinstance(a, np.ndarray) and a.dtype.kind == "f"
 
 
+def _layout_key(args):
+    return tuple((a.dtype.char, a.ndim, a.flags.c_contiguous, a.flags.f_contiguous)
+                 if isinstance(a, np.ndarray) else type(a) for a in args)
+
+
+def _with_scratch_shadows(cache, acts, args, shadowed, build):
+    """``acts`` with ``shadowed`` (Duplicated / Dual) for the float arrays held
+    constant that the function stores derivatives into (an output or scratch
+    argument of a function whose gradient is asked for): as Const their derivative
+    would be dropped; with a scratch shadow it flows.  ``build(acts)`` returns
+    ``(derivative, its arguments, ...)``; decided once per activities and layout."""
+    if not any(act is A.Const and _float_array(a) for a, act in zip(args, acts)):
+        return acts
+    key = (acts, _layout_key(args))
+    got = cache.get(key)
+    if got is None:
+        df, dfargs = build(acts)[:2]
+        written = df.compile(tuple(numba.typeof(a) for a in dfargs)).const_written
+        got = tuple(shadowed if (k in written and act is A.Const and _float_array(a)) else act
+                    for k, (a, act) in enumerate(zip(args, acts)))
+        cache[key] = got
+    return got
+
+
 class _Reverse:
     """Reverse-mode gradients of ``fn`` for the arguments ``argnums``."""
 
@@ -62,6 +86,7 @@ class _Reverse:
         self.argnums = (int(argnums),) if self.single else tuple(int(a) for a in argnums)
         self._dfs = {}
         self._gathers = {}
+        self._upgrades = {}
 
     def activities(self, args):
         for i in self.argnums:
@@ -108,7 +133,12 @@ class _Reverse:
     def run(self, args, seed=1.0, out=None):
         """Returns ``(value or None, grads)``; ``out`` = (array, seed array) for an
         array-returning function."""
-        acts = self.activities(args)
+        acts = _with_scratch_shadows(self._upgrades, self.activities(args), args,
+                                     A.Duplicated, lambda a: self._build(args, a, seed, out))
+        return self._finish(acts, len(args), *self._build(args, acts, seed, out))
+
+    def _build(self, args, acts, seed, out):
+        """(derivative, its arguments, the shadows made for Duplicated arguments)."""
         dfargs, shadows = [], []
         for a, act in zip(args, acts):
             if act is A.Duplicated:
@@ -120,16 +150,21 @@ class _Reverse:
                 shadows.append(dx)
         if out is not None:
             dfargs += out
-            res = self.derivative(_with_out(self.disp), acts + (A.Duplicated,), A.Const
-                                  ).call_unchecked(dfargs)
+            df = self.derivative(_with_out(self.disp), acts + (A.Duplicated,), A.Const)
+        else:
+            dfargs.append(seed)
+            df = self.derivative(self.disp, acts, A.Active)
+        return df, dfargs, shadows, out is not None
+
+    def _finish(self, acts, nargs, df, dfargs, shadows, has_out):
+        res = df.call_unchecked(dfargs)
+        if has_out:
             value, scalars = None, (res if isinstance(res, tuple) else
                                     () if res is None else (res,))
         else:
-            dfargs.append(seed)
-            res = self.derivative(self.disp, acts, A.Active).call_unchecked(dfargs)
             value, scalars = (res[0], res[1:]) if isinstance(res, tuple) else (res, ())
         grads = []
-        for is_scalar, k in self._gather(acts, len(args)):
+        for is_scalar, k in self._gather(acts, nargs):
             if is_scalar:
                 grads.append(float(scalars[k]))
             else:
@@ -220,44 +255,63 @@ def jvp(fn):
     array of the result's shape.
     """
     disp = dispatcher_of(fn)
-    cache = {}
+    cache, upgrades = {}, {}
 
-    def run(primals, tangents):
-        primals, tangents = tuple(primals), tuple(tangents)
-        if len(primals) != len(tangents):
-            raise ValueError(f"{len(primals)} primals but {len(tangents)} tangents")
-        acts, args = [], []
-        for k, (x, t) in enumerate(zip(primals, tangents)):
-            if t is not None and _float_array(x):
+    def derivative(acts, array_out):
+        key = (tuple(acts), array_out)
+        df = cache.get(key)
+        if df is None:
+            df = cache[key] = (autodiff(_with_out(disp), "forward", *acts, A.Dual, ret=A.Const)
+                               if array_out else autodiff(disp, "forward", *acts, ret=A.Dual))
+        return df
+
+    def arguments(primals, tangents, acts):
+        args = []
+        for k, (x, t, act) in enumerate(zip(primals, tangents, acts)):
+            if act is A.Dual and _float_array(x):
                 x = distinct(x)
             args.append(x)
-            if t is None:
-                acts.append(A.Const)
+            if act is A.Const:
                 continue
             if _float_array(x):
                 tx = like_strides(x)
-                tx[...] = t
+                if t is None:
+                    tx[...] = 0                   # a scratch tangent (see below)
+                else:
+                    tx[...] = t
                 args.append(tx)
             elif _float_scalar(x):
                 args.append(type(x)(t) if isinstance(x, np.floating) else float(t))
             else:
                 raise TypeError(f"argument {k} ({type(x).__name__}) cannot have a tangent")
-            acts.append(A.Dual)
+        return args
+
+    def run(primals, tangents):
+        primals, tangents = tuple(primals), tuple(tangents)
+        if len(primals) != len(tangents):
+            raise ValueError(f"{len(primals)} primals but {len(tangents)} tangents")
+        acts = tuple(A.Const if t is None else A.Dual for t in tangents)
         rt = _return_type(disp, primals)
-        if isinstance(rt, types.Array):
+        array_out = isinstance(rt, types.Array)
+        if array_out:
             # the output's shape, from a run on copies (the function may write its inputs)
             out = disp(*(x.copy() if isinstance(x, np.ndarray) else x for x in primals))
             buf = np.empty(out.size, out.dtype)
             dbuf = np.zeros(out.size, out.dtype)
-            key = (tuple(acts), "array")
-            df = cache.get(key) or cache.setdefault(
-                key, autodiff(_with_out(disp), "forward", *acts, A.Dual, ret=A.Const))
+            extra = [buf, dbuf]
+        elif rt not in (types.float64, types.float32):
+            raise TypeError(f"jvp needs a function returning a float or a float array, got {rt}")
+        else:
+            extra = []
+        # Const float arrays the function stores derivatives into get a zero tangent
+        acts = _with_scratch_shadows(
+            upgrades, acts, primals, A.Dual,
+            lambda a: (derivative(a, array_out), arguments(primals, tangents, a) + extra))
+        args = arguments(primals, tangents, acts)
+        df = derivative(acts, array_out)
+        if array_out:
             df(*args, buf, dbuf)
             return buf.reshape(out.shape), dbuf.reshape(out.shape)
-        if rt not in (types.float64, types.float32):
-            raise TypeError(f"jvp needs a function returning a float or a float array, got {rt}")
-        key = (tuple(acts), "scalar")
-        df = cache.get(key) or cache.setdefault(key, autodiff(disp, "forward", *acts, ret=A.Dual))
         p, t = df(*args)
         return p, t
     run._gradjit_transform = True
