@@ -333,7 +333,13 @@ class ForwardSweep(LaneSweep):
             p = parts[k]
             if callable(p):
                 p = p(b, ty, lambda j: fops[j].ref, lambda: ins.ref)
-            t = rules.scale(b, ty, p, self.shadow(o), strong_zero=True)
+            # strong zero where a partial may be infinite at finite inputs (sqrt,
+            # log, acos at the ends of their domains): a zero tangent there (a
+            # clamped input, sqrt(max(x, 0))) gives 0, not NaN.  Elsewhere plain
+            # products: the untaken arm of a select is dropped with its tangent in
+            # forward mode anyway, and a select on every product (divisions
+            # included) cost ~30% of the hand-tracking Jacobian
+            t = rules.scale(b, ty, p, self.shadow(o), strong_zero=name in rules.SINGULAR)
             if t is not None:
                 terms.append(t)
         acc = terms[0] if terms else fconst(0.0, ty)

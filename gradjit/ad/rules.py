@@ -229,6 +229,14 @@ def partials(name: str):
     return RULES[name]
 
 
+#: Functions whose partial derivatives are infinite at finite points of their
+#: domain (the ends of it, or 0): forward mode applies strong zero to these only
+#: (reverse mode to every partial; see :func:`scale`).
+SINGULAR = frozenset({"sqrt", "cbrt", "log", "log2", "log10", "log1p", "acos", "asin",
+                      "atanh", "acosh", "pow", "powi", "lgamma", "tgamma", "atan2",
+                      "hypot"})
+
+
 def scale(b, ty, partial, value, strong_zero=False):
     """``partial * value`` with the constant partials folded (``None`` for zero).
 
