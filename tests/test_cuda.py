@@ -624,3 +624,23 @@ def test_gpu_local_array_matches_emulator():
     dev = cuda.to_device(np.zeros(n))
     df[n // 128, 128](cuda.to_device(x), dev, cuda.device_array(n), cuda.to_device(seed))
     np.testing.assert_allclose(dev.copy_to_host(), host, rtol=1e-12, atol=1e-14)
+
+
+@cuda.jit
+def _fenced_square(x, out):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = x[i] * x[i]
+        cuda.threadfence()              # a memory fence: a host fence on the emulator
+        out[i] = out[i] * 2.0
+
+
+def test_threadfence_on_the_emulator():
+    x = np.linspace(0.1, 1.0, 40)
+    out = np.zeros(40)
+    gradjit.emulate(_fenced_square)[2, 32](x, out)
+    np.testing.assert_allclose(out, 2 * x * x, rtol=1e-15)
+    dx, seed = np.zeros(40), np.ones(40)
+    gradjit.autodiff(_fenced_square, "reverse", Duplicated, Duplicated).emulate[2, 32](
+        x, dx, np.zeros(40), seed)
+    np.testing.assert_allclose(dx, 4 * x, rtol=1e-15)

@@ -293,6 +293,8 @@ def jvp(fn):
         acts = tuple(A.Const if t is None else A.Dual for t in tangents)
         rt = _return_type(disp, primals)
         array_out = isinstance(rt, types.Array)
+        if array_out and not isinstance(rt.dtype, types.Float):
+            raise TypeError(f"jvp needs a function returning a float or a float array, got {rt}")
         if array_out:
             # the output's shape, from a run on copies (the function may write its inputs)
             out = disp(*(x.copy() if isinstance(x, np.ndarray) else x for x in primals))

@@ -156,6 +156,9 @@ def emulator_text(text: str, call: str, params, has_retptr: bool, threaded: bool
         # a barrier is a no-op when every block has one thread; Emulator.run checks that
         text = re.sub(r"^\s*(?:tail )?call void @llvm\.nvvm\.barrier[\w.]*\([^)]*\)\s*$", "", text, flags=re.M)
     text = re.sub(r"^declare void @llvm\.nvvm\.barrier[\w.]*\(.*$", "", text, flags=re.M)
+    # memory fences (cuda.threadfence*): a host fence
+    text = re.sub(r"(?:tail )?call void @llvm\.nvvm\.membar\.\w+\(\)", "fence seq_cst", text)
+    text = re.sub(r"^declare void @llvm\.nvvm\.membar\.\w+\(.*$", "", text, flags=re.M)
     tm = pipeline.target_machine()
     text = re.sub(r'^target triple = ".*"$', f'target triple = "{tm.triple}"', text, flags=re.M)
     text = re.sub(r'^target datalayout = ".*"$', f'target datalayout = "{tm.target_data}"',
