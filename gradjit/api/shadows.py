@@ -75,12 +75,12 @@ def _layout_checker(name: str, lanes: int):
                  "(same strides, e.g. np.zeros_like(x)); call the derivative from Python to "
                  "have other layouts copied")
     m_lanes = arg + f"the tangents of a scalar must be a contiguous array of {lanes}"
-    contiguous = numba.njit(_contiguous)
+    contiguous = numba.njit(_contiguous, inline="always")
 
     def check(x, dx):
         pass
 
-    @overload(check, jit_options={"nogil": True})
+    @overload(check, jit_options={"nogil": True}, inline="always")
     def _check(x, dx):
         if lanes and isinstance(x, types.Float) and isinstance(dx, types.Array):
             def scalar_lanes(x, dx):
@@ -109,7 +109,7 @@ def _layout_checker(name: str, lanes: int):
                         raise ValueError(m_strides)
         return impl
 
-    return numba.njit(lambda x, dx: check(x, dx))
+    return numba.njit(lambda x, dx: check(x, dx), inline="always")
 
 
 def _lane_array_checker(lanes: int):
@@ -119,13 +119,13 @@ def _lane_array_checker(lanes: int):
     import numba
 
     msg = f"the seed/result arrays of a width-{lanes} derivative must be contiguous with a last axis of {lanes}"
-    contiguous = numba.njit(_contiguous)
+    contiguous = numba.njit(_contiguous, inline="always")
 
     def check(a):
         if a.ndim == 0 or a.shape[a.ndim - 1] != lanes or not contiguous(a):
             raise ValueError(msg)
 
-    return numba.njit(check)
+    return numba.njit(check, inline="always")
 
 
 def layout_checks(names, activities, lanes: int, skip=lambda: ()):
@@ -144,7 +144,7 @@ def layout_checks(names, activities, lanes: int, skip=lambda: ()):
     def checks(args):
         pass
 
-    @overload(checks, jit_options={"nogil": True})
+    @overload(checks, jit_options={"nogil": True}, inline="always")
     def _checks(args):
         n, mask, k, calls = len(args), skip(), 0, []
         for j, (name, act) in enumerate(zip(names, activities)):
@@ -191,7 +191,7 @@ def overlap_raiser(names):
     arrays ``names`` may share memory (bounds overlap, as ``np.may_share_memory``)."""
     import numba
 
-    extent = numba.njit(_extent)
+    extent = numba.njit(_extent, inline="always")
     params = [f"a{i}" for i in range(len(names))]
     lines = [f"def check({', '.join(params)}):"]
     for i in range(len(names)):
