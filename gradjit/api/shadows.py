@@ -144,7 +144,7 @@ def layout_checks(names, activities, lanes: int, skip=lambda: ()):
     def checks(args):
         pass
 
-    @overload(checks, jit_options={"nogil": True}, inline="always")
+    @overload(checks, jit_options={"nogil": True})
     def _checks(args):
         n, mask, k, calls = len(args), skip(), 0, []
         for j, (name, act) in enumerate(zip(names, activities)):
