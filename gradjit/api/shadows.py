@@ -171,7 +171,9 @@ def layout_checks(names, activities, lanes: int, skip=lambda: ()):
 
 def _extent(a):
     """``(lo, hi)``: the byte addresses ``[lo, hi)`` an array's entries lie in
-    (``(0, 0)`` for an empty array); its bounds, as ``np.may_share_memory``."""
+    (``(0, 0)`` for an empty array); its bounds, as ``np.may_share_memory``.  The
+    compiled counterpart of :func:`gradjit.backend.schedule.byte_extent` (which uses
+    generator expressions Numba cannot compile)."""
     lo = a.ctypes.data
     hi = lo
     for ax in range(a.ndim):
