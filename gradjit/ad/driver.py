@@ -150,7 +150,7 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
     returned = plan.ret_array and ("primal",) in result_parts
     if plan.ret_shadow_array and "NRT_decref" in {f.name for f in top_module_functions(top)}:
         # the returned arrays' tangent arrays: nobody receives them
-        lines += _release_arrays(plan, "%gj.dretarr", "dretmi")
+        lines += _release_arrays(plan, "%gj.dretarr", "dretmi", primal="%gj.ret")
     if plan.ret_array and not returned and \
             "NRT_decref" in {f.name for f in top_module_functions(top)}:
         # nobody receives the primal's returned arrays: drop their references
@@ -195,14 +195,27 @@ def _args_of_leaves(plan: Plan, top, prefix, names) -> tuple:
     return tuple(out)
 
 
-def _release_arrays(plan: Plan, buf, tag) -> list:
+def _release_arrays(plan: Plan, buf, tag, primal=None) -> list:
     """Entry code dropping a reference to each array of a return value held in
-    ``buf`` (at the byte offsets ``plan.ret_meminfos`` of their meminfos)."""
+    ``buf`` (at the byte offsets ``plan.ret_meminfos`` of their meminfos).
+
+    With ``primal`` (the buffer of the primal return, for tangent arrays): not
+    where the tangent array has the primal's meminfo.  That is a view of an
+    argument's shadow (``return x[1:]``): arguments' shadows come without a meminfo
+    of their own, so the tangent view carries the primal's, without a reference
+    of its own (dropping one freed the argument's buffer early)."""
     lines = []
     for j, off in enumerate(plan.ret_meminfos):
         lines += [f"  %gj.{tag}.p{j} = getelementptr i8, ptr {buf}, i64 {off}",
-                  f"  %gj.{tag}.{j} = load ptr, ptr %gj.{tag}.p{j}",
-                  f"  call fastcc void @NRT_decref(ptr %gj.{tag}.{j})"]
+                  f"  %gj.{tag}.{j} = load ptr, ptr %gj.{tag}.p{j}"]
+        mi = f"%gj.{tag}.{j}"
+        if primal is not None:
+            lines += [f"  %gj.{tag}.pp{j} = getelementptr i8, ptr {primal}, i64 {off}",
+                      f"  %gj.{tag}.pm{j} = load ptr, ptr %gj.{tag}.pp{j}",
+                      f"  %gj.{tag}.same{j} = icmp eq ptr {mi}, %gj.{tag}.pm{j}",
+                      f"  %gj.{tag}.own{j} = select i1 %gj.{tag}.same{j}, ptr null, ptr {mi}"]
+            mi = f"%gj.{tag}.own{j}"
+        lines.append(f"  call fastcc void @NRT_decref(ptr {mi})")
     return lines
 
 
@@ -321,7 +334,7 @@ def vector_entry_text(plan: Plan, top, version, df_params, ret_llvm, result_part
                           f"  store double {v}, ptr %gp{j}.{k}"]
     if plan.ret_shadow_array and "NRT_decref" in {f.name for f in top_module_functions(top)}:
         for k in range(n):
-            lines += _release_arrays(plan, f"%ln0.{k}", f"dretmi.{k}")
+            lines += _release_arrays(plan, f"%ln0.{k}", f"dretmi.{k}", primal="%gj.ret")
     if plan.ret_array and ret_llvm is None and \
             "NRT_decref" in {f.name for f in top_module_functions(top)}:
         lines += _release_arrays(plan, "%gj.ret", "retmi")
