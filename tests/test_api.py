@@ -449,6 +449,23 @@ def test_autodiff_duplicated_callable_from_njit():
     assert_close(a, np.arange(4.0), np.float64, "fd", rtol=1e-8, atol=1e-10)
 
 
+def test_autodiff_passed_to_njit_as_argument():
+    """A derivative passed to ``@njit`` code as an argument (a dispatcher there)
+    gives what the one named as a global gives: the analytic gradient."""
+    dq = gradjit.autodiff(weighted_quad, "reverse", Duplicated, Const)
+
+    @njit
+    def apply(d, a, da, w):
+        return d(a, da, w, 1.0)
+
+    a = np.array([0.5, -1.0, 2.5, 1.0])
+    w = np.array([1.0, 2.0, 0.5, 1.5])
+    da = np.zeros(4)
+    value = apply(dq, a, da, w)
+    assert_close(value, weighted_quad(a, w), np.float64, "ad")
+    assert_close(da, 2.0 * w * (a - np.arange(4.0)), np.float64, "ad")
+
+
 # ----------------------------------------------------------------- caching
 @njit
 def cache_probe(x):

@@ -187,3 +187,40 @@ join:
     # a module without such merges comes back as it was
     plain = llvm.parse_assembly("define i64 @g(i64 %a) {\nentry:\n  ret i64 %a\n}\n")
     assert split_aggregate_merges(plain) is plain
+
+
+_REFCOUNTS = """
+declare void @NRT_incref(ptr)
+declare void @NRT_decref(ptr)
+
+define void @f(ptr %a, ptr %b, ptr %c, ptr %out, i1 %k) {
+entry:
+  call void @NRT_incref(ptr %a)
+  call void @NRT_incref(ptr %b)
+  call void @NRT_incref(ptr %c)
+  store ptr %b, ptr %out
+  br i1 %k, label %x, label %y
+x:
+  call void @NRT_decref(ptr %a)
+  ret void
+y:
+  %m = phi ptr [ %c, %entry ]
+  call void @NRT_decref(ptr %a)
+  call void @NRT_decref(ptr %m)
+  ret void
+}
+"""
+
+
+def test_drop_borrowed_refcounts_keeps_escaping_meminfos():
+    """``ir.refcounts``: the increments and decrements of an argument used by
+    nothing else go (``%a``, on every path); an argument that is stored (``%b``,
+    its reference escapes) or merged by a phi (``%c``) keeps all of its own."""
+    from gradjit.ir.refcounts import drop_borrowed_refcounts
+    model = read_module(llvm.parse_assembly(_REFCOUNTS))
+    assert drop_borrowed_refcounts(model) == 3
+    text = module_text(model)
+    assert "@NRT_incref(ptr %a)" not in text and "@NRT_decref(ptr %a)" not in text
+    assert text.count("@NRT_incref(ptr %b)") == 1 and text.count("@NRT_incref(ptr %c)") == 1
+    assert text.count("@NRT_decref(ptr %m)") == 1
+    llvm.parse_assembly(text).verify()

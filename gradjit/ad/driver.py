@@ -16,6 +16,7 @@ from ..errors import UnsupportedError
 from ..frontend.typetree import leaves
 from ..ir import types as T
 from ..ir.model import local_ref
+from ..ir.refcounts import drop_borrowed_refcounts
 from ..ir.writer import function_text
 from . import tape
 from .common import float_outs, shadow_params
@@ -356,6 +357,7 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
     per thread).  Raises :class:`~gradjit.UnsupportedError` for constructs without
     derivative.
     """
+    drop_borrowed_refcounts(model)
     top = model.functions[top_name]
     top._module_functions = list(model.functions.values())
     top._model = model

@@ -2,6 +2,7 @@
 the primal's strides to the shadow's data pointer)."""
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -42,30 +43,58 @@ def zeros_like(x):
 
 
 # --- the same checks inside @njit code (``df`` called from compiled code) -------------
+# They are compiled into the caller before each call (``cpu.make_intrinsic``) and
+# see an array as its descriptor ``d = (address, shape, strides, itemsize)``
+# (``cpu.descriptor_type``), never the array itself: taking a reference to the
+# arrays (an atomic increment and decrement each) cost more than the derivative of
+# a small function.  Messages with numbers are formatted in Python, by
+# :class:`LayoutError`, from the numbers the compiled code raises it with
+# (``str(int)`` in compiled code added about a second of compile time per check).
 
 
-def _contiguous(a) -> bool:
-    """Compiled: is array ``a`` C-contiguous (axes of length 1 ignored)?"""
-    step = a.itemsize
-    for ax in range(a.ndim - 1, -1, -1):
-        if a.shape[ax] > 1 and a.strides[ax] != step:
+class LayoutError(ValueError):
+    """``ValueError`` raised by the compiled shadow checks: ``args`` are a
+    ``str.format`` template and the numbers to put in it."""
+
+    def __str__(self):
+        return self.args[0].format(*self.args[1:]) if self.args else ""
+
+
+# raised from compiled functions of their own: a check compiled into the caller
+# (``compile_internal``) has no environment to box an exception's runtime arguments
+@numba.njit
+def _raise_layout1(template, a):
+    raise LayoutError(template, a)
+
+
+@numba.njit
+def _raise_layout3(template, a, b, c):
+    raise LayoutError(template, a, b, c)
+
+
+def _contiguous(shape, strides, item) -> bool:
+    """Compiled: are ``shape`` and ``strides`` (bytes) C-contiguous for items of
+    ``item`` bytes (axes of length 1 ignored)?"""
+    step = item
+    for ax in range(len(shape) - 1, -1, -1):
+        if shape[ax] > 1 and strides[ax] != step:
             return False
-        step *= a.shape[ax]
+        step *= shape[ax]
     return True
 
 
-def _layout_checker(name: str, lanes: int):
-    """A compiled ``check(x, dx)`` for argument ``name``: raises ``ValueError`` when
+def _layout_checker(name: str, lanes: int, x_ty, dx_ty):
+    """A ``check(x, dx)`` for argument ``name`` whose primal and shadow have Numba
+    types ``x_ty`` and ``dx_ty`` (arrays arrive as descriptors), or None when there
+    is nothing to check (tuples and other types).  It raises ``ValueError`` when
     the shadow ``dx`` does not have the shape and (on axes longer than 1) the
     strides the derivative assumes.  Width 1 (``lanes == 0``): ``x``'s shape and
     strides.  Vector mode: a leading axis of ``lanes``, then ``x``'s shape and
-    strides; a float scalar's tangents are a contiguous ``(lanes,)`` array.  A
-    no-op for other types (tuples).  The derivative applies the primal's offsets
-    to the shadow's data pointer, so any other layout would read and write the
-    wrong elements (``df`` called from Python copies such shadows instead)."""
-    import numba
+    strides; a float scalar's tangents are a contiguous ``(lanes,)`` array.  The
+    derivative applies the primal's offsets to the shadow's data pointer, so any
+    other layout would read and write the wrong elements (``df`` called from
+    Python copies such shadows instead)."""
     from numba import types
-    from numba.extending import overload
 
     off = 1 if lanes else 0
     arg = f"argument '{name}': "
@@ -76,128 +105,139 @@ def _layout_checker(name: str, lanes: int):
                  "have other layouts copied")
     m_lanes = arg + f"the tangents of a scalar must be a contiguous array of {lanes}"
     contiguous = numba.njit(_contiguous, inline="always")
+    if not isinstance(dx_ty, types.Array):
+        return None
+    if lanes and isinstance(x_ty, types.Float):
+        if dx_ty.ndim != 1:
+            def wrong_lanes(x, d):
+                raise ValueError(m_lanes)
+            return wrong_lanes
 
-    def check(x, dx):
-        pass
+        def scalar_lanes(x, d):
+            if d[1][0] != lanes or not contiguous(d[1], d[2], d[3]):
+                raise ValueError(m_lanes)
+        return scalar_lanes
+    if not isinstance(x_ty, types.Array):
+        return None
+    nd = x_ty.ndim
+    if dx_ty.ndim != nd + off:
+        m_ndim = m_shape + f"count: the shadow has {dx_ty.ndim} axes"
 
-    @overload(check, jit_options={"nogil": True}, inline="always")
-    def _check(x, dx):
-        if lanes and isinstance(x, types.Float) and isinstance(dx, types.Array):
-            def scalar_lanes(x, dx):
-                if dx.ndim != 1 or dx.shape[0] != lanes or not contiguous(dx):
-                    raise ValueError(m_lanes)
-            return scalar_lanes
-        if not (isinstance(x, types.Array) and isinstance(dx, types.Array)):
-            return lambda x, dx: None
-        if dx.ndim != x.ndim + off:
-            def bad_ndim(x, dx):
-                raise ValueError(m_shape + "count: the shadow has " + str(dx.ndim) + " axes")
-            return bad_ndim
+        def bad_ndim(x, d):
+            raise ValueError(m_ndim)
+        return bad_ndim
 
-        def impl(x, dx):
-            if off == 1 and dx.shape[0] != lanes:
-                raise ValueError(m_shape + "0 of the shadow has " + str(dx.shape[0]) +
-                                 ", not " + str(lanes))
-            for ax in range(x.ndim):
-                if dx.shape[ax + off] != x.shape[ax]:
-                    raise ValueError(m_shape + str(ax + off) + " of the shadow has " +
-                                     str(dx.shape[ax + off]) + ", the primal's has " +
-                                     str(x.shape[ax]))
-            if x.size > 1 and dx.shape[0] > 0:
-                for ax in range(x.ndim):
-                    if x.shape[ax] > 1 and dx.strides[ax + off] != x.strides[ax]:
-                        raise ValueError(m_strides)
-        return impl
+    m_lanes_axis = m_shape + "0 of the shadow has {}, not " + str(lanes)
+    m_axis = m_shape + "{} of the shadow has {}, the primal's has {}"
 
-    return numba.njit(lambda x, dx: check(x, dx), inline="always")
+    def check(x, d):
+        xs, xst, ds, dst = x[1], x[2], d[1], d[2]
+        if off == 1 and ds[0] != lanes:
+            _raise_layout1(m_lanes_axis, ds[0])
+        size = 1
+        for ax in range(nd):
+            if ds[ax + off] != xs[ax]:
+                _raise_layout3(m_axis, ax + off, ds[ax + off], xs[ax])
+            size *= xs[ax]
+        if size > 1 and ds[0] > 0:
+            for ax in range(nd):
+                if xs[ax] > 1 and dst[ax + off] != xst[ax]:
+                    raise ValueError(m_strides)
+    return check
 
 
-def _lane_array_checker(lanes: int):
-    """A compiled ``check(a)`` for an array after the activities' arguments of a
-    vector-mode call (the tangents of the return, seeds, gradients of ``Active``
-    arguments): C-contiguous with a last axis of ``lanes``, else ``ValueError``."""
-    import numba
+def _lane_array_checker(lanes: int, a_ty):
+    """A ``check(a)`` for an array (Numba type ``a_ty``, reaching the check as its
+    descriptor) after the activities' arguments of a vector-mode call (the tangents
+    of the return, seeds, gradients of ``Active`` arguments): C-contiguous with a
+    last axis of ``lanes``, else ``ValueError``."""
 
     msg = f"the seed/result arrays of a width-{lanes} derivative must be contiguous with a last axis of {lanes}"
     contiguous = numba.njit(_contiguous, inline="always")
+    last = a_ty.ndim - 1
+    if last < 0:
+        def zero_d(a):
+            raise ValueError(msg)
+        return zero_d
 
     def check(a):
-        if a.ndim == 0 or a.shape[a.ndim - 1] != lanes or not contiguous(a):
+        if a[1][last] != lanes or not contiguous(a[1], a[2], a[3]):
             raise ValueError(msg)
 
-    return numba.njit(check, inline="always")
+    return check
 
 
 def layout_checks(names, activities, lanes: int, skip=lambda: ()):
-    """The entry check of ``df.jit``: a function ``checks(args)``, callable from
-    ``@njit`` code, that runs :func:`_layout_checker` on every (primal, shadow)
-    pair of the tuple ``args`` (laid out as ``activities`` say), except the pairs
-    whose activity index ``skip()`` marks (interleaved lanes, checked in Python),
-    and in vector mode :func:`_lane_array_checker` on the arrays after them.
-    ``skip`` is read when the entry is first compiled."""
-    import numba
+    """The entry checks of ``df.jit`` (``cpu.make_intrinsic``): a function of the
+    call's argument types returning ``[(indices, check)]``: :func:`_layout_checker`
+    on every (primal, shadow) pair of the arguments (laid out as ``activities``
+    say), except the pairs whose activity index ``skip()`` marks (interleaved lanes,
+    checked in Python), and in vector mode :func:`_lane_array_checker` on the
+    arrays after them.  Each check is compiled in separately, on its own arguments
+    (a function of the whole argument tuple cost ~70 ns per call of the BA
+    residual's derivative, a third of the call)."""
     from numba import types
-    from numba.extending import overload
 
     checkers = {}
 
-    def checks(args):
-        pass
+    def checker(key, make):
+        if key not in checkers:
+            checkers[key] = make()
+        return checkers[key]
 
-    @overload(checks, jit_options={"nogil": True})
-    def _checks(args):
-        n, mask, k, calls = len(args), skip(), 0, []
+    def entry_checks(argtys):
+        n, mask, k, calls = len(argtys), skip(), 0, []
         for j, (name, act) in enumerate(zip(names, activities)):
             if act.shadowed:
                 if k + 1 < n and not (j < len(mask) and mask[j]):
-                    fn = checkers.get(j) or checkers.setdefault(j, _layout_checker(name, lanes))
-                    calls.append(((k, k + 1), fn))
+                    x, dx = argtys[k], argtys[k + 1]
+                    fn = checker((j, x, dx), lambda: _layout_checker(name, lanes, x, dx))
+                    if fn is not None:
+                        calls.append(((k, k + 1), fn))
                 k += 2
             else:
                 k += 1
         if lanes:
             for i in range(k, n):
-                if isinstance(args[i], types.Array):
-                    fn = checkers.get("tail") or checkers.setdefault("tail", _lane_array_checker(lanes))
-                    calls.append(((i,), fn))
-        scope = {f"c{i}": fn for i, (_, fn) in enumerate(calls)}
-        body = "".join(f"    c{i}({', '.join(f'args[{a}]' for a in at)})\n"
-                       for i, (at, _) in enumerate(calls))
-        exec("def impl(args):\n" + body + "    return None\n", scope)
-        return scope["impl"]
+                if isinstance(argtys[i], types.Array):
+                    a = argtys[i]
+                    calls.append(((i,), checker(("tail", a), lambda: _lane_array_checker(lanes, a))))
+        return calls
 
-    return checks
+    return entry_checks
 
 
-def _extent(a):
-    """``(lo, hi)``: the byte addresses ``[lo, hi)`` an array's entries lie in
-    (``(0, 0)`` for an empty array); its bounds, as ``np.may_share_memory``.  The
-    compiled counterpart of :func:`gradjit.backend.schedule.byte_extent` (which uses
-    generator expressions Numba cannot compile)."""
-    lo = a.ctypes.data
+def _extent(ptr, shape, strides, item):
+    """``(lo, hi)``: the byte addresses ``[lo, hi)`` the entries of an array with
+    data address ``ptr``, ``shape``, ``strides`` (bytes) and ``item`` bytes per
+    entry lie in (``(0, 0)`` for an empty array); its bounds, as
+    ``np.may_share_memory``.  The compiled counterpart of
+    :func:`gradjit.backend.schedule.byte_extent` (which uses generator expressions
+    Numba cannot compile)."""
+    lo = ptr
     hi = lo
-    for ax in range(a.ndim):
-        if a.shape[ax] == 0:
+    for ax in range(len(shape)):
+        if shape[ax] == 0:
             return 0, 0
-        span = (a.shape[ax] - 1) * a.strides[ax]
+        span = (shape[ax] - 1) * strides[ax]
         if span < 0:
             lo += span
         else:
             hi += span
-    return lo, hi + a.itemsize
+    return lo, hi + item
 
 
 def overlap_raiser(names):
     """A Python function ``check(a_0, ..., a_k)`` (compiled into the entry of
     ``df`` called from ``@njit`` code) raising ValueError when two of the primal
-    arrays ``names`` may share memory (bounds overlap, as ``np.may_share_memory``)."""
-    import numba
+    arrays ``names`` (given as descriptors, ``cpu.descriptor_type``) may share
+    memory (bounds overlap, as ``np.may_share_memory``)."""
 
     extent = numba.njit(_extent, inline="always")
     params = [f"a{i}" for i in range(len(names))]
     lines = [f"def check({', '.join(params)}):"]
     for i in range(len(names)):
-        lines.append(f"    lo{i}, hi{i} = extent(a{i})")
+        lines.append(f"    lo{i}, hi{i} = extent(a{i}[0], a{i}[1], a{i}[2], a{i}[3])")
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
             msg = (f"arguments '{names[i]}' and '{names[j]}' share memory: the derivative "

@@ -114,27 +114,61 @@ def build_library(text: str, name: str, debug_dir: str = None) -> DerivativeModu
     return DerivativeModule(text, name)
 
 
-def make_intrinsic(resolve, entry_check=None):
-    """An intrinsic ``call(args_tuple)``: ``resolve(arg_types)`` returns
-    ``(signature_return_type, library, entry_name)`` for the tuple's member types.
-    ``entry_check(arg_types)``, if given, returns None or ``(indices, check)``: a
-    Python function ``check`` of the members at ``indices`` compiled in before the
-    call (it raises on arguments the derivative cannot take)."""
+def descriptor_type(ty):
+    """Numba type of the descriptor of an array of Numba type ``ty`` handed to
+    entry checks: ``(address, shape, strides, itemsize)``, address and sizes in
+    bytes, a 0-d array described as shape ``(1,)``."""
+    nd = max(ty.ndim, 1)
+    return types.Tuple((types.intp, types.UniTuple(types.intp, nd),
+                        types.UniTuple(types.intp, nd), types.intp))
 
-    @intrinsic
-    def call_derivative(typingctx, args):
+
+def _descriptor(ctx, builder, ty, value):
+    """``(type, value)`` of the descriptor (:func:`descriptor_type`) of array
+    ``value``: integers only, so the checks take no reference to the array (an
+    atomic increment and decrement per array and call)."""
+    ary = ctx.make_array(ty)(ctx, builder, value=value)
+    item = ctx.get_constant(types.intp, ctx.get_abi_sizeof(ctx.get_data_type(ty.dtype)))
+    addr = builder.ptrtoint(ary.data, ctx.get_value_type(types.intp))
+    dty = descriptor_type(ty)
+    if ty.ndim == 0:
+        one = types.UniTuple(types.intp, 1)
+        shape = ctx.make_tuple(builder, one, [ctx.get_constant(types.intp, 1)])
+        strides = ctx.make_tuple(builder, one, [item])
+    else:
+        shape, strides = ary.shape, ary.strides
+    return dty, ctx.make_tuple(builder, dty, [addr, shape, strides, item])
+
+
+def make_intrinsic(resolve, entry_check=None, star=False, name=None):
+    """An intrinsic ``call(args_tuple)`` (with ``star``: ``call(*args)``, so that a
+    call from ``@njit`` code passes its arguments without building a tuple of new
+    references, whose increments and decrements cost more than the derivative of
+    a small function): ``resolve(arg_types)`` returns ``(signature_return_type,
+    library, entry_name)`` for the members' types.  ``entry_check(arg_types)``, if
+    given, returns a list of ``(indices, check)``: Python functions ``check`` of
+    the members at ``indices`` compiled in before the call, which raise on
+    arguments the derivative cannot take; an array member reaches them as its
+    descriptor (:func:`descriptor_type`), any other member as it is.  ``name``
+    names the intrinsic in Numba's messages."""
+
+    def typer(args):
         argtys = tuple(args)
         restype, lib, entry = resolve(argtys)
-        check = entry_check(argtys) if entry_check is not None else None
-        sig = restype(args)
+        checks = entry_check(argtys) if entry_check is not None else []
+        sig = restype(types.StarArgTuple.from_types(argtys) if star else args)
 
         def codegen(ctx, builder, signature, llargs):
             entry_name = lib.link_into(ctx.active_code_library)
             values = cgutils.unpack_tuple(builder, llargs[0], len(argtys))
-            if check is not None:
-                idx, fn = check
-                ctx.compile_internal(builder, fn, types.none(*[argtys[i] for i in idx]),
-                                     [values[i] for i in idx])
+            desc = {}
+            for idx, fn in checks:
+                for i in idx:
+                    if i not in desc:
+                        desc[i] = (_descriptor(ctx, builder, argtys[i], values[i])
+                                   if isinstance(argtys[i], types.Array) else (argtys[i], values[i]))
+                ctx.compile_internal(builder, fn, types.none(*[desc[i][0] for i in idx]),
+                                     [desc[i][1] for i in idx])
             fnty = ctx.call_conv.get_function_type(restype, argtys)
             fn = cgutils.get_or_insert_function(builder.module, fnty, entry_name)
             status, res = ctx.call_conv.call_function(builder, fn, restype, argtys, values)
@@ -144,4 +178,12 @@ def make_intrinsic(resolve, entry_check=None):
 
         return sig, codegen
 
-    return call_derivative
+    if star:
+        def call_derivative(typingctx, *args):
+            return typer(args)
+    else:
+        def call_derivative(typingctx, args):
+            return typer(args)
+    if name:
+        call_derivative.__name__ = call_derivative.__qualname__ = name
+    return intrinsic(call_derivative)
