@@ -142,6 +142,15 @@ def _size_align(t):
     return off, al
 
 
+def additive_zero(t) -> str:
+    """The identity of ``fadd`` for type ``t``: ``-0.0`` for a float (``x + -0.0``
+    is ``x`` for every ``x``, so LLVM folds it away without fast-math flags, where
+    ``x + 0.0`` turns ``-0.0`` into ``0.0`` and stays), else :func:`zero`.  The
+    initial value of adjoint accumulators."""
+    z = zero(t)
+    return "-0.0" if z == "0.0" else z
+
+
 def zero(t) -> str:
     """LLVM constant text of zero for type ``t``."""
     t = text(parse(t)) if isinstance(t, str) else text(t)
