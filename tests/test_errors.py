@@ -482,3 +482,85 @@ def test_vector_derivative_from_njit_names_its_trailing_arrays():
     use_right(x, 1.4, dx, g)
     want = _fd_scalar(lambda a: dot_scaled(x, a), 1.4)
     np.testing.assert_allclose(g[0], [want, 2 * want, 3 * want], rtol=1e-6)
+
+
+# --- the arrays after the activities' arguments of a width-N call from @njit code
+
+
+@njit
+def _quad3(x, a, b):
+    s = x[0] - x[0]                 # of x's dtype: a float32 return for float32 inputs
+    for i in range(x.shape[0]):
+        s += a * x[i] * x[i] + b * x[i]
+    return s
+
+
+def test_njit_vector_reverse_trailing_arrays_checked():
+    """Seeds (N,) and gradients (rows, N), float64: a G with too few rows, float32
+    arrays and a scalar seed are refused (they were read and written past their
+    end, or made an invalid module)."""
+    n = 3
+    rv = gradjit.autodiff(_quad3, "reverse", Duplicated, Active, Active, width=n)
+
+    @njit
+    def call(x, dx, a, b, seeds, g):
+        return rv(x, dx, a, b, seeds, g)
+
+    x = np.arange(1.0, 5.0)
+    seeds = np.array([1.0, 2.0, 3.0])
+    g = np.zeros((2, n))
+    dx = np.zeros((n, 4))
+    call(x, dx, 0.5, 2.0, seeds, g)
+    # d/da = sum x^2 = 30, d/db = sum x = 10, per lane times its seed
+    np.testing.assert_allclose(g, [30.0 * seeds, 10.0 * seeds], rtol=1e-14)
+    np.testing.assert_allclose(dx, seeds[:, None] * (2 * 0.5 * x + 2.0), rtol=1e-14)
+    with pytest.raises(ValueError, match=r"gradients of the Active arguments: axis 0 has 1"):
+        call(x, np.zeros((n, 4)), 0.5, 2.0, seeds, np.zeros((1, n)))
+    with pytest.raises(gradjit.ActivityError, match="the seeds: .*float64 array of shape \\(3,\\)"):
+        call(x, np.zeros((n, 4)), 0.5, 2.0, seeds.astype(np.float32), g)
+    with pytest.raises(gradjit.ActivityError, match="the seeds"):
+        call(x, np.zeros((n, 4)), 0.5, 2.0, 1.0, g)
+    with pytest.raises(gradjit.ActivityError, match="gradients of the Active arguments.*float64"):
+        call(x, np.zeros((n, 4)), 0.5, 2.0, seeds, np.zeros((2, n), np.float32))
+
+
+def test_njit_vector_forward_return_tangents_dtype():
+    """The return's tangents have the return's dtype (float32 for a float32
+    function); any other dtype is refused instead of written with the wrong width."""
+    n = 3
+    fv = gradjit.autodiff(_quad3, "forward", Dual, Dual, Dual, width=n)
+
+    @njit
+    def call(x, dx, a, da, b, db, dret):
+        return fv(x, dx, a, da, b, db, dret)
+
+    for dt in (np.float64, np.float32):
+        x = np.arange(1.0, 5.0).astype(dt)
+        dx = np.ones((n, 4), dt)
+        a, b = dt(0.5), dt(2.0)
+        want = fv(x, dx.copy(), a, np.zeros(n, dt), b, np.zeros(n, dt))[1]
+        dret = np.zeros(n, dt)
+        call(x, dx, a, np.zeros(n, dt), b, np.zeros(n, dt), dret)
+        np.testing.assert_allclose(dret, want, rtol=1e-6)
+        np.testing.assert_allclose(dret, np.full(n, np.sum(2 * 0.5 * x + 2.0)), rtol=1e-6)
+        other = np.float32 if dt == np.float64 else np.float64
+        with pytest.raises(gradjit.ActivityError, match="tangents of the return"):
+            call(x, dx, a, np.zeros(n, dt), b, np.zeros(n, dt), np.zeros(n, other))
+    with pytest.raises(ValueError, match="'a': in vector mode .* 1-D float64 array of its 3"):
+        call(np.ones(4), np.ones((n, 4)), 0.5, 0.0, 2.0, np.zeros(n), np.zeros(n))
+
+
+def test_read_only_shadow_refused_in_reverse_mode():
+    df = gradjit.autodiff(weighted_sq, "reverse", Duplicated)
+    m = np.ones((2, 3))
+    dm = np.zeros((2, 3))
+    dm.flags.writeable = False
+    with pytest.raises(ValueError, match="'m'.*read-only"):
+        df(m, dm, 1.0)
+
+    @njit
+    def call(m, dm):
+        return df(m, dm, 1.0)
+
+    with pytest.raises(ValueError, match="'m'.*read-only"):
+        call(m, dm)

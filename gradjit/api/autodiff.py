@@ -16,7 +16,7 @@ from ..frontend.capture import capture, dispatcher_of
 from ..frontend.typetree import float_llvm, leaves
 from ..ir.reader import read_module
 from . import activities as A
-from .shadows import layout_checks, like_strides, overlap_raiser, overlapping
+from .shadows import layout_checks, like_strides, overlap_raiser, overlapping, trailing_arrays
 
 Reverse = "reverse"
 Forward = "forward"
@@ -66,7 +66,7 @@ class Derivative:
         # shadows passed from @njit code are checked there (from Python, __call__
         # has already checked or copied them); interleaved lanes are checked in Python
         checks = layout_checks(self.params, acts, width if width > 1 else 0,
-                               lambda: getattr(self, "interleave", ()))
+                               lambda: getattr(self, "interleave", ()), mode=mode)
 
         def df_checked(*args):     # the Python entry, whose shadows are already checked
             return call(args)
@@ -77,8 +77,9 @@ class Derivative:
         # compiled wrapper function would take a new reference to every array: for
         # the BA residual's derivative, called once per observation, the wrapper
         # and its checks took 6.6 of 12.4 ms)
-        star = cpu.make_intrinsic(self._resolve, lambda t: checks(t) + self._overlap_check(t),
-                                  star=True, name=name)
+        star = cpu.make_intrinsic(
+            self._resolve, lambda t: checks(t, self._ret_dtype(t)) + self._overlap_check(t),
+            star=True, name=name)
 
         def df(*args):             # passed to @njit code as an argument: a dispatcher
             return star(*args)
@@ -145,6 +146,9 @@ class Derivative:
                     if x.dtype != dx.dtype:
                         raise ValueError(f"argument '{name}': shadow dtype {dx.dtype} differs from "
                                          f"the primal's dtype {x.dtype}")
+                    if self.mode == "reverse" and not dx.flags.writeable:
+                        raise ValueError(f"argument '{name}': the shadow is read-only; reverse "
+                                         "mode adds the gradient to it")
                     if overlapping(x):
                         # a broadcast view (stride 0): its entries are one memory
                         # location, so a shadow laid out like it would sum their
@@ -185,6 +189,13 @@ class Derivative:
                         self._jit_alias = numba.njit(_named(lambda *a: call(a), name))
                     return self._jit_alias
         return self._jit_checked
+
+    def _ret_dtype(self, argtys):
+        """Numba float type of ``fn``'s return for ``df`` argument types ``argtys``
+        (None when it returns no float): the dtype of a vector forward call's
+        return tangents."""
+        rf = getattr(self.compile(argtys), "ret_float", None)
+        return {"float": types.float32, "double": types.float64}.get(rf)
 
     def _overlap_check(self, argtys):
         """Entry check of ``df`` called from ``@njit`` code (``cpu.make_intrinsic``):
@@ -359,6 +370,11 @@ def plan_arguments(fname, params, acts, mode, argtys, width=1):
             else:
                 ok = (s == t) if not isinstance(t, types.Array) else (
                     isinstance(s, types.Array) and s.dtype == t.dtype and s.ndim == t.ndim)
+            if not ok and width > 1:
+                want = (f"a 1-D {dt} array of its {width} tangents" if nd == 0 else
+                        f"a {dt} array of shape ({width}, *{name}.shape)")
+                raise ValueError(f"argument '{name}': in vector mode (width {width}) its shadow "
+                                 f"is {want}; got {s}")
             if not ok:
                 raise ValueError(f"argument '{name}': shadow type {s} does not match the primal "
                                  f"type {t}")
@@ -366,6 +382,19 @@ def plan_arguments(fname, params, acts, mode, argtys, width=1):
             pos += flat[k]
             k += 1
         plan.args.append(a)
+    if width > 1:
+        # the arrays after the activities' arguments (made by the call from Python,
+        # the user's from @njit code): checked before any code is generated
+        if mode == "reverse":
+            try:
+                trailing_arrays("reverse", width, acts, argtys, k)
+            except ActivityError as e:
+                raise ActivityError(f"{e}; {_vector_trailing_args(mode, width, acts)}") from None
+        elif not (k < len(argtys) and isinstance(argtys[k], types.Array) and
+                  isinstance(argtys[k].dtype, types.Float) and argtys[k].ndim == 1):
+            raise ActivityError(f"the tangents of the return: got "
+                                f"{argtys[k] if k < len(argtys) else None}; "
+                                + _vector_trailing_args(mode, width, acts))
     plan.seed = len(argtys) == n + 1
     if plan.seed and width == 1:
         st = argtys[-1]
@@ -645,6 +674,9 @@ def _vector_shadows(d, args, skip=()):
             if dx.dtype != dt:
                 raise ValueError(f"argument '{name}': shadow dtype {dx.dtype} differs from "
                                  f"the primal's dtype {dt}")
+            if d.mode == "reverse" and not dx.flags.writeable:
+                raise ValueError(f"argument '{name}': the shadow is read-only; reverse "
+                                 "mode adds the gradient to it")
             if not isinstance(x, np.ndarray) and not dx.flags.c_contiguous:
                 args[k + 1] = np.ascontiguousarray(dx)      # a scalar's N tangents (read only)
             if isinstance(x, np.ndarray) and (not _lanes_match(x, dx) or overlapping(x)) and \

@@ -146,28 +146,57 @@ def _layout_checker(name: str, lanes: int, x_ty, dx_ty):
     return check
 
 
-def _lane_array_checker(lanes: int, a_ty):
-    """A ``check(a)`` for an array (Numba type ``a_ty``, reaching the check as its
-    descriptor) after the activities' arguments of a vector-mode call (the tangents
-    of the return, seeds, gradients of ``Active`` arguments): C-contiguous with a
-    last axis of ``lanes``, else ``ValueError``."""
-
-    msg = f"the seed/result arrays of a width-{lanes} derivative must be contiguous with a last axis of {lanes}"
+def _lane_array_checker(what: str, shape: tuple, a_ty):
+    """A ``check(a)`` for an array (Numba type ``a_ty``, of the right dtype and
+    number of axes, reaching the check as its descriptor) after the activities'
+    arguments of a vector-mode call (the tangents of the return, the seeds, the
+    gradients of ``Active`` arguments): C-contiguous with exactly ``shape``, else
+    ``ValueError`` (the derivative reads and writes ``prod(shape)`` entries)."""
     contiguous = numba.njit(_contiguous, inline="always")
-    last = a_ty.ndim - 1
-    if last < 0:
-        def zero_d(a):
-            raise ValueError(msg)
-        return zero_d
+    nd = len(shape)
+    m_axis = f"{what}: axis {{}} has {{}} entries, not {{}} (expected shape {shape})"
+    m_contig = f"{what}: the array of shape {shape} must be C-contiguous"
 
     def check(a):
-        if a[1][last] != lanes or not contiguous(a[1], a[2], a[3]):
-            raise ValueError(msg)
+        for ax in range(nd):
+            if a[1][ax] != shape[ax]:
+                _raise_layout3(m_axis, ax, a[1][ax], shape[ax])
+        if not contiguous(a[1], a[2], a[3]):
+            raise ValueError(m_contig)
 
     return check
 
 
-def layout_checks(names, activities, lanes: int, skip=lambda: ()):
+def trailing_arrays(mode: str, lanes: int, activities, argtys, nshadowed: int, ret_dtype=None):
+    """``[(index, what, dtype, shape)]``: the arrays a width-``lanes`` derivative
+    called from ``@njit`` code takes after the activities' ``nshadowed`` arguments
+    (forward: the return's tangents, of the return's dtype ``ret_dtype``, float64
+    when it has none; reverse: the seeds, with an Active return, then the
+    gradients of the ``Active`` arguments, both float64).  Raises
+    :class:`~gradjit.ActivityError` when one of ``argtys`` there is not an array of
+    that dtype and number of axes (a float scalar seed is not broadcast there, as
+    it is from Python)."""
+    from numba import types
+    from ..errors import ActivityError
+    from .activities import Active
+    tail = list(range(nshadowed, len(argtys)))
+    if mode == "forward":
+        want = [("the tangents of the return", ret_dtype or types.float64, (lanes,))]
+    else:
+        rows = max(1, sum(1 for a in activities if a is Active))
+        want = ([("the seeds", types.float64, (lanes,))] if len(tail) > 1 else []) + \
+            [("the gradients of the Active arguments", types.float64, (rows, lanes))]
+    out = []
+    for i, (what, dtype, shape) in zip(tail, want):
+        t = argtys[i]
+        if not (isinstance(t, types.Array) and t.dtype == dtype and t.ndim == len(shape)):
+            raise ActivityError(f"{what}: a width-{lanes} {mode} derivative called from @njit code "
+                            f"takes a C-contiguous {dtype} array of shape {shape} there, got {t}")
+        out.append((i, what, dtype, shape))
+    return out
+
+
+def layout_checks(names, activities, lanes: int, skip=lambda: (), mode="reverse"):
     """The entry checks of ``df.jit`` (``cpu.make_intrinsic``): a function of the
     call's argument types returning ``[(indices, check)]``: :func:`_layout_checker`
     on every (primal, shadow) pair of the arguments (laid out as ``activities``
@@ -185,8 +214,15 @@ def layout_checks(names, activities, lanes: int, skip=lambda: ()):
             checkers[key] = make()
         return checkers[key]
 
-    def entry_checks(argtys):
+    def entry_checks(argtys, ret_dtype=None):
         n, mask, k, calls = len(argtys), skip(), 0, []
+        for j, (name, act) in enumerate(zip(names, activities)):
+            if act.shadowed and mode == "reverse" and k + 1 < n and \
+                    isinstance(argtys[k + 1], types.Array) and not argtys[k + 1].mutable:
+                raise ValueError(f"argument '{name}': the shadow is read-only; reverse mode "
+                                "adds the gradient to it")
+            k += 2 if act.shadowed else 1
+        k = 0
         for j, (name, act) in enumerate(zip(names, activities)):
             if act.shadowed:
                 if k + 1 < n and not (j < len(mask) and mask[j]):
@@ -198,10 +234,10 @@ def layout_checks(names, activities, lanes: int, skip=lambda: ()):
             else:
                 k += 1
         if lanes:
-            for i in range(k, n):
-                if isinstance(argtys[i], types.Array):
-                    a = argtys[i]
-                    calls.append(((i,), checker(("tail", a), lambda: _lane_array_checker(lanes, a))))
+            for i, what, _, shape in trailing_arrays(mode, lanes, activities, argtys, k, ret_dtype):
+                a = argtys[i]
+                calls.append(((i,), checker(("tail", a, what, shape),
+                                            lambda: _lane_array_checker(what, shape, a))))
         return calls
 
     return entry_checks
