@@ -412,3 +412,48 @@ def test_composite(mode):
         dx = e * c * y + 2 * x / (1 + x * x) * math.sqrt(y) - sech2 * y
         dy = e * s + math.log(1 + x * x) * 0.5 / math.sqrt(y) - sech2 * x
         assert_close(got, (dx, dy), np.float64, "ad", err_msg=str((x, y)))
+
+
+# --- sin and cos of one operand: the reverse sweep takes the partial from the
+# primal's companion call (rules.COMPANIONS) where that call dominates
+
+
+@njit
+def rotate_sum(theta, v):
+    """A rotation per entry: sin and cos of the same angle in one block."""
+    s = 0.0
+    for i in range(theta.shape[0]):
+        c = math.cos(theta[i])
+        sn = math.sin(theta[i])
+        s += (c * v[i] - sn * v[i] * v[i]) * (1.0 + c * sn)
+    return s
+
+
+@njit
+def companion_in_branch(x, flag):
+    """cos(x) only on one side of a branch: it does not dominate sin(x), whose
+    partial must then be computed, not taken."""
+    c = 0.0
+    if flag > 0:
+        c = math.cos(x)
+    return math.sin(x) * 2.0 + c
+
+
+@pytest.mark.parametrize("policy", ["auto", "recompute", "store"])
+def test_sin_cos_companions(policy, rng):
+    theta = rng.uniform(-3.0, 3.0, 7)
+    v = rng.uniform(-1.0, 1.0, 7)
+    df = gradjit.autodiff(rotate_sum, "reverse", gradjit.Duplicated, gradjit.Const,
+                          checkpointing=policy)
+    dtheta = np.zeros(7)
+    df(theta, dtheta, v, 1.0)
+    c, s = np.cos(theta), np.sin(theta)
+    # d/dt of (c v - s v^2)(1 + c s) with c' = -s, s' = c
+    want = (-s * v - c * v * v) * (1 + c * s) + (c * v - s * v * v) * (c * c - s * s)
+    assert_close(dtheta, want, np.float64, "ad")
+    assert_close(dtheta, fd_grad(rotate_sum, (theta, v), 0), np.float64, "fd")
+    for flag in (0, 1):
+        d = gradjit.autodiff(companion_in_branch, "reverse", gradjit.Active, gradjit.Const,
+                             checkpointing=policy)
+        _, g = d(0.7, flag, 1.0)
+        assert_close(g, 2.0 * math.cos(0.7) - flag * math.sin(0.7), np.float64, "ad")

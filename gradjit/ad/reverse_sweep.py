@@ -89,6 +89,7 @@ class ReverseSweep(LaneSweep):
         # adjoints of loop-invariant loads summed in a register over the reverse of
         # their loop: header -> [(value slot, pointer slot, type, private)]
         self.deferred = {}
+        self._companions = None               # (math name, operand, type) -> call
         self.block = None
         self._private_roots = None
         self.defblock = {}
@@ -679,9 +680,30 @@ class ReverseSweep(LaneSweep):
         return r is not None and id(r) in self._private_roots and \
             ptr.kind == "inst" and ptr.opcode == "getelementptr" and len(ptr.operands) == 2
 
+    def _companion(self, ins, name):
+        """The primal's call computing ``rules.COMPANIONS[name]`` of ``ins``'s
+        operand in a block that dominates ``ins``'s (its value is available in the
+        reverse of ``ins``'s block), or None."""
+        if self._companions is None:
+            self._companions = {}
+            for c in self.fn.instructions():
+                if c.opcode == "call" and c.has_value and \
+                        classify(c.callee, c.callee in self.ctx.defined) == "math":
+                    self._companions.setdefault((math_name(c.callee), id(c.operands[0]), c.type), c)
+        want = rules.COMPANIONS[name][0]
+        c = self._companions.get((want, id(ins.operands[0]), ins.type))
+        if c is None:
+            return None
+        if c.block is not ins.block and not self.form.dom.dominates(c.block.name, ins.block.name):
+            return None
+        return c
+
     def by_rule(self, ins, name, fops):
         ty = ins.type
         parts = rules.partials(name)
+        if name in rules.COMPANIONS and self._companion(ins, name) is not None:
+            comp, neg = self._companion(ins, name), rules.COMPANIONS[name][1]
+            parts = [lambda b, ty, a, r: b.fneg(ty, self.pv(comp)) if neg else self.pv(comp)]
         a = self.take(ins)
         for k, o in enumerate(fops):
             if k >= len(parts) or not self.act.is_active(o) or not T.has_float(o.type):

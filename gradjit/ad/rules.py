@@ -224,6 +224,15 @@ def has_rule(name: str) -> bool:
     return name in RULES
 
 
+#: Partials that are another function of the same operand, which the primal often
+#: computes too (sin and cos of one angle in a rotation): ``name -> (companion,
+#: negate)``, the partial being ``[-]companion(x)``.  The reverse sweep takes the
+#: primal's value where it has one instead of calling the function again (forward
+#: mode needs nothing: the tangent code sits next to the primal's, and LLVM merges
+#: the two calls).
+COMPANIONS = {"sin": ("cos", False), "cos": ("sin", True)}
+
+
 def partials(name: str):
     """The per-argument partial list of ``name``; raises ``KeyError`` if none."""
     return RULES[name]
