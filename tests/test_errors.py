@@ -564,3 +564,18 @@ def test_read_only_shadow_refused_in_reverse_mode():
 
     with pytest.raises(ValueError, match="'m'.*read-only"):
         call(m, dm)
+
+
+@njit
+def _first_of_pair(tp):
+    return tp[0][1:]
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_tuple_for_dual_is_an_activity_error_at_any_width(width):
+    """A tuple of arrays given to Dual: ActivityError naming the argument, in
+    vector mode too (it was a ValueError about the shadow's shape there)."""
+    x, t = np.arange(9.0), np.ones(9)
+    shadow = (t, t) if width == 1 else (np.stack([t] * width), np.stack([t] * width))
+    with pytest.raises(gradjit.ActivityError, match="'tp': Dual needs a float scalar or float array"):
+        gradjit.autodiff(_first_of_pair, "forward", Dual, width=width)((x, x), shadow)

@@ -665,6 +665,10 @@ def _vector_shadows(d, args, skip=()):
             break
         if act.shadowed and k + 1 < len(args):
             x, dx = args[k], args[k + 1]
+            if not (isinstance(x, (np.ndarray, float, np.floating)) and
+                    (not isinstance(x, np.ndarray) or x.dtype.kind == "f")):
+                raise ActivityError(f"argument '{name}': {act.__name__} needs a float scalar or "
+                                    f"float array, got {type(x).__name__}")
             want = (n,) + np.shape(x)
             if not isinstance(dx, np.ndarray) or dx.shape != want:
                 raise ValueError(f"argument '{name}': vector-mode shadow shape "
