@@ -87,7 +87,7 @@ class ReverseSweep(LaneSweep):
         self.entry_allocas = [f"{tape.TAPE_COPY} = alloca {tape.TAPE_TYPE}"]
         self.slots = {}                       # (header, name, kind) -> (ref, type)
         # adjoints of loop-invariant loads summed in a register over the reverse of
-        # their loop: header -> [(value slot, pointer slot, type, private)]
+        # their loop: header -> [(value slot, pointer slot, type, private, lane)]
         self.deferred = {}
         self._companions = None               # (math name, operand, type) -> call
         self.block = None
