@@ -701,8 +701,9 @@ class ReverseSweep(LaneSweep):
     def by_rule(self, ins, name, fops):
         ty = ins.type
         parts = rules.partials(name)
-        if name in rules.COMPANIONS and self._companion(ins, name) is not None:
-            comp, neg = self._companion(ins, name), rules.COMPANIONS[name][1]
+        comp = self._companion(ins, name) if name in rules.COMPANIONS else None
+        if comp is not None:
+            neg = rules.COMPANIONS[name][1]
             parts = [lambda b, ty, a, r: b.fneg(ty, self.pv(comp)) if neg else self.pv(comp)]
         a = self.take(ins)
         for k, o in enumerate(fops):

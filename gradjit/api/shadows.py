@@ -83,6 +83,9 @@ def _contiguous(shape, strides, item) -> bool:
     return True
 
 
+_contiguous_jit = numba.njit(_contiguous, inline="always")
+
+
 def _layout_checker(name: str, lanes: int, x_ty, dx_ty):
     """A ``check(x, dx)`` for argument ``name`` whose primal and shadow have Numba
     types ``x_ty`` and ``dx_ty`` (arrays arrive as descriptors), or None when there
@@ -104,7 +107,7 @@ def _layout_checker(name: str, lanes: int, x_ty, dx_ty):
                  "(same strides, e.g. np.zeros_like(x)); call the derivative from Python to "
                  "have other layouts copied")
     m_lanes = arg + f"the tangents of a scalar must be a contiguous array of {lanes}"
-    contiguous = numba.njit(_contiguous, inline="always")
+    contiguous = _contiguous_jit
     if not isinstance(dx_ty, types.Array):
         return None
     if lanes and isinstance(x_ty, types.Float):
@@ -152,7 +155,7 @@ def _lane_array_checker(what: str, shape: tuple, a_ty):
     arguments of a vector-mode call (the tangents of the return, the seeds, the
     gradients of ``Active`` arguments): C-contiguous with exactly ``shape``, else
     ``ValueError`` (the derivative reads and writes ``prod(shape)`` entries)."""
-    contiguous = numba.njit(_contiguous, inline="always")
+    contiguous = _contiguous_jit
     nd = len(shape)
     m_axis = f"{what}: axis {{}} has {{}} entries, not {{}} (expected shape {shape})"
     m_contig = f"{what}: the array of shape {shape} must be C-contiguous"
@@ -263,13 +266,16 @@ def _extent(ptr, shape, strides, item):
     return lo, hi + item
 
 
+_extent_jit = numba.njit(_extent, inline="always")
+
+
 def overlap_raiser(names):
     """A Python function ``check(a_0, ..., a_k)`` (compiled into the entry of
     ``df`` called from ``@njit`` code) raising ValueError when two of the primal
     arrays ``names`` (given as descriptors, ``cpu.descriptor_type``) may share
     memory (bounds overlap, as ``np.may_share_memory``)."""
 
-    extent = numba.njit(_extent, inline="always")
+    extent = _extent_jit
     params = [f"a{i}" for i in range(len(names))]
     lines = [f"def check({', '.join(params)}):"]
     for i in range(len(names)):
