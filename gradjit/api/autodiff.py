@@ -16,7 +16,8 @@ from ..frontend.capture import capture, dispatcher_of
 from ..frontend.typetree import float_llvm, leaves
 from ..ir.reader import read_module
 from . import activities as A
-from .shadows import layout_checks, like_strides, overlap_raiser, overlapping, trailing_arrays
+from .shadows import (check_writable, layout_checks, like_strides, overlap_raiser, overlapping,
+                      trailing_arrays)
 
 Reverse = "reverse"
 Forward = "forward"
@@ -146,9 +147,7 @@ class Derivative:
                     if x.dtype != dx.dtype:
                         raise ValueError(f"argument '{name}': shadow dtype {dx.dtype} differs from "
                                          f"the primal's dtype {x.dtype}")
-                    if self.mode == "reverse" and not dx.flags.writeable:
-                        raise ValueError(f"argument '{name}': the shadow is read-only; reverse "
-                                         "mode adds the gradient to it")
+                    check_writable(name, dx, self.mode)
                     if overlapping(x):
                         # a broadcast view (stride 0): its entries are one memory
                         # location, so a shadow laid out like it would sum their
@@ -199,9 +198,10 @@ class Derivative:
 
     def _overlap_check(self, argtys):
         """Entry check of ``df`` called from ``@njit`` code (``cpu.make_intrinsic``):
-        ``[]``, or ``[(indices, check)]`` with a function of the primal arrays raising ValueError when two of
-        them share memory and the derivative writes argument memory (from @njit
-        code the aliased variant cannot be picked at run time)."""
+        ``[]``, or ``[(indices, check)]`` with a function of the primal arrays
+        raising ValueError when two of them share memory and the derivative writes
+        argument memory (from @njit code the aliased variant cannot be picked at
+        run time)."""
         if self.mode != "reverse":
             return []
         idx = [k for k in self._primal_pos if k < len(argtys) and isinstance(argtys[k], types.Array)]
@@ -678,9 +678,7 @@ def _vector_shadows(d, args, skip=()):
             if dx.dtype != dt:
                 raise ValueError(f"argument '{name}': shadow dtype {dx.dtype} differs from "
                                  f"the primal's dtype {dt}")
-            if d.mode == "reverse" and not dx.flags.writeable:
-                raise ValueError(f"argument '{name}': the shadow is read-only; reverse "
-                                 "mode adds the gradient to it")
+            check_writable(name, dx, d.mode)
             if not isinstance(x, np.ndarray) and not dx.flags.c_contiguous:
                 args[k + 1] = np.ascontiguousarray(dx)      # a scalar's N tangents (read only)
             if isinstance(x, np.ndarray) and (not _lanes_match(x, dx) or overlapping(x)) and \

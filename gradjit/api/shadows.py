@@ -35,6 +35,14 @@ def distinct(x):
     return np.ascontiguousarray(x) if isinstance(x, np.ndarray) and overlapping(x) else x
 
 
+def check_writable(name: str, dx, mode: str):
+    """Raise ``ValueError`` for a read-only shadow ``dx`` of argument ``name`` in
+    reverse mode, which adds the gradient to it."""
+    if mode == "reverse" and not dx.flags.writeable:
+        raise ValueError(f"argument '{name}': the shadow is read-only; reverse mode adds the "
+                         "gradient to it")
+
+
 def zeros_like(x):
     """Zero shadow of ``x``: a Python float for scalars, else :func:`like_strides`."""
     if isinstance(x, np.ndarray):
