@@ -174,3 +174,106 @@ def test_interleaved_jacobian_rows(rng):
         e = np.zeros(n)
         e[k] = 1.0
         assert_close(J[:, k], _fd(neighbours, [x], [y], [e], 1e-6)[0], rtol=1e-6, atol=1e-8)
+
+
+# --- arrays the function allocates itself --------------------------------------
+# Their shadows take the interleaved layout too (one block of N times the bytes)
+# whenever nothing but reference counting sees the meminfo; with lane-major and
+# with interleaved arguments alike.
+
+
+@njit
+def scratch_product(x, y):             # np.empty scratch, read at another index
+    n = x.shape[0]
+    t = np.empty(n)
+    for i in range(n):
+        t[i] = math.sin(x[i]) + x[i] * x[i]
+    for i in range(n):
+        y[i] = t[i] * t[(i + 2) % n] - y[i]
+
+
+@njit
+def zeros_2d_accumulate(x, y):         # np.zeros (a memset of the lanes too), 2-D
+    n = x.shape[0]
+    acc = np.zeros((3, n))
+    for r in range(3):
+        for i in range(n):
+            acc[r, i] += math.exp(-x[i] * (r + 1)) * x[(i + r) % n]
+    for i in range(n):
+        y[i] = acc[0, i] * acc[1, i] + acc[2, i]
+
+
+@njit
+def scratch_per_iteration(x, y):       # a fresh allocation in every iteration
+    n = x.shape[0]
+    for i in range(n):
+        w = np.empty(3)
+        for j in range(3):
+            w[j] = x[(i + j) % n] ** (j + 1)
+        y[i] = w[0] * w[1] + w[2]
+
+
+@njit
+def copied_argument(x, y):             # x.copy(): a memcpy from the argument
+    t = x.copy()
+    for i in range(t.shape[0]):
+        t[i] = math.cos(t[i]) * t[i]
+    for i in range(y.shape[0]):
+        y[i] = t[i] + t[-1 - i]
+
+
+def _lane_allocations(df, mask):
+    """Shadow allocations for lanes >= 1 (``%name.s1 = call @NRT_MemInfo_alloc*``)
+    in the module of the interleaved variant (``mask``) or the lane-major one."""
+    d = df._variants[mask] if mask else df
+    text = d._cache[next(iter(d._cache))].text
+    import re
+    return len(re.findall(r"\.s[1-9]\d*\"? = (?:tail )?call ptr @NRT_MemInfo_alloc", text))
+
+
+@pytest.mark.parametrize("fn", [scratch_product, zeros_2d_accumulate, scratch_per_iteration,
+                                copied_argument])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_interleaved_allocations(rng, fn, dtype):
+    n, width = 13, 6
+    x = rng.uniform(0.2, 1.2, n).astype(dtype)
+    y = rng.standard_normal(n).astype(dtype)
+    dx = rng.standard_normal((width, n)).astype(dtype)
+    df, (major, inter) = _run(fn, [x], [y], [dx], width)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert_close(inter[0], major[0], rtol=tol, atol=tol)
+    for k in range(width):
+        fd = _fd(fn, [x.astype(np.float64)], [y.astype(np.float64)], [dx[k].astype(np.float64)],
+                 1e-6)[0]
+        assert_close(major[0][k], fd, rtol=1e-5 if dtype == np.float64 else 2e-3,
+                     atol=1e-6 if dtype == np.float64 else 2e-3)
+    # the local arrays' shadows are single interleaved blocks: no per-lane
+    # allocations, except x.copy() from a lane-major x (the copy cannot change layout)
+    assert _lane_allocations(df, (True, True)) == 0
+    expected_major = width - 1 if fn is copied_argument else 0
+    assert _lane_allocations(df, None) == expected_major
+
+
+@njit
+def _fill(t, x):
+    for i in range(t.shape[0]):
+        t[i] = x[i] * x[i]
+
+
+@njit
+def escaping_scratch(x, y):            # the scratch goes to another compiled function
+    t = np.empty(x.shape[0])
+    _fill(t, x)
+    for i in range(y.shape[0]):
+        y[i] = t[i] * x[i]
+
+
+def test_allocation_passed_on_stays_lane_major(rng):
+    n, width = 9, 3
+    x = rng.uniform(0.2, 1.2, n)
+    y = np.zeros(n)
+    dx = rng.standard_normal((width, n))
+    df, (major, inter) = _run(escaping_scratch, [x], [y], [dx], width)
+    assert_close(inter[0], major[0], rtol=1e-13, atol=1e-13)
+    for k in range(width):
+        assert_close(major[0][k], 3 * x * x * dx[k], rtol=1e-12, atol=1e-12)

@@ -51,9 +51,11 @@ class ForwardSweep(LaneSweep):
         for ins in self.fn.instructions():
             if ins.name:
                 self.values[ins.name] = ins
-        # vector forward mode: pointer -> the argument with interleaved lanes it points into
-        self._inter = {}
-        if version.interleaved:
+        # vector forward mode: pointer -> the argument or allocation (its data
+        # pointer) with interleaved lanes it points into; root -> element type
+        self._inter, self._inter_elem, self._alloc_roots = {}, {}, {}
+        self._interleaved_allocs = set()
+        if self.fwd and version.width > 1:
             self._inter = self._interleaved(version)
 
     @property
@@ -82,13 +84,81 @@ class ForwardSweep(LaneSweep):
 
     # lane-interleaved arguments (gradjit.analysis.interleave) ---------------------
     def _interleaved(self, version):
-        from ..analysis.interleave import interleaved_pointers
-        assert self.fwd and version.width > 1
-        derived, problems = interleaved_pointers(self.fn, version.interleaved, self.ctx.defined)
+        """Pointers into interleaved arguments (the caller asked for them: an
+        UnsupportedError makes it fall back to lane-major tangents) and into the
+        allocations that can take the layout (:mod:`gradjit.analysis.interleave`)."""
+        from ..analysis.interleave import allocation_data_pointers, interleaved_allocations
+        cands = {}
+        for name, alloc in allocation_data_pointers(self.fn, self.act.is_active).items():
+            elem = self.mem.kind(self.values[name])
+            if elem in ("double", "float"):
+                cands[name] = (alloc, elem)
+        args = set(version.interleaved)
+        if not args and not cands:
+            return {}
+        derived, problems, roots = interleaved_allocations(
+            self.fn, args, cands, self.ctx.defined,
+            lambda d, r: self._allocation_conflicts(d, r, args, cands))
         if problems:
-            ins, why = problems[0]
+            ins, why, _ = problems[0]
             raise self.ctx.unsupported(f"lane-interleaved tangents: {why}", ins)
-        return {**derived, **{a: a for a in version.interleaved}}
+        self._alloc_roots = {r: cands[r] for r in roots}
+        self._interleaved_allocs = {cands[r][0].name for r in roots}
+        self._inter_elem = {a: self.ctx.arg_elem_types.get((self.fn.name, a)) for a in args}
+        self._inter_elem.update((r, cands[r][1]) for r in roots)
+        return {**derived, **{a: a for a in args | roots}}
+
+    def _allocation_conflicts(self, derived, roots, args, cands):
+        """Interleaved allocations (of ``roots``) this sweep could not follow: a
+        tangent access of another float type than the allocation's, or a copy to
+        or from an array with the other layout."""
+        inter = set(args) | roots
+
+        def origin(v):
+            return v.name if v.name in inter else derived.get(v.name)
+
+        bad = set()
+        for ins in self.fn.instructions():
+            if ins.opcode in ("load", "store"):
+                ptr = ins.operands[0] if ins.opcode == "load" else ins.operands[1]
+                o = origin(ptr)
+                ty = ins.type if ins.opcode == "load" else ins.operands[0].type
+                if o in roots and T.has_float(ty):
+                    elem = cands[o][1]
+                    if ty != elem and not re.fullmatch(rf"<\d+ x {elem}>", ty):
+                        bad.add(o)
+            elif ins.opcode == "call" and ins.callee.startswith(("llvm.memcpy.", "llvm.memmove.")):
+                ends = [origin(a) for a in ins.operands[:2]]
+                if None in ends and self.act.is_active(ins.operands[1]):
+                    bad.update(e for e in ends if e in roots)
+        return bad
+
+    def _interleaved_allocation(self, ins, args):
+        """The shadow of an allocation whose tangents are interleaved: one zeroed
+        block of N times its bytes, held by lane 0 (the other lanes' meminfo
+        shadows are null: their reference counting is skipped, and their data
+        pointers are lane 0's plus k elements, see :meth:`_data_pointer`)."""
+        if self.lane:
+            self._set(ins.name, "null")
+            return
+        b, s = self.b, shadow_name(ins.name)
+        size = args[0]
+        n = b.assign(f"mul {size.type} {size.ref}, {len(self.lanes)}")
+        rest = "".join(f", {a.type} {a.ref}" for a in args[1:])
+        b.emit(f"{s} = call ptr @{ins.callee}({size.type} {n}{rest})")
+        data, nbytes = self._allocated(s, "nrt_alloc", args)
+        b.emit(f"call void @llvm.memset.p0.i64(ptr {data}, i8 0, i64 {nbytes}, i1 false)")
+        self._set(ins.name, s)
+
+    def _data_pointer(self, ins):
+        """Data pointer of an interleaved allocation in the current lane: lane 0's
+        is loaded from the shadow meminfo, lane k's is k elements on."""
+        if not self.lane:
+            return False
+        elem = self._alloc_roots[ins.name][1]
+        self._set(ins.name, self.b.assign(
+            f"getelementptr i8, ptr {placeholder(ins.name, 0)}, i64 {self.lane * T.size(elem)}"))
+        return True
 
     def _interleaved_shadow(self, ptr, arg):
         """Shadow of ``ptr`` (into argument ``arg``) in the current lane:
@@ -109,7 +179,7 @@ class ForwardSweep(LaneSweep):
             return
         if not load and not (T.has_float(ty) and self.act.is_active(ptr)):
             return self.store(ins)
-        elem = self.ctx.arg_elem_types.get((self.fn.name, arg))
+        elem = self._inter_elem.get(arg)
         base = self.shadow(ptr)
         if ty == elem:
             if load:
@@ -159,7 +229,9 @@ class ForwardSweep(LaneSweep):
 
     def _rename_shadow(self, ins, ops):
         op, ty, out = ins.opcode, ins.type, shadow_name(ins.name, self.lane)
-        if ty == "ptr" and ins.name in self._inter:
+        if ins.name in self._alloc_roots and self._data_pointer(ins):
+            return
+        if ty == "ptr" and ins.name in self._inter and ins.name not in self._alloc_roots:
             self._set(ins.name, self._interleaved_shadow(ins.ref, self._inter[ins.name]))
             return
         consts = [o for o in ops if o.kind == "const" and self.act.is_active(o)]
@@ -429,6 +501,8 @@ class ForwardSweep(LaneSweep):
             if self.wants_shadow(ins):
                 self.tangent(ins, math_name(ins.callee), args)
             return
+        if kind == "nrt_alloc" and ins.name in self._interleaved_allocs:
+            return self._interleaved_allocation(ins, args)
         if kind in ("nrt_alloc", "raw_alloc"):
             # a zeroed shadow allocation of the same size (a raw temporary's is freed
             # with it in forward mode, by the reverse of this call in reverse mode)
