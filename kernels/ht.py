@@ -384,7 +384,9 @@ def _seeds(variant, us_shape):
         dtheta[off:, :] = np.eye(N_THETA)
         dus = None
         if off:
-            dus = np.zeros((N_THETA + off,) + us_shape)
+            # lane axis fastest (``dus[:, i, j]`` contiguous), the layout gradjit
+            # reads in place and loads as one vector per element
+            dus = np.zeros(us_shape + (N_THETA + off,)).transpose(2, 0, 1)
             dus[0, :, 0] = 1.0
             dus[1, :, 1] = 1.0
         got = _SEEDS[key] = (dtheta, dus)

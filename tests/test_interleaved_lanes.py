@@ -183,9 +183,9 @@ def test_interleaved_jacobian_rows(rng):
 
 
 @njit
-def scratch_product(x, y):             # np.empty scratch, read at another index
+def scratch_product(x, y):             # np.empty scratch (x's dtype), read at another index
     n = x.shape[0]
-    t = np.empty(n)
+    t = np.empty(n, x.dtype)
     for i in range(n):
         t[i] = math.sin(x[i]) + x[i] * x[i]
     for i in range(n):

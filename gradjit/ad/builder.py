@@ -21,6 +21,14 @@ def fconst(value: float, ty: str) -> str:
     return "0x%016X" % struct.unpack("<Q", struct.pack("<d", value))[0]
 
 
+def _vector(ty: str):
+    """``(N, element type)`` of a vector type ``<N x ty>``, else None."""
+    if not ty.startswith("<"):
+        return None
+    n, elem = ty[1:-1].split(" x ")
+    return int(n), elem.strip()
+
+
 # intrinsics the NVPTX backend lowers to instructions; other math goes to libdevice
 _NVPTX_INTRINSIC = {"fabs", "sqrt", "copysign", "floor", "ceil", "trunc", "minnum", "maxnum",
                     "fma", "rint"}
@@ -70,10 +78,28 @@ class Builder:
         return self.assign(f"fneg {ty} {a}")
 
     def const(self, value, ty):
-        return fconst(value, ty)
+        """``value`` as a constant of float type ``ty``, or of every element of the
+        float vector type ``ty`` (``<N x double>``)."""
+        vec = _vector(ty)
+        if vec is None:
+            return fconst(value, ty)
+        n, elem = vec
+        if value == 0.0 and str(value)[0] != "-":
+            return "zeroinitializer"
+        return "<" + ", ".join([f"{elem} {fconst(value, elem)}"] * n) + ">"
 
     def select(self, cond, ty, a, b):
-        return self.assign(f"select i1 {cond}, {ty} {a}, {ty} {b}")
+        """``cond ? a : b``; for a vector ``ty`` the condition is a vector of i1
+        (element-wise), as ``fcmp`` on vectors gives."""
+        vec = _vector(ty)
+        cty = "i1" if vec is None else f"<{vec[0]} x i1>"
+        return self.assign(f"select {cty} {cond}, {ty} {a}, {ty} {b}")
+
+    def splat(self, value, ty, n):
+        """The vector ``<n x ty>`` with every element ``value`` (a scalar ref)."""
+        vt = f"<{n} x {ty}>"
+        one = self.assign(f"insertelement {vt} poison, {ty} {value}, i64 0")
+        return self.assign(f"shufflevector {vt} {one}, {vt} poison, <{n} x i32> zeroinitializer")
 
     def fcmp(self, pred, ty, a, b):
         return self.assign(f"fcmp {pred} {ty} {a}, {b}")

@@ -57,6 +57,10 @@ class ForwardSweep(LaneSweep):
         self._interleaved_allocs = set()
         if self.fwd and version.width > 1:
             self._inter = self._interleaved(version)
+        # vector forward mode on the CPU: the N tangents of a scalar float are one
+        # <N x ty> value (see _packed)
+        self.packed = self.fwd and version.width > 1 and ctx.target == "cpu"
+        self._lane_native = self._lane_native_values() if self.packed else set()
 
     @property
     def fwd(self):
@@ -160,14 +164,20 @@ class ForwardSweep(LaneSweep):
             f"getelementptr i8, ptr {placeholder(ins.name, 0)}, i64 {self.lane * T.size(elem)}"))
         return True
 
-    def _interleaved_shadow(self, ptr, arg):
-        """Shadow of ``ptr`` (into argument ``arg``) in the current lane:
-        ``shadow(arg) + (ptr - arg) * N``."""
-        b = self.b
-        off = b.assign(f"sub i64 {b.assign(f'ptrtoint ptr {ptr} to i64')}, "
-                       f"{b.assign(f'ptrtoint ptr {local_ref(arg)} to i64')}")
+    def _interleaved_shadow(self, ins):
+        """Shadow of pointer ``ins`` into interleaved memory in the current lane,
+        from the shadow of the pointer it is computed from: a gep moves N times
+        as far (``shadow(base) + (ins - base) * N``), a cast keeps the address.
+        (Phis and selects take their operands' shadows, as elsewhere: an
+        allocation's pointers are merged with null on an inlined constructor's
+        error paths, where the allocation itself is not defined.)"""
+        b, base = self.b, ins.operands[0]
+        if ins.opcode != "getelementptr":
+            return self.shadow(base)
+        off = b.assign(f"sub i64 {b.assign(f'ptrtoint ptr {ins.ref} to i64')}, "
+                       f"{b.assign(f'ptrtoint ptr {base.ref} to i64')}")
         scaled = b.assign(f"mul i64 {off}, {len(self.lanes)}")
-        return b.assign(f"getelementptr i8, ptr {placeholder(arg, self.lane)}, i64 {scaled}")
+        return b.assign(f"getelementptr i8, ptr {self.shadow(base)}, i64 {scaled}")
 
     def _interleaved_access(self, ins, ptr, arg):
         """Tangent load / store through a pointer into an interleaved argument; a
@@ -231,8 +241,9 @@ class ForwardSweep(LaneSweep):
         op, ty, out = ins.opcode, ins.type, shadow_name(ins.name, self.lane)
         if ins.name in self._alloc_roots and self._data_pointer(ins):
             return
-        if ty == "ptr" and ins.name in self._inter and ins.name not in self._alloc_roots:
-            self._set(ins.name, self._interleaved_shadow(ins.ref, self._inter[ins.name]))
+        if ty == "ptr" and ins.name in self._inter and ins.name not in self._alloc_roots and \
+                op not in ("phi", "select"):
+            self._set(ins.name, self._interleaved_shadow(ins))
             return
         consts = [o for o in ops if o.kind == "const" and self.act.is_active(o)]
         if consts and op not in ("phi", "select", "insertvalue"):
@@ -299,13 +310,19 @@ class ForwardSweep(LaneSweep):
         lines = [self.header() + " {"]
         for blk in fn.blocks:
             self.b.lines = []
+            if blk is fn.entry and self.packed:
+                for a in shadow_params(self.v, self.sweep):
+                    if a.type in ("double", "float"):
+                        self._both_forms_of(a.name, a.type)
             for ins in blk.instructions[:-1]:
                 if ins.opcode == "phi":
                     self.b.emit(ins.text)
-                    if self.wants_shadow(ins):
+                    if self.wants_shadow(ins) and not (self.packed and self._packed(ins)):
                         self.per_lane(lambda: self._rename_shadow(ins, ins.operands))
                 else:
                     self.instruction(ins)
+                if self.packed:
+                    self._both_forms(ins)
             phis = [l for l in self.b.lines if _is_phi(l)]
             body = [l for l in self.b.lines if not _is_phi(l)]
             self.b.lines = []
@@ -366,7 +383,170 @@ class ForwardSweep(LaneSweep):
         if op == "call":
             return self.call(ins)
         self.b.emit(ins.text)
-        self.per_lane(lambda: self.derivative(ins))
+        if not (self.packed and self._packed(ins)):
+            self.per_lane(lambda: self.derivative(ins))
+
+    # packed lanes ------------------------------------------------------------
+    # In vector forward mode the N tangents of a scalar float are also kept as
+    # one <N x ty> vector, and the tangent code of arithmetic, math calls, phis,
+    # selects, casts and the loads and stores of interleaved memory is emitted
+    # once on those vectors instead of once per lane: SIMD code across the
+    # lanes (Enzyme's vector mode, Moses et al. 2021, sec. on batching, keeps
+    # its batched shadows as arrays of lanes; the vector form is what lets
+    # LLVM's code generator use vector registers without an SLP pass).  Each
+    # value's shadow exists in both forms: lane k as ``extractelement`` of the
+    # vector, or the vector built by ``insertelement`` from lanes made per lane
+    # (lane-major loads, calls); LLVM drops the form nobody uses.
+
+    def _vty(self, ty) -> str:
+        return f"<{len(self.lanes)} x {ty}>"
+
+    def vshadow(self, v) -> str:
+        """The packed tangents of scalar float ``v`` (zero when inactive)."""
+        if v.kind in ("arg", "inst") and self.act.is_active(v):
+            return placeholder(v.name, "v")
+        return "zeroinitializer"
+
+    def _packed(self, ins, kind=None) -> bool:
+        """Emit the packed tangent code of ``ins`` where it has one; False leaves
+        ``ins`` to the per-lane code."""
+        op = ins.opcode
+        if op in ("load", "store"):
+            ptr = ins.operands[0] if op == "load" else ins.operands[1]
+            if ptr.name in self._inter:
+                return self._packed_access(ins, ptr, self._inter[ptr.name])
+            return False
+        if not (ins.has_value and ins.type in ("double", "float") and self.wants_shadow(ins)):
+            return False
+        if ins.name in self._lane_native:
+            return False
+        if any(o.kind not in ("arg", "inst") and self.act.is_active(o) for o in ins.operands):
+            return False
+        if kind == "math":
+            self._packed_tangent(ins, math_name(ins.callee), ins.operands[:-1])
+        elif kind is None and op in rules.RULES:
+            self._packed_tangent(ins, op, ins.operands)
+        elif kind is None and op in ("phi", "select", "fpext", "fptrunc", "freeze"):
+            self._packed_rename(ins)
+        else:
+            return False
+        return True
+
+    def _packable(self, ins) -> str:
+        """'load' for a tangent load of interleaved memory (packed at its source),
+        'op' for code :meth:`_packed` can emit on vectors, '' for the rest."""
+        op = ins.opcode
+        if op == "load":
+            arg = self._inter.get(ins.operands[0].name)
+            return "load" if arg is not None and self._inter_elem.get(arg) == ins.type else ""
+        if op == "call":
+            kind = classify(ins.callee, ins.callee in self.ctx.defined)
+            return "op" if kind == "math" else ""
+        return "op" if op in rules.RULES or op in ("phi", "select", "fpext", "fptrunc",
+                                                    "freeze") else ""
+
+    def _lane_native_values(self) -> set:
+        """Scalar floats whose tangents are made lane by lane: those read from
+        lane-major memory or returned by calls, and what is computed from them.
+        Building their vectors would cost N inserts each (more than the
+        arithmetic it enables), so their code stays per lane; the rest is packed.
+        A forward closure over the uses (phis included): linear in the function."""
+        users, native = {}, set()
+        for ins in self.fn.instructions():
+            for o in ins.operands:
+                if o.kind == "inst":
+                    users.setdefault(o.name, []).append(ins)
+            if ins.has_value and ins.type in ("double", "float") and self.wants_shadow(ins) \
+                    and not self._packable(ins):
+                native.add(ins.name)
+        work = list(native)
+        while work:
+            for u in users.get(work.pop(), ()):
+                if u.name and u.name not in native and self._packable(u) == "op" and \
+                        u.type in ("double", "float"):
+                    native.add(u.name)
+                    work.append(u.name)
+        return native
+
+    def _packed_tangent(self, ins, name, fops):
+        """:meth:`tangent` on packed lanes: each partial is computed once (a
+        primal value) and broadcast."""
+        ty, b = ins.type, self.b
+        vt, n = self._vty(ty), len(self.lanes)
+        parts = rules.partials(name)
+        terms = []
+        for k, o in enumerate(fops):
+            if k >= len(parts) or not self.act.is_active(o) or not T.has_float(o.type):
+                continue
+            p = parts[k]
+            if callable(p):
+                p = b.splat(p(b, ty, lambda j: fops[j].ref, lambda: ins.ref), ty, n)
+            t = rules.scale(b, vt, p, self.vshadow(o), strong_zero=name in rules.SINGULAR)
+            if t is not None:
+                terms.append(t)
+        acc = terms[0] if terms else "zeroinitializer"
+        for t in terms[1:]:
+            acc = b.fadd(vt, acc, t)
+        self.table[lane_key(ins.name, "v")] = acc
+
+    def _packed_rename(self, ins):
+        op, vt = ins.opcode, self._vty(ins.type)
+        out = local_ref(ins.name + ".sv")
+        if op == "phi":
+            inc = ", ".join(f"[ {self.vshadow(v)}, {local_ref(b)} ]" for v, b in ins.incoming)
+            self.b.emit(f"{out} = phi {vt} {inc}")
+        elif op == "select":
+            c, x, y = ins.operands
+            self.b.emit(f"{out} = select i1 {c.ref}, {vt} {self.vshadow(x)}, {vt} {self.vshadow(y)}")
+        elif op == "freeze":
+            self.b.emit(f"{out} = freeze {vt} {self.vshadow(ins.operands[0])}")
+        else:                                   # fpext / fptrunc
+            o = ins.operands[0]
+            self.b.emit(f"{out} = {op} {self._vty(o.type)} {self.vshadow(o)} to {vt}")
+        self.table[lane_key(ins.name, "v")] = out
+
+    def _packed_access(self, ins, ptr, arg) -> bool:
+        """A tangent load or store of one element of interleaved memory: its N
+        lanes are adjacent, one vector access at lane 0's address."""
+        load = ins.opcode == "load"
+        val = None if load else ins.operands[0]
+        ty = ins.type if load else val.type
+        elem = self._inter_elem.get(arg)
+        if ty != elem:
+            return False
+        if load and not self.wants_shadow(ins):
+            return True
+        if not load and (not self.act.is_active(ptr) or val.name in self._lane_native):
+            return False
+        vt, align = self._vty(ty), T.size(ty)
+        self.lane = 0
+        base = self.shadow(ptr)
+        if load:
+            out = local_ref(ins.name + ".sv")
+            self.b.emit(f"{out} = load {vt}, ptr {base}, align {align}")
+            self.table[lane_key(ins.name, "v")] = out
+        else:
+            self.b.emit(f"store {vt} {self.vshadow(val)}, ptr {base}, align {align}")
+        return True
+
+    def _both_forms(self, ins):
+        """After ``ins``: its shadow as lanes and as a vector (see above)."""
+        if not (ins.has_value and ins.type in ("double", "float") and self.wants_shadow(ins)):
+            return
+        self._both_forms_of(ins.name, ins.type)
+
+    def _both_forms_of(self, name, ty):
+        vkey, vt, b = lane_key(name, "v"), self._vty(ty), self.b
+        if vkey in self.table and lane_key(name, 0) not in self.table:
+            for k in self.lanes:
+                out = shadow_name(name, k)
+                b.emit(f"{out} = extractelement {vt} {placeholder(name, 'v')}, i64 {k}")
+                self.table[lane_key(name, k)] = out
+        elif vkey not in self.table and lane_key(name, 0) in self.table:
+            acc = "poison"
+            for k in self.lanes:
+                acc = b.assign(f"insertelement {vt} {acc}, {ty} {placeholder(name, k)}, i64 {k}")
+            self.table[vkey] = acc
 
     def derivative(self, ins):
         """The shadow / tangent code of non-call instruction ``ins`` (current lane)."""
@@ -490,7 +670,8 @@ class ForwardSweep(LaneSweep):
         if kind == "linalg":
             linalg.before(self, ins, args)
         self.b.emit(ins.text)
-        self.per_lane(lambda: self.call_derivative(ins, kind, args))
+        if not (self.packed and kind == "math" and self._packed(ins, kind)):
+            self.per_lane(lambda: self.call_derivative(ins, kind, args))
 
     def call_derivative(self, ins, kind, args):
         """The shadow / tangent code of a call that is not to a defined function."""
@@ -697,8 +878,10 @@ class _Resolver(dict):
         self.sweep = sweep
 
     def __missing__(self, name):
-        v = self.sweep.values[name.split("\x03")[0]]
-        return T.zero(v.type)
+        base, _, lane = name.partition("\x03")
+        if lane == "v":
+            return "zeroinitializer"
+        return T.zero(self.sweep.values[base].type)
 
 
 def _is_phi(line: str) -> bool:

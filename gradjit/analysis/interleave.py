@@ -124,8 +124,10 @@ def allocation_data_pointers(fn, is_active):
     """Candidates for interleaved allocations: ``{data load name: allocation}``
     for every active ``NRT_MemInfo_alloc*`` call whose meminfo is only reference
     counted, compared and read for its data pointer (``load ptr`` of the field at
-    byte 24).  A meminfo stored, merged or passed on keeps the lane-major layout
-    (another function would read the lanes' data pointers from their meminfos)."""
+    byte 24), also through phis and selects that merge it with null (an inlined
+    constructor's error paths).  A meminfo stored or passed on keeps the
+    lane-major layout (another function would read the lanes' data pointers
+    from their meminfos)."""
     users = {}
     for ins in fn.instructions():
         for o in ins.operands:
@@ -136,21 +138,32 @@ def allocation_data_pointers(fn, is_active):
         if ins.opcode != "call" or classify(ins.callee, False) != "nrt_alloc" or \
                 not is_active(ins):
             continue
-        loads, ok = [], True
-        for u in users.get(ins.name, ()):
-            if u.opcode == "icmp":
-                continue
-            if u.opcode == "call" and classify(u.callee, False) == "nrt_refct" or \
-                    u.opcode == "call" and u.callee == "NRT_MemInfo_call_dtor":
-                continue
-            if u.opcode == "getelementptr" and _byte_offset(u) == _DATA_FIELD and \
-                    u.operands[0].name == ins.name:
-                got = users.get(u.name, ())
-                if all(g.opcode == "load" and g.type == "ptr" for g in got):
-                    loads += got
+        aliases, loads, ok = {ins.name}, [], True
+        work = [ins.name]
+        while work and ok:
+            for u in users.get(work.pop(), ()):
+                if u.opcode == "icmp" or u.opcode == "call" and (
+                        classify(u.callee, False) == "nrt_refct" or
+                        u.callee == "NRT_MemInfo_call_dtor"):
                     continue
-            ok = False
-            break
+                if u.opcode in ("phi", "select"):
+                    if u.name not in aliases:
+                        aliases.add(u.name)
+                        work.append(u.name)
+                    continue
+                if u.opcode == "getelementptr" and _byte_offset(u) == _DATA_FIELD and \
+                        u.operands[0].name in aliases:
+                    got = users.get(u.name, ())
+                    if all(g.opcode == "load" and g.type == "ptr" for g in got):
+                        loads += got
+                        continue
+                ok = False
+                break
+        # a merge must take nothing but this meminfo and constants (null)
+        for name in aliases - {ins.name}:
+            m = next(u for us in users.values() for u in us if u.name == name)
+            ops = m.operands[1:] if m.opcode == "select" else m.operands
+            ok = ok and all(o.kind == "const" or o.name in aliases for o in ops)
         if ok:
             out.update((ld.name, ins) for ld in loads)
     return out

@@ -49,6 +49,25 @@ def pre_ad(mod, tm=None):
     return _run(mod, 2, False, False, tm)
 
 
+def inline_marked(mod, tm=None):
+    """Inline the ``alwaysinline`` functions of ``mod`` and clean up after them
+    (SROA of the callee's ``%retptr`` struct, instcombine, GVN, CFG
+    simplification, dead functions) in place: a short pipeline for a module the
+    pre-AD pipeline has already optimized."""
+    pto = llvm.create_pipeline_tuning_options(speed_level=2)
+    pb = llvm.create_pass_builder(tm or target_machine(), pto)
+    pm = llvm.create_new_module_pass_manager()
+    pm.add_always_inliner_pass()
+    pm.add_sroa_pass()
+    pm.add_instruction_combine_pass()
+    pm.add_new_gvn_pass()
+    pm.add_simplify_cfg_pass()
+    pm.add_dead_code_elimination_pass()
+    pm.add_global_dead_code_eliminate_pass()
+    pm.run(mod, pb)
+    return mod
+
+
 def post_ad(mod, vectorize: bool = True, tm=None):
     """Run the post-AD pipeline (O3 with unroll and vectorize) on ``mod`` in place.
     (CPU derivatives get theirs from Numba's library finalization instead.)"""

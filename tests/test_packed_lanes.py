@@ -1,0 +1,180 @@
+"""Packed lanes of vector forward mode on the CPU.
+
+In vector mode the N tangents of a scalar float are also kept as one
+``<N x ty>`` vector, and the tangent code of arithmetic, math calls, phis,
+selects, casts and of the loads and stores of interleaved memory (arguments with
+the lane axis fastest, and the arrays the function allocates itself) is emitted
+once on those vectors.  Values read lane by lane (lane-major arrays, calls) stay
+per lane.  Every lane is compared with the width-1 forward derivative of its
+direction and with central finite differences.
+"""
+
+import math
+import re
+
+import numpy as np
+import pytest
+from numba import njit
+
+import gradjit
+from gradjit import Const, Dual
+from conftest import assert_close
+
+
+@njit
+def many_rules(x, y):
+    n = x.shape[0]
+    t = np.empty(n)                      # an interleaved allocation
+    for i in range(n):
+        a, b = x[i], x[(i + 1) % n]
+        u = math.sin(a) * math.cos(b) + math.exp(-a * a) - math.log1p(b * b)
+        u += math.tanh(a - b) + math.atan2(a, 1.0 + b * b) + math.hypot(a, b)
+        u += a ** 2.5 + math.sqrt(b) / (1.0 + a) + abs(a - 0.7) + max(a, b)
+        u += math.atan(a) * math.asinh(b) - np.cbrt(a) + math.erf(b - a)
+        t[i] = u if a > b else u * b     # a select or a phi
+    for i in range(n):
+        y[i] = t[i] * t[(i + 2) % n] - y[i]
+
+
+@njit
+def strong_zero(x, y):
+    # sqrt(max(x, 0)) at x < 0: the zero tangent must stay 0 (not 0 * inf)
+    for i in range(x.shape[0]):
+        y[i] = math.sqrt(max(x[i], 0.0)) + math.log(max(x[i], 1e-300)) * 0.0
+
+
+@njit
+def single_precision(x, y):             # float32 data, float64 arithmetic (fpext/fptrunc)
+    for i in range(x.shape[0]):
+        v = np.float64(x[i])
+        y[i] = np.float32(math.sin(v) * v + 1.0 / (1.0 + v * v))
+
+
+def _interleaved(shape, width, dtype=np.float64):
+    """A zeroed ``(width, *shape)`` array whose lane axis is the fastest."""
+    return np.moveaxis(np.zeros(shape + (width,), dtype), -1, 0)
+
+
+def _module(df, mask):
+    d = df._variants[mask]
+    return d._cache[next(iter(d._cache))].text
+
+
+def _check_lanes(fn, x, width, dtype=np.float64, rtol=1e-12):
+    rng = np.random.default_rng(7)
+    n = x.shape[0]
+    y = rng.standard_normal(n).astype(dtype)
+    dx = _interleaved((n,), width, dtype)
+    dx[...] = rng.standard_normal((width, n)).astype(dtype)
+    dy = _interleaved((n,), width, dtype)
+    dv = gradjit.autodiff(fn, "forward", Dual, Dual, width=width)
+    dv(x.copy(), dx, y.copy(), dy)
+    d1 = gradjit.autodiff(fn, "forward", Dual, Dual)
+    for k in range(width):
+        dy1 = np.zeros(n, dtype)
+        d1(x.copy(), dx[k].copy(), y.copy(), dy1)
+        assert_close(dy[k], dy1, rtol=rtol, atol=rtol, err_msg=f"lane {k}")
+    return dv, dx, dy, y
+
+
+def test_packed_rules_match_width1_and_fd():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.2, 1.4, 11)
+    width = 7
+    dv, dx, dy, y = _check_lanes(many_rules, x, width)
+    text = _module(dv, (True, True))
+    assert re.search(rf"fmul <{width} x double>", text)       # the packed path ran
+    assert re.search(rf"load <{width} x double>", text)
+    h = 1e-6
+    for k in range(width):
+        yp, ym = y.copy(), y.copy()
+        many_rules(x + h * dx[k], yp)
+        many_rules(x - h * dx[k], ym)
+        assert_close(dy[k], (yp - ym) / (2 * h), rtol=1e-6, atol=1e-7)
+
+
+def test_packed_strong_zero():
+    x = np.array([-1.0, 0.5, -2.0, 2.0, -0.1])
+    width = 4
+    rng = np.random.default_rng(5)
+    dx = _interleaved((5,), width)
+    dx[...] = rng.standard_normal((width, 5))
+    dy = _interleaved((5,), width)
+    y = np.zeros(5)
+    gradjit.autodiff(strong_zero, "forward", Dual, Dual, width=width)(x, dx, y, dy)
+    assert np.all(np.isfinite(dy))
+    neg = x < 0
+    assert np.all(dy[:, neg] == 0.0)
+    assert_close(dy[:, ~neg], dx[:, ~neg] * (0.5 / np.sqrt(x[~neg])), rtol=1e-13, atol=0)
+
+
+def test_packed_single_precision():
+    x = np.linspace(-1.0, 1.5, 9).astype(np.float32)
+    _check_lanes(single_precision, x, 5, dtype=np.float32, rtol=1e-5)
+
+
+@njit
+def _lane_major_input(x, w, y):
+    # w is read lane by lane (lane-major tangents), x and the scratch are packed
+    n = x.shape[0]
+    s = np.zeros(n)
+    for i in range(n):
+        s[i] = math.exp(x[i]) * w[i]
+    for i in range(n):
+        y[i] = s[i] * x[(i + 1) % n]
+
+
+def test_packed_and_per_lane_values_mixed():
+    rng = np.random.default_rng(11)
+    n, width = 8, 6
+    x, w, y = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), np.zeros(n)
+    dx = _interleaved((n,), width)
+    dx[...] = rng.standard_normal((width, n))
+    dw = rng.standard_normal((width, n))                 # lane-major
+    dy = _interleaved((n,), width)
+    df = gradjit.autodiff(_lane_major_input, "forward", Dual, Dual, Dual, width=width)
+    df(x, dx, w, dw, y, dy)
+    for k in range(width):
+        want = (np.exp(x) * (dx[k] * w + dw[k])) * np.roll(x, -1) + \
+            np.exp(x) * w * np.roll(dx[k], -1)
+        assert_close(dy[k], want, rtol=1e-13, atol=1e-14)
+
+
+@njit
+def _bones(theta, out):
+    # np.empty with a 3-D shape twice: a call to Numba's constructor, which
+    # gradjit inlines so that its tangents can be interleaved
+    k = theta.shape[0]
+    a = np.empty((k, 2, 2))
+    b = np.empty((k, 2, 2))
+    for i in range(k):
+        c, s = math.cos(theta[i]), math.sin(theta[i])
+        a[i, 0, 0], a[i, 0, 1], a[i, 1, 0], a[i, 1, 1] = c, -s, s, c
+    for i in range(k):
+        for r in range(2):
+            for q in range(2):
+                b[i, r, q] = a[i, r, 0] * a[(i + 1) % k, 0, q] + a[i, r, 1] * a[(i + 1) % k, 1, q]
+    for i in range(k):
+        out[i] = b[i, 0, 0] + 2.0 * b[i, 1, 0]
+
+
+def test_constructor_allocations_are_interleaved():
+    rng = np.random.default_rng(2)
+    k, width = 5, 5
+    theta, out = rng.uniform(-1, 1, k), np.zeros(k)
+    dtheta = _interleaved((k,), width)
+    dtheta[...] = np.eye(k)
+    dout = _interleaved((k,), width)
+    df = gradjit.autodiff(_bones, "forward", Dual, Dual, width=width)
+    df(theta, dtheta, out, dout)
+    text = _module(df, (True, True))
+    assert not re.search(r"\.s[1-9]\d*\"? = (?:tail )?call ptr @NRT_MemInfo_alloc", text)
+    assert not re.search(r"call [^\n]*ol_np_empty", text)
+    h = 1e-6
+    for j in range(k):
+        e = np.zeros(k)
+        e[j] = h
+        op, om = np.zeros(k), np.zeros(k)
+        _bones(theta + e, op)
+        _bones(theta - e, om)
+        assert_close(dout[j], (op - om) / (2 * h), rtol=1e-7, atol=1e-8)
