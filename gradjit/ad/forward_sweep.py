@@ -519,8 +519,7 @@ class ForwardSweep(LaneSweep):
         if not load and (not self.act.is_active(ptr) or val.name in self._lane_native):
             return False
         vt, align = self._vty(ty), T.size(ty)
-        self.lane = 0
-        base = self.shadow(ptr)
+        base = self.shadow(ptr)                   # lane 0's address
         if load:
             out = local_ref(ins.name + ".sv")
             self.b.emit(f"{out} = load {vt}, ptr {base}, align {align}")

@@ -555,7 +555,14 @@ class VectorForward(Derivative):
     (:mod:`gradjit.analysis.interleave`), so each element's N tangents are written
     together.  Where the function hides which array a pointer belongs to (it
     passes the array to another compiled function, for example) the copies are
-    used instead.  Same derivatives either way.
+    used instead.  Same derivatives either way.  The arrays the function
+    allocates itself get that layout whenever it can follow them, whatever the
+    arguments' layout.
+
+    On the CPU the N tangents of a scalar float are one ``<N x double>`` vector
+    wherever they come from interleaved memory, so the tangent code runs as SIMD
+    instructions across the lanes; values read lane by lane (from lane-major
+    tangents, or returned by calls) keep per-lane code.
 
     Called from Python; within ``@njit`` code pass the trailing output array
     yourself, ``df(*args, dret)``, with lanes laid out like their primal
