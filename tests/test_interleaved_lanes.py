@@ -277,3 +277,47 @@ def test_allocation_passed_on_stays_lane_major(rng):
     assert_close(inter[0], major[0], rtol=1e-13, atol=1e-13)
     for k in range(width):
         assert_close(major[0][k], 3 * x * x * dx[k], rtol=1e-12, atol=1e-12)
+
+
+# --- from @njit code ------------------------------------------------------------
+# There only the types are known when the caller compiles: an F-contiguous
+# (N, n) shadow of a 1-D C-contiguous array (``J.T`` of a C-contiguous (n, N)
+# Jacobian) is taken as interleaved lanes; other layouts must be laid out like
+# their primal.
+
+_d_neigh = gradjit.autodiff(neighbours, "forward", Dual, Dual, width=4)
+
+
+@njit
+def _jacobian_rows_njit(x, y, J, dret):
+    seeds = np.zeros((x.shape[0], 4))          # seeds.T: interleaved too
+    for k in range(4):
+        seeds[k, k] = 1.0
+    _d_neigh(x, seeds.T, y, J.T, dret)
+
+
+def test_interleaved_from_njit(rng):
+    n = 6
+    x = rng.uniform(0.2, 1.5, n)
+    y = np.zeros(n)
+    J = np.full((n, 4), np.nan)                 # every entry is written
+    _jacobian_rows_njit(x, y, J, np.zeros(4))
+    for k in range(4):
+        e = np.zeros(n)
+        e[k] = 1.0
+        assert_close(J[:, k], _fd(neighbours, [x], [y], [e], 1e-6)[0], rtol=1e-6, atol=1e-8)
+    # the interleaved variant was compiled for these types
+    key = next(t for t in _d_neigh.signatures if t[1].layout == "F")
+    assert key[3].layout == "F"
+
+
+@njit
+def _wrong_shape_njit(x, y, J, dret):
+    seeds = np.zeros((x.shape[0] + 1, 4))
+    _d_neigh(x, seeds.T, y, J.T, dret)
+
+
+def test_interleaved_from_njit_shape_error(rng):
+    x, y = rng.uniform(0.2, 1.5, 5), np.zeros(5)
+    with pytest.raises(ValueError, match="interleaved shadow"):
+        _wrong_shape_njit(x, y, np.zeros((5, 4)), np.zeros(4))

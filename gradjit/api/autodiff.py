@@ -16,8 +16,8 @@ from ..frontend.capture import capture, dispatcher_of
 from ..frontend.typetree import float_llvm, leaves
 from ..ir.reader import read_module
 from . import activities as A
-from .shadows import (check_writable, layout_checks, like_strides, overlap_raiser, overlapping,
-                      trailing_arrays)
+from .shadows import (check_writable, interleaved_types, layout_checks, like_strides,
+                      overlap_raiser, overlapping, trailing_arrays)
 
 Reverse = "reverse"
 Forward = "forward"
@@ -65,9 +65,10 @@ class Derivative:
             k += 2 if a.shadowed else 1
         call = cpu.make_intrinsic(self._resolve, self._overlap_check)
         # shadows passed from @njit code are checked there (from Python, __call__
-        # has already checked or copied them); interleaved lanes are checked in Python
+        # has already checked or copied them); in vector forward mode an
+        # F-contiguous (N, n) shadow of a 1-D array is taken as interleaved lanes
         checks = layout_checks(self.params, acts, width if width > 1 else 0,
-                               lambda: getattr(self, "interleave", ()), mode=mode)
+                               lambda t: self._interleaved_types(t), mode=mode)
 
         def df_checked(*args):     # the Python entry, whose shadows are already checked
             return call(args)
@@ -94,6 +95,13 @@ class Derivative:
     def __repr__(self):
         acts = ", ".join(a.__name__ for a in self.activities)
         return f"<gradjit derivative of {self.params and self.dispatcher.py_func.__name__} ({self.mode}; {acts})>"
+
+    def _interleaved_types(self, argtys) -> tuple:
+        """Activities whose lanes arrive interleaved from ``@njit`` code (vector
+        forward mode only, see :func:`gradjit.api.shadows.interleaved_types`)."""
+        if self.mode != "forward" or self.width < 2:
+            return ()
+        return interleaved_types(self.activities, argtys, self.width)
 
     @property
     def signatures(self):
@@ -612,7 +620,7 @@ class VectorForward(Derivative):
 
     def _plan(self, argtys):
         plan, primal_types = super()._plan(argtys)
-        for a, inter in zip(plan.args, self.interleave):
+        for a, inter in zip(plan.args, self.interleave or self._interleaved_types(argtys)):
             a.interleaved = bool(inter)
         return plan, primal_types
 

@@ -207,13 +207,51 @@ def trailing_arrays(mode: str, lanes: int, activities, argtys, nshadowed: int, r
     return out
 
 
-def layout_checks(names, activities, lanes: int, skip=lambda: (), mode="reverse"):
+def interleaved_types(activities, argtys, lanes: int) -> tuple:
+    """Per activity of a width-``lanes`` forward call from ``@njit`` code: are the
+    lanes interleaved?  That is a 1-D C-contiguous primal with an F-contiguous
+    ``(lanes, n)`` shadow of its dtype (``J.T`` of a C-contiguous ``(n, lanes)``
+    array), whose strides are ``(itemsize, lanes * itemsize)``: the interleaved
+    layout of :mod:`gradjit.analysis.interleave`.  Only the types are known when
+    the caller compiles, so only this case, where the layout follows from them,
+    is taken in place there."""
+    from numba import types
+    out, k = [], 0
+    for act in activities:
+        hit = False
+        if act.shadowed and k + 1 < len(argtys):
+            x, dx = argtys[k], argtys[k + 1]
+            hit = (lanes > 1 and isinstance(x, types.Array) and isinstance(dx, types.Array)
+                   and x.ndim == 1 and x.layout == "C" and dx.ndim == 2 and dx.layout == "F"
+                   and dx.dtype == x.dtype)
+            k += 2
+        else:
+            k += 1
+        out.append(hit)
+    return tuple(out)
+
+
+def _interleaved_checker(name: str, lanes: int):
+    """A ``check(x, dx)`` of an interleaved pair (see :func:`interleaved_types`):
+    ``dx`` has shape ``(lanes, x.shape[0])``, else ``ValueError``."""
+    m_axis = (f"argument '{name}': the interleaved shadow (an F-contiguous array) must have "
+              f"shape ({lanes}, x.shape[0]); axis {{}} has {{}}, not {{}}")
+
+    def check(x, d):
+        if d[1][0] != lanes:
+            _raise_layout3(m_axis, 0, d[1][0], lanes)
+        if d[1][1] != x[1][0]:
+            _raise_layout3(m_axis, 1, d[1][1], x[1][0])
+    return check
+
+
+def layout_checks(names, activities, lanes: int, skip=lambda t: (), mode="reverse"):
     """The entry checks of ``df.jit`` (``cpu.make_intrinsic``): a function of the
     call's argument types returning ``[(indices, check)]``: :func:`_layout_checker`
     on every (primal, shadow) pair of the arguments (laid out as ``activities``
-    say), except the pairs whose activity index ``skip()`` marks (interleaved lanes,
-    checked in Python), and in vector mode :func:`_lane_array_checker` on the
-    arrays after them.  Each check is compiled in separately, on its own arguments
+    say), :func:`_interleaved_checker` on the pairs whose activity index
+    ``skip(argtys)`` marks (interleaved lanes), and in vector mode
+    :func:`_lane_array_checker` on the arrays after them.  Each check is compiled in separately, on its own arguments
     (a function of the whole argument tuple cost ~70 ns per call of the BA
     residual's derivative, a third of the call)."""
     from numba import types
@@ -226,7 +264,7 @@ def layout_checks(names, activities, lanes: int, skip=lambda: (), mode="reverse"
         return checkers[key]
 
     def entry_checks(argtys, ret_dtype=None):
-        n, mask, k, calls = len(argtys), skip(), 0, []
+        n, mask, k, calls = len(argtys), skip(argtys), 0, []
         for j, (name, act) in enumerate(zip(names, activities)):
             if act.shadowed and mode == "reverse" and k + 1 < n and \
                     isinstance(argtys[k + 1], types.Array) and not argtys[k + 1].mutable:
@@ -236,7 +274,10 @@ def layout_checks(names, activities, lanes: int, skip=lambda: (), mode="reverse"
         k = 0
         for j, (name, act) in enumerate(zip(names, activities)):
             if act.shadowed:
-                if k + 1 < n and not (j < len(mask) and mask[j]):
+                if k + 1 < n and j < len(mask) and mask[j]:
+                    calls.append(((k, k + 1), checker(("inter", j),
+                                                      lambda: _interleaved_checker(name, lanes))))
+                elif k + 1 < n:
                     x, dx = argtys[k], argtys[k + 1]
                     fn = checker((j, x, dx), lambda: _layout_checker(name, lanes, x, dx))
                     if fn is not None:
