@@ -16,8 +16,9 @@ from ..frontend.capture import capture, dispatcher_of
 from ..frontend.typetree import float_llvm, leaves
 from ..ir.reader import read_module
 from . import activities as A
-from .shadows import (check_writable, interleaved_types, layout_checks, like_strides,
-                      overlap_raiser, overlapping, trailing_arrays)
+from .shadows import (check_writable, const_alias_error, const_array_overlaps,
+                      interleaved_types, layout_checks, like_strides, overlap_raiser,
+                      overlapping, trailing_arrays)
 
 Reverse = "reverse"
 Forward = "forward"
@@ -114,10 +115,20 @@ class Derivative:
                 len(args) == sum(2 if a.shadowed else 1 for a in self.activities) + 1:
             args[-1] = args[-1][()]                # a 0-d array seed is a scalar
         writebacks = self._check_shadows(args)
+        self._check_const_aliases(args)
         out = self.call_unchecked(args)
         for user, tmp in writebacks:
             user[...] = tmp
         return out
+
+    def _check_const_aliases(self, args):
+        """Raise ``ValueError`` where a Const array the function writes derivatives
+        through shares memory with a differentiated array (see
+        :func:`gradjit.api.shadows.const_alias_error`).  The argument types are
+        looked up only when some Const array overlaps one (a few compares per
+        call otherwise)."""
+        if const_array_overlaps(self.params, self.activities, args):
+            _raise_const_alias(self, args, self.compile(tuple(numba.typeof(a) for a in args)))
 
     def call_unchecked(self, args):
         """Call with ``args`` (a sequence) whose shadows are known to match their
@@ -606,6 +617,7 @@ class VectorForward(Derivative):
         dret = np.zeros(n)                    # the return's tangents (always passed)
         args.append(dret)
         compiled = self.compile(tuple(numba.typeof(a) for a in args))
+        _raise_const_alias(self, args, compiled)
         out = self._entry_for(args)(*args)
         for user, tmp in writebacks:
             user[...] = tmp
@@ -656,6 +668,7 @@ class VectorReverse(Derivative):
         gout = np.zeros((max(1, rows), n))
         args.append(gout)
         compiled = self.compile(tuple(numba.typeof(a) for a in args))
+        _raise_const_alias(self, args, compiled)
         out = self._entry_for(args)(*args)
         for user, tmp in writebacks:
             user[...] = tmp
@@ -664,6 +677,15 @@ class VectorReverse(Derivative):
         if not res:
             return None
         return res[0] if len(res) == 1 else tuple(res)
+
+
+def _raise_const_alias(d, args, compiled):
+    """:meth:`Derivative._check_const_aliases` for a vector-mode call whose
+    derivative is compiled already."""
+    if const_array_overlaps(d.params, d.activities, args):
+        err = const_alias_error(d.params, d.activities, args, compiled.const_written)
+        if err is not None:
+            raise err
 
 
 def _vector_shadows(d, args, skip=()):

@@ -28,6 +28,50 @@ def overlapping(x) -> bool:
     return any(s == 0 and n > 1 for n, s in zip(x.shape, x.strides))
 
 
+def const_alias_error(names, activities, args, written):
+    """The ``ValueError`` to raise when an array held constant (``Const``, alone or
+    inside a tuple) that the function stores derivatives into (``written``: its
+    activity indices) shares memory with a differentiated argument's primal, else
+    None.  A Const array carries no derivative, so what the function writes
+    through it would reach the differentiated array without one: a wrong result.
+    Called only where :func:`const_array_overlaps` found such memory."""
+    for j, other in const_array_overlaps(names, activities, args):
+        if j in written:
+            return ValueError(
+                f"argument '{names[j]}' is Const but shares memory with '{other}', and the "
+                f"function stores values depending on the active arguments through it: a "
+                f"Const array carries no derivative, so the result would be wrong.  Pass a "
+                f"copy, or make '{names[j]}' differentiated with the same shadow as '{other}'")
+    return None
+
+
+def const_array_overlaps(names, activities, args) -> list:
+    """``[(activity index, name)]``: the Const arguments holding an array (itself,
+    or an array inside a tuple) that may share memory with the primal of a
+    differentiated array argument ``name``."""
+    from .activities import Const
+    prim, consts, k = [], [], 0
+    for j, (name, act) in enumerate(zip(names, activities)):
+        if k >= len(args):
+            break
+        a = args[k]
+        if act is Const:
+            held = [a] if isinstance(a, np.ndarray) else \
+                [m for m in a if isinstance(m, np.ndarray)] if isinstance(a, tuple) else []
+            if held:
+                consts.append((j, held))
+        elif isinstance(a, np.ndarray):
+            prim.append((name, a))
+        k += 2 if act.shadowed else 1
+    out = []
+    for j, held in consts:
+        for name, x in prim:
+            if any(np.may_share_memory(h, x) for h in held):
+                out.append((j, name))
+                break
+    return out
+
+
 def distinct(x):
     """``x``, or for an :func:`overlapping` view a contiguous copy: a shadow laid
     out like a broadcast view would sum the gradients of the entries that share

@@ -53,6 +53,10 @@ def _float_array(a):
     return isinstance(a, np.ndarray) and a.dtype.kind == "f"
 
 
+def _holds_float_array(a):
+    return isinstance(a, tuple) and any(_float_array(m) for m in a)
+
+
 def _layout_key(args):
     return tuple((a.dtype.char, a.ndim, a.flags.c_contiguous, a.flags.f_contiguous)
                  if isinstance(a, np.ndarray) else type(a) for a in args)
@@ -64,17 +68,48 @@ def _with_scratch_shadows(cache, acts, args, shadowed, build):
     argument of a function whose gradient is asked for): as Const their derivative
     would be dropped; with a scratch shadow it flows.  ``build(acts)`` returns
     ``(derivative, its arguments, ...)``; decided once per activities and layout."""
-    if not any(act is A.Const and _float_array(a) for a, act in zip(args, acts)):
+    if not any(act is A.Const and (_float_array(a) or _holds_float_array(a))
+               for a, act in zip(args, acts)):
         return acts
     key = (acts, _layout_key(args))
     got = cache.get(key)
     if got is None:
         df, dfargs = build(acts)[:2]
         written = df.compile(tuple(numba.typeof(a) for a in dfargs)).const_written
+        for k in written:
+            if k < len(args) and acts[k] is A.Const and _holds_float_array(args[k]):
+                raise ValueError(
+                    f"argument {k} is a tuple holding an array the function stores values "
+                    "depending on the differentiated arguments into: their derivative would "
+                    "be lost there (an array inside a tuple cannot get a scratch shadow); "
+                    "pass that array as an argument of its own")
         got = tuple(shadowed if (k in written and act is A.Const and _float_array(a)) else act
                     for k, (a, act) in enumerate(zip(args, acts)))
         cache[key] = got
     return got
+
+
+def _check_scratch_aliases(args, acts, upgraded):
+    """Raise ``ValueError`` where an array held constant that the function stores
+    derivatives into (given a scratch shadow in ``upgraded``) shares memory with a
+    differentiated argument: its scratch shadow would take what belongs to the
+    other's (see :func:`gradjit.api.shadows.const_alias_error`)."""
+    for k, (a, act, up) in enumerate(zip(args, acts, upgraded)):
+        if act is A.Const and up is not A.Const and isinstance(a, np.ndarray):
+            for j, (x, xact) in enumerate(zip(args, acts)):
+                if xact is not A.Const and isinstance(x, np.ndarray) and np.may_share_memory(a, x):
+                    raise ValueError(
+                        f"argument {k} is held constant but shares memory with argument {j}, "
+                        "and the function stores values depending on the differentiated "
+                        "arguments through it: the result would be wrong.  Pass a copy")
+
+
+def _check_const_tuples(df, dfargs):
+    """The check of :meth:`Derivative._check_const_aliases` for a derivative the
+    transforms call without the Python entry's checks (``call_unchecked``)."""
+    from .shadows import const_array_overlaps
+    if const_array_overlaps(df.params, df.activities, dfargs):
+        df._check_const_aliases(dfargs)
 
 
 class _Reverse:
@@ -133,8 +168,11 @@ class _Reverse:
     def run(self, args, seed=1.0, out=None):
         """Returns ``(value or None, grads)``; ``out`` = (array, seed array) for an
         array-returning function."""
-        acts = _with_scratch_shadows(self._upgrades, self.activities(args), args,
+        asked = self.activities(args)
+        acts = _with_scratch_shadows(self._upgrades, asked, args,
                                      A.Duplicated, lambda a: self._build(args, a, seed, out))
+        if acts is not asked:
+            _check_scratch_aliases(args, asked, acts)
         return self._finish(acts, len(args), *self._build(args, acts, seed, out))
 
     def _build(self, args, acts, seed, out):
@@ -157,6 +195,7 @@ class _Reverse:
         return df, dfargs, shadows, out is not None
 
     def _finish(self, acts, nargs, df, dfargs, shadows, has_out):
+        _check_const_tuples(df, dfargs)
         res = df.call_unchecked(dfargs)
         if has_out:
             value, scalars = None, (res if isinstance(res, tuple) else
@@ -306,9 +345,12 @@ def jvp(fn):
         else:
             extra = []
         # Const float arrays the function stores derivatives into get a zero tangent
+        asked = acts
         acts = _with_scratch_shadows(
             upgrades, acts, primals, A.Dual,
             lambda a: (derivative(a, array_out), arguments(primals, tangents, a) + extra))
+        if acts is not asked:
+            _check_scratch_aliases(primals, asked, acts)
         args = arguments(primals, tangents, acts)
         df = derivative(acts, array_out)
         if array_out:
