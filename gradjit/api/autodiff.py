@@ -64,6 +64,7 @@ class Derivative:
         for a in acts:
             self._primal_pos.append(k)
             k += 2 if a.shadowed else 1
+        self._const_pos = [p for p, a in zip(self._primal_pos, acts) if a is A.Const]
         call = cpu.make_intrinsic(self._resolve, self._overlap_check)
         # shadows passed from @njit code are checked there (from Python, __call__
         # has already checked or copied them); in vector forward mode an
@@ -127,6 +128,11 @@ class Derivative:
         :func:`gradjit.api.shadows.const_alias_error`).  The argument types are
         looked up only when some Const array overlaps one (a few compares per
         call otherwise)."""
+        for k in self._const_pos:
+            if k < len(args) and isinstance(args[k], (np.ndarray, tuple)):
+                break
+        else:
+            return                          # no Const array: nothing to check
         if const_array_overlaps(self.params, self.activities, args):
             _raise_const_alias(self, args, self.compile(tuple(numba.typeof(a) for a in args)))
 

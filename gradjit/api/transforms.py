@@ -104,14 +104,6 @@ def _check_scratch_aliases(args, acts, upgraded):
                         "arguments through it: the result would be wrong.  Pass a copy")
 
 
-def _check_const_tuples(df, dfargs):
-    """The check of :meth:`Derivative._check_const_aliases` for a derivative the
-    transforms call without the Python entry's checks (``call_unchecked``)."""
-    from .shadows import const_array_overlaps
-    if const_array_overlaps(df.params, df.activities, dfargs):
-        df._check_const_aliases(dfargs)
-
-
 class _Reverse:
     """Reverse-mode gradients of ``fn`` for the arguments ``argnums``."""
 
@@ -195,7 +187,6 @@ class _Reverse:
         return df, dfargs, shadows, out is not None
 
     def _finish(self, acts, nargs, df, dfargs, shadows, has_out):
-        _check_const_tuples(df, dfargs)
         res = df.call_unchecked(dfargs)
         if has_out:
             value, scalars = None, (res if isinstance(res, tuple) else
