@@ -253,6 +253,25 @@ def test_njit_shadow_layout_reverse():
     np.testing.assert_allclose(dmf, _weighted_sq_grad(m), rtol=1e-13)
 
 
+def test_njit_derivative_errors_caught():
+    """A derivative's error inside @njit code is a raise there (caught by try /
+    except; the leak check of test_cov_arrays covers the views passed in loops)."""
+    df = gradjit.autodiff(weighted_sq, "reverse", Duplicated)
+
+    @njit
+    def guarded(m, dm):
+        try:
+            return df(m, dm, 1.0)
+        except Exception:             # Numba catches Exception (or all) only
+            return -1.0
+
+    m = np.arange(12.0).reshape(3, 4) / 7.0
+    assert guarded(m, np.zeros((4, 3)).T) == -1.0
+    dm = np.zeros_like(m)
+    assert guarded(m, dm) == pytest.approx(weighted_sq(m), rel=1e-14)
+    np.testing.assert_allclose(dm, _weighted_sq_grad(m), rtol=1e-13)
+
+
 def test_njit_shadow_layout_vector_forward():
     n = 3
     fv = gradjit.autodiff(weighted_sq, "forward", Dual, width=n)

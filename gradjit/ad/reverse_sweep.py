@@ -10,6 +10,12 @@ definition, so each loop iteration starts from zero.  Memory adjoints go through
 shadows: the adjoint of ``v = *p`` is ``*dp += dv``, of ``*p = v`` is
 ``dv += *dp; *dp = 0`` (Moses & Churavy, "Instead of Rewriting Foreign Code for
 Machine Learning, Automatically Synthesize Fast Gradients", NeurIPS 2020, sec. 3).
+
+Batched reverse mode (width N) on the CPU keeps the N adjoints of a scalar float
+in one ``<N x ty>`` slot: the adjoint code of arithmetic, math calls, selects,
+casts, loads and phis is emitted once on vectors, each partial computed once and
+broadcast (:meth:`ReverseSweep._packed`); code that works lane by lane (memory
+shadows, calls) reads and writes its lane's element.
 """
 from __future__ import annotations
 
@@ -83,6 +89,10 @@ class ReverseSweep(LaneSweep):
         # batched reverse mode (width N): one augmented primal, the adjoint code of
         # every instruction once per lane (lane-independent primal values are shared)
         self.lanes = range(version.width)
+        # on the CPU the N adjoints of a scalar float are one <N x ty> slot, and the
+        # adjoint code of arithmetic, math, selects, casts and phis runs once on
+        # vectors (see _packed); the rest reads and writes its lane's element
+        self.packed = version.width > 1 and ctx.target == "cpu"
         self.mem = MemoryTypes(ctx, self.fn, version)
         self.entry_allocas = [f"{tape.TAPE_COPY} = alloca {tape.TAPE_TYPE}"]
         self.slots = {}                       # (header, name, kind) -> (ref, type)
@@ -278,7 +288,19 @@ class ReverseSweep(LaneSweep):
         return self._inv_slot(form.loop, phi.name, kind, phi.type)
 
     # adjoints ---------------------------------------------------------------
+    def _is_packed(self, v) -> bool:
+        """Are ``v``'s adjoints one vector slot (a scalar float, vector mode)?"""
+        return self.packed and v.type in ("double", "float")
+
+    def _vty(self, ty) -> str:
+        return f"<{len(self.lanes)} x {ty}>"
+
     def _slot(self, v):
+        if self._is_packed(v):
+            key = lane_key(v.name, "v")
+            if key not in self.adj:
+                self.adj[key] = (local_ref(v.name + ".dv"), self._vty(v.type))
+            return self.adj[key][0]
         key = lane_key(v.name, self.lane)
         if key not in self.adj:
             ref = local_ref(v.name + ".d" + (str(self.lane) if self.lane else ""))
@@ -286,19 +308,50 @@ class ReverseSweep(LaneSweep):
         return self.adj[key][0]
 
     def take(self, v) -> str:
-        """Read and zero the adjoint of ``v``."""
-        slot = self._slot(v)
-        a = self.b.assign(f"load {v.type}, ptr {slot}")
-        self.b.emit(f"store {v.type} {T.additive_zero(v.type)}, ptr {slot}")
+        """Read and zero the adjoint of ``v`` (current lane)."""
+        slot, b = self._slot(v), self.b
+        if self._is_packed(v):
+            vt = self._vty(v.type)
+            cur = b.assign(f"load {vt}, ptr {slot}")
+            a = b.assign(f"extractelement {vt} {cur}, i64 {self.lane}")
+            b.emit(f"store {vt} {b.assign(f'insertelement {vt} {cur}, {v.type} -0.0, i64 {self.lane}')}, "
+                   f"ptr {slot}")
+            return a
+        a = b.assign(f"load {v.type}, ptr {slot}")
+        b.emit(f"store {v.type} {T.additive_zero(v.type)}, ptr {slot}")
         return a
 
     def add(self, v, value, ty=None):
-        """``adjoint(v) += value`` (nothing for constants and inactive values)."""
+        """``adjoint(v) += value`` (current lane; nothing for constants and inactive
+        values)."""
         if value is None or v.kind not in ("arg", "inst") or not self.act.is_active(v):
             return
-        slot = self._slot(v)
-        cur = self.b.assign(f"load {v.type}, ptr {slot}")
-        self.b.emit(f"store {v.type} {self._sum(v.type, cur, value)}, ptr {slot}")
+        slot, b = self._slot(v), self.b
+        if self._is_packed(v):
+            vt = self._vty(v.type)
+            cur = b.assign(f"load {vt}, ptr {slot}")
+            x = b.assign(f"extractelement {vt} {cur}, i64 {self.lane}")
+            y = b.fadd(v.type, x, value)
+            b.emit(f"store {vt} {b.assign(f'insertelement {vt} {cur}, {v.type} {y}, i64 {self.lane}')}, "
+                   f"ptr {slot}")
+            return
+        cur = b.assign(f"load {v.type}, ptr {slot}")
+        b.emit(f"store {v.type} {self._sum(v.type, cur, value)}, ptr {slot}")
+
+    def vtake(self, v) -> str:
+        """Read and zero the packed adjoints of scalar float ``v`` (all lanes)."""
+        slot, vt = self._slot(v), self._vty(v.type)
+        a = self.b.assign(f"load {vt}, ptr {slot}")
+        self.b.emit(f"store {vt} {T.additive_zero(vt)}, ptr {slot}")
+        return a
+
+    def vadd(self, v, value):
+        """``adjoint(v) += value`` on all lanes (``value`` a vector)."""
+        if value is None or v.kind not in ("arg", "inst") or not self.act.is_active(v):
+            return
+        slot, vt = self._slot(v), self._vty(v.type)
+        cur = self.b.assign(f"load {vt}, ptr {slot}")
+        self.b.emit(f"store {vt} {self.b.fadd(vt, cur, value)}, ptr {slot}")
 
     def _sum(self, ty, a, b):
         if ty in T.FLOATS:
@@ -551,14 +604,18 @@ class ReverseSweep(LaneSweep):
         self.b.lines = []
         phis = [p for p in blk.phis() if self.act.is_active(p) and T.has_float(p.type)]
 
-        def move():
-            taken = [(p, self.take(p)) for p in phis]
+        packed = [p for p in phis if self._is_packed(p)]
+        phis = [p for p in phis if not self._is_packed(p)]
+
+        def move(take, add, phis):
+            taken = [(p, take(p)) for p in phis]
             for p, a in taken:
                 for val, src in p.incoming:
                     if src == pred:
-                        self.add(val, a)
+                        add(val, a)
                         break
-        self.per_lane(move)
+        move(self.vtake, self.vadd, packed)
+        self.per_lane(lambda: move(self.take, self.add, phis))
         form = self.form.by_header.get(blk.name)
         if form is not None and pred == form.preheader:
             self.flush_deferred(blk.name)
@@ -582,7 +639,12 @@ class ReverseSweep(LaneSweep):
     def _add_out(self, a):
         """``*out += adjoint(a)`` for float argument ``a`` (current lane)."""
         out = out_name(a, self.lane)
-        x = self.b.assign(f"load {a.type}, ptr {self._slot(a)}")
+        if self._is_packed(a):
+            vt = self._vty(a.type)
+            x = self.b.assign(f"extractelement {vt} {self.b.assign(f'load {vt}, ptr {self._slot(a)}')}, "
+                              f"i64 {self.lane}")
+        else:
+            x = self.b.assign(f"load {a.type}, ptr {self._slot(a)}")
         y = self.b.assign(f"load {a.type}, ptr {out}")
         self.b.emit(f"store {a.type} {self.b.fadd(a.type, y, x)}, ptr {out}")
 
@@ -590,7 +652,63 @@ class ReverseSweep(LaneSweep):
         if ins.opcode == "call" and classify(ins.callee, ins.callee in self.ctx.defined) in (
                 "defined", "parallel", "barrier"):
             return self.call(ins)              # one call serves every lane
+        if self.packed and self._packed(ins):
+            return
         self.per_lane(lambda: self.adjoint(ins))
+
+    def _packed(self, ins) -> bool:
+        """The adjoint code of ``ins`` on packed lanes, where it has one (a scalar
+        float result); False leaves it to the per-lane code."""
+        if not (ins.has_value and self.act.is_active(ins) and self._is_packed(ins)):
+            if ins.opcode == "store" and self._is_packed(ins.operands[0]) and \
+                    self.act.is_active(ins.operands[1]):
+                val, ptr = ins.operands[0], ins.operands[1]
+                acc = "poison"
+                for k in self.lanes:        # per lane: the shadow's value, taken
+                    self.lane = k
+                    t = self.mem_take(self.ps(ptr), val.type)
+                    acc = self.b.assign(f"insertelement {self._vty(val.type)} {acc}, "
+                                        f"{val.type} {t}, i64 {k}")
+                self.lane = 0
+                self.vadd(val, acc)
+                return True
+            return False
+        op, ty, b = ins.opcode, ins.type, self.b
+        vt = self._vty(ty)
+        if op == "call":
+            if classify(ins.callee, ins.callee in self.ctx.defined) != "math":
+                return False
+            self.by_rule(ins, math_name(ins.callee), ins.operands[:-1], packed=True)
+        elif op in rules.RULES:
+            self.by_rule(ins, op, ins.operands, packed=True)
+        elif op in ("fpext", "fptrunc"):
+            x = ins.operands[0]
+            back = "fptrunc" if op == "fpext" else "fpext"
+            self.vadd(x, b.assign(f"{back} {vt} {self.vtake(ins)} to {self._vty(x.type)}"))
+        elif op == "select":
+            a, c = self.vtake(ins), self.pv(ins.operands[0])
+            self.vadd(ins.operands[1], b.assign(f"select i1 {c}, {vt} {a}, {vt} zeroinitializer"))
+            self.vadd(ins.operands[2], b.assign(f"select i1 {c}, {vt} zeroinitializer, {vt} {a}"))
+        elif op == "freeze":
+            self.vadd(ins.operands[0], self.vtake(ins))
+        elif op == "load":
+            a = self.vtake(ins)
+            for k in self.lanes:            # the shadows are per lane
+                self.lane = k
+                self._load_adjoint(ins, b.assign(f"extractelement {vt} {a}, i64 {k}"))
+            self.lane = 0
+        else:
+            return False
+        return True
+
+    def _load_adjoint(self, ins, a):
+        """``*shadow(p) += a`` for ``ins = load p`` (current lane)."""
+        ptr, private = self.ps(ins.operands[0]), self._private(ins.operands[0])
+        loop = self._invariant_load_loop(ins.name)
+        if loop is not None and loop.header in self.form.by_header:
+            self._defer_add(loop, ins, ptr, a, private)
+        else:
+            self.mem_add(ptr, ins.type, a, ins, private=private)
 
     def adjoint(self, ins):
         """The adjoint code of ``ins`` for the current lane."""
@@ -615,13 +733,7 @@ class ReverseSweep(LaneSweep):
             return
         ty = ins.type
         if op == "load":
-            a = self.take(ins)
-            ptr, private = self.ps(ins.operands[0]), self._private(ins.operands[0])
-            loop = self._invariant_load_loop(ins.name)
-            if loop is not None and loop.header in self.form.by_header:
-                self._defer_add(loop, ins, ptr, a, private)
-            else:
-                self.mem_add(ptr, ty, a, ins, private=private)
+            self._load_adjoint(ins, self.take(ins))
         elif op in rules.RULES:
             self.by_rule(ins, op, ins.operands)
         elif op in ("fpext", "fptrunc"):
@@ -698,21 +810,30 @@ class ReverseSweep(LaneSweep):
             return None
         return c
 
-    def by_rule(self, ins, name, fops):
+    def by_rule(self, ins, name, fops, packed=False):
+        """``adjoint(o) += partial_o * adjoint(ins)`` for each active operand ``o``;
+        ``packed``: on all lanes' vectors, each partial computed once and broadcast."""
         ty = ins.type
         parts = rules.partials(name)
         comp = self._companion(ins, name) if name in rules.COMPANIONS else None
         if comp is not None:
             neg = rules.COMPANIONS[name][1]
             parts = [lambda b, ty, a, r: b.fneg(ty, self.pv(comp)) if neg else self.pv(comp)]
-        a = self.take(ins)
+        a = self.vtake(ins) if packed else self.take(ins)
+        sty = self._vty(ty) if packed else ty
         for k, o in enumerate(fops):
             if k >= len(parts) or not self.act.is_active(o) or not T.has_float(o.type):
                 continue
             p = parts[k]
             if callable(p):
                 p = p(self.b, ty, lambda j: self.pv(fops[j]), lambda: self.pv(ins))
-            self.add(o, rules.scale(self.b, ty, p, a, strong_zero=True))
+                if packed:
+                    p = self.b.splat(p, ty, len(self.lanes))
+            t = rules.scale(self.b, sty, p, a, strong_zero=True)
+            if packed:
+                self.vadd(o, t)
+            else:
+                self.add(o, t)
 
     def store(self, ins):
         val, ptr = ins.operands[0], ins.operands[1]

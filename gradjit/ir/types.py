@@ -147,6 +147,10 @@ def additive_zero(t) -> str:
     is ``x`` for every ``x``, so LLVM folds it away without fast-math flags, where
     ``x + 0.0`` turns ``-0.0`` into ``0.0`` and stays), else :func:`zero`.  The
     initial value of adjoint accumulators."""
+    if isinstance(t, str) and t.startswith("<"):
+        n, elem = t[1:-1].split(" x ")
+        if elem.strip() in FLOATS:                      # a vector of floats: each -0.0
+            return "<" + ", ".join([f"{elem.strip()} -0.0"] * int(n)) + ">"
     z = zero(t)
     return "-0.0" if z == "0.0" else z
 
