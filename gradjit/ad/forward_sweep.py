@@ -423,9 +423,9 @@ class ForwardSweep(LaneSweep):
         if any(o.kind not in ("arg", "inst") and self.act.is_active(o) for o in ins.operands):
             return False
         if kind == "math":
-            self._packed_tangent(ins, math_name(ins.callee), ins.operands[:-1])
+            self.tangent(ins, math_name(ins.callee), ins.operands[:-1], packed=True)
         elif kind is None and op in rules.RULES:
-            self._packed_tangent(ins, op, ins.operands)
+            self.tangent(ins, op, ins.operands, packed=True)
         elif kind is None and op in ("phi", "select", "fpext", "fptrunc", "freeze"):
             self._packed_rename(ins)
         else:
@@ -467,27 +467,6 @@ class ForwardSweep(LaneSweep):
                     native.add(u.name)
                     work.append(u.name)
         return native
-
-    def _packed_tangent(self, ins, name, fops):
-        """:meth:`tangent` on packed lanes: each partial is computed once (a
-        primal value) and broadcast."""
-        ty, b = ins.type, self.b
-        vt, n = self._vty(ty), len(self.lanes)
-        parts = rules.partials(name)
-        terms = []
-        for k, o in enumerate(fops):
-            if k >= len(parts) or not self.act.is_active(o) or not T.has_float(o.type):
-                continue
-            p = parts[k]
-            if callable(p):
-                p = b.splat(p(b, ty, lambda j: fops[j].ref, lambda: ins.ref), ty, n)
-            t = rules.scale(b, vt, p, self.vshadow(o), strong_zero=name in rules.SINGULAR)
-            if t is not None:
-                terms.append(t)
-        acc = terms[0] if terms else "zeroinitializer"
-        for t in terms[1:]:
-            acc = b.fadd(vt, acc, t)
-        self.table[lane_key(ins.name, "v")] = acc
 
     def _packed_rename(self, ins):
         op, vt = ins.opcode, self._vty(ins.type)
@@ -574,8 +553,11 @@ class ForwardSweep(LaneSweep):
             return self.tangent(ins, op, ins.operands)
         raise self.ctx.unsupported(f"the instruction '{op}' on active values", ins)
 
-    def tangent(self, ins, name, fops):
+    def tangent(self, ins, name, fops, packed=False):
+        """``sum_i partial_i * tangent(op_i)`` of ``ins`` (current lane); ``packed``:
+        on all lanes' vectors, each partial computed once and broadcast."""
         ty, b = ins.type, self.b
+        sty = self._vty(ty) if packed else ty
         parts = rules.partials(name)
         terms = []
         for k, o in enumerate(fops):
@@ -584,19 +566,28 @@ class ForwardSweep(LaneSweep):
             p = parts[k]
             if callable(p):
                 p = p(b, ty, lambda j: fops[j].ref, lambda: ins.ref)
+                if packed:
+                    p = b.splat(p, ty, len(self.lanes))
             # strong zero where a partial may be infinite at finite inputs (sqrt,
             # log, acos at the ends of their domains): a zero tangent there (a
             # clamped input, sqrt(max(x, 0))) gives 0, not NaN.  Elsewhere plain
             # products: the untaken arm of a select is dropped with its tangent in
             # forward mode anyway, and a select on every product (divisions
             # included) cost ~30% of the hand-tracking Jacobian
-            t = rules.scale(b, ty, p, self.shadow(o), strong_zero=name in rules.SINGULAR)
+            t = rules.scale(b, sty, p, self.vshadow(o) if packed else self.shadow(o),
+                            strong_zero=name in rules.SINGULAR)
             if t is not None:
                 terms.append(t)
-        acc = terms[0] if terms else fconst(0.0, ty)
+        if packed:
+            acc = terms[0] if terms else "zeroinitializer"
+        else:
+            acc = terms[0] if terms else fconst(0.0, ty)
         for t in terms[1:]:
-            acc = b.fadd(ty, acc, t)
-        self._set(ins.name, acc)
+            acc = b.fadd(sty, acc, t)
+        if packed:
+            self.table[lane_key(ins.name, "v")] = acc
+        else:
+            self._set(ins.name, acc)
 
     def alloca(self, ins):
         aty = alloca_type(ins)
