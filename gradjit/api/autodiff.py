@@ -688,10 +688,9 @@ class VectorReverse(Derivative):
 def _raise_const_alias(d, args, compiled):
     """:meth:`Derivative._check_const_aliases` for a vector-mode call whose
     derivative is compiled already."""
-    if const_array_overlaps(d.params, d.activities, args):
-        err = const_alias_error(d.params, d.activities, args, compiled.const_written)
-        if err is not None:
-            raise err
+    err = const_alias_error(d.params, d.activities, args, compiled.const_written)
+    if err is not None:
+        raise err
 
 
 def _vector_shadows(d, args, skip=()):

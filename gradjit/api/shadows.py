@@ -33,8 +33,7 @@ def const_alias_error(names, activities, args, written):
     inside a tuple) that the function stores derivatives into (``written``: its
     activity indices) shares memory with a differentiated argument's primal, else
     None.  A Const array carries no derivative, so what the function writes
-    through it would reach the differentiated array without one: a wrong result.
-    Called only where :func:`const_array_overlaps` found such memory."""
+    through it would reach the differentiated array without one: a wrong result."""
     for j, other in const_array_overlaps(names, activities, args):
         if j in written:
             return ValueError(
@@ -295,7 +294,8 @@ def layout_checks(names, activities, lanes: int, skip=lambda t: (), mode="revers
     on every (primal, shadow) pair of the arguments (laid out as ``activities``
     say), :func:`_interleaved_checker` on the pairs whose activity index
     ``skip(argtys)`` marks (interleaved lanes), and in vector mode
-    :func:`_lane_array_checker` on the arrays after them.  Each check is compiled in separately, on its own arguments
+    :func:`_lane_array_checker` on the arrays after them.  Each check is compiled
+    in separately, on its own arguments
     (a function of the whole argument tuple cost ~70 ns per call of the BA
     residual's derivative, a third of the call)."""
     from numba import types

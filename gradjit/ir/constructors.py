@@ -9,8 +9,9 @@ vector mode, and the caller cannot choose its layout (the interleaved tangents
 of :mod:`gradjit.analysis.interleave` need the allocation in the function that
 uses it).  Inlining these constructors after the pre-AD pipeline (which
 shows them in their final, small form) puts the allocation next to its uses,
-as if the user had written it there.  Same program, same results; a constructor is small by construction
-(``MAX_INSTRUCTIONS``), so the growth is bounded.
+as if the user had written it there.  Same program, same results; a
+constructor is small by construction (``MAX_INSTRUCTIONS``), so the growth is
+bounded.
 """
 from __future__ import annotations
 
