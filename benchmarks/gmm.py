@@ -4,7 +4,7 @@ and AD compile time vs Numba's compile time of the primal.
     python benchmarks/gmm.py              # GradBench sizes d in {2,10,20}, k in {5,10,25}, n=1000
     python benchmarks/gmm.py --quick      # d=10, k=25 only
 
-Single-threaded: Numba's kernels here are serial.  Times are medians of repeated
+Single-threaded (``benchmarks/threads.py``: Numba, OpenBLAS and OpenMP get one thread).  Times are medians of repeated
 runs after warm-up.  Finite differences are timed as 2 * (number of inputs)
 objective evaluations (the cost of a full central-difference gradient); their
 error is measured on a random subset of coordinates (all of them for small sizes).
@@ -16,9 +16,13 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.threads import single_threaded  # noqa: E402
+
+single_threaded()
+
+import numpy as np  # noqa: E402
 
 import numba  # noqa: E402
 

@@ -26,29 +26,37 @@ vs size per kernel, one line per tool, log scales), and prints the table.
 from __future__ import annotations
 
 import os
+import sys
 
-for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
-           "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
-    os.environ[_v] = "1"
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.threads import single_threaded  # noqa: E402
+
+single_threaded()
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import importlib  # noqa: E402
 import platform  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
 from benchmarks.heap import keep_heap  # noqa: E402
 
 KERNELS = ("gmm", "lse", "llsq", "ode", "lstm", "ba", "ht")
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``), else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def median_time(f, min_runs=5, min_seconds=0.2, max_runs=200, slow=2.0):
@@ -283,7 +291,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="same as --sizes quick")
     p.add_argument("--no-jax", action="store_true")
     p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--out", default=os.path.join(_ROOT, "benchmarks", "results"))
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     p.add_argument("--plot-only", metavar="TABLE.md",
                    help="only draw the PNG plot of an existing results table")
     opts = p.parse_args(argv)
@@ -340,7 +348,7 @@ def main(argv=None):
     installed = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in tools.items())
     with open(base + ".md", "w") as f:
         f.write(f"# gradjit benchmark suite ({sizes_key} sizes), {stamp}\n\n")
-        f.write(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f.write(f"Machine: {cpu_model()}, {os.cpu_count()} cores; "
                 f"single-threaded; heap kept mapped between calls: {'yes' if heap else 'no'}; "
                 f"tools installed: {installed}.\n\n")
         f.write(text + "\n")

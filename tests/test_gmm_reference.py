@@ -19,6 +19,7 @@ if _ROOT not in sys.path:
 from kernels.gmm import (  # noqa: E402
     build_q_matrices,
     gmm_objective,
+    gmm_objective_loops,
     gmm_objective_reference,
     make_inputs,
 )
@@ -27,10 +28,11 @@ SMALL_SIZES = [(1, 1, 1), (1, 3, 7), (2, 1, 5), (2, 3, 4), (3, 4, 10), (5, 3, 20
 GRADBENCH_SIZES = [(2, 5, 1000), (10, 25, 1000)]
 
 
+@pytest.mark.parametrize("objective", [gmm_objective, gmm_objective_loops])
 @pytest.mark.parametrize("d,k,n", SMALL_SIZES + GRADBENCH_SIZES)
-def test_numba_matches_reference(d, k, n):
+def test_numba_matches_reference(d, k, n, objective):
     args = make_inputs(d, k, n)
-    got = gmm_objective(*args)
+    got = objective(*args)
     want = gmm_objective_reference(*args)
     assert np.isfinite(want)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=0)
@@ -38,10 +40,11 @@ def test_numba_matches_reference(d, k, n):
 
 @pytest.mark.parametrize("m,gamma", [(0, 0.5), (2, 1.0), (3, 2.5)])
 @pytest.mark.parametrize("d,k,n", [(1, 2, 6), (3, 4, 10), (4, 2, 9)])
-def test_numba_matches_reference_wishart_params(d, k, n, m, gamma):
+@pytest.mark.parametrize("objective", [gmm_objective, gmm_objective_loops])
+def test_numba_matches_reference_wishart_params(d, k, n, m, gamma, objective):
     args = make_inputs(d, k, n, seed=7, m=m, gamma=gamma)
     np.testing.assert_allclose(
-        gmm_objective(*args), gmm_objective_reference(*args), rtol=1e-10, atol=0
+        objective(*args), gmm_objective_reference(*args), rtol=1e-10, atol=0
     )
 
 
