@@ -75,13 +75,48 @@ def new_entry_name(tag: str) -> str:
     return f"gradjit_entry_{safe}_{next(_ids)}"
 
 
+#: A derivative module of at most this many instructions (as generated, before
+#: optimization) is inlined into its ``@njit`` callers: its entry and every function
+#: of it called once (the augmented primal, the reverse sweep) are marked
+#: ``alwaysinline``, so the caller's O3 flattens the derivative into each call site.
+#: The arguments (an array is 5 + 2 * ndim scalars) are then not marshalled through
+#: two calls, and what the caller knows (a local array's shape and strides, constant
+#: seeds) reaches the derivative.  The BA Jacobian, one width-2 reverse derivative of
+#: ~2100 instructions per observation, gets ~11 % faster; larger derivatives stay
+#: calls (compile time grows with every inlined copy).
+INLINE_LIMIT = 4000
+
+
+def instruction_count(text: str) -> int:
+    """Instructions in LLVM module ``text`` (the indented lines of function bodies)."""
+    return sum(1 for line in text.splitlines()
+               if line.startswith("  ") and not line.lstrip().startswith(";"))
+
+
+def _mark_inline(mod, text: str, entry: str) -> None:
+    """Mark ``alwaysinline`` the ``entry`` of ``mod`` and its other functions with a
+    single call site (by the text: ``@name(`` once besides the definition), except
+    the tape runtime (``gj.tape.*``, whose slow paths are ``noinline``)."""
+    for f in mod.functions:
+        if f.is_declaration or f.name.startswith("gj.tape."):
+            continue
+        attrs = {a.decode() if isinstance(a, bytes) else str(a) for a in f.attributes}
+        if "noinline" in attrs or "alwaysinline" in attrs:
+            continue
+        uses = text.count(f"@{f.name}(") + text.count(f'@"{f.name}"(') - 1
+        if f.name == entry or uses == 1:
+            f.add_function_attribute("alwaysinline")
+
+
 class DerivativeModule:
     """Verified LLVM text of a derivative module, linked into every Numba
     library that calls it (so it is optimized and compiled once, together with
-    its caller, by the caller's post-AD O3 pipeline)."""
+    its caller, by the caller's post-AD O3 pipeline).  It is inlined into the
+    callers when it has at most :data:`INLINE_LIMIT` instructions."""
 
     def __init__(self, text: str, name: str):
         self.text, self.name = text, name
+        self.inline = instruction_count(text) <= INLINE_LIMIT
         self._linked = weakref.WeakKeyDictionary()     # library -> entry symbol there
 
     def link_into(self, library) -> str:
@@ -96,8 +131,11 @@ class DerivativeModule:
         if name is not None:
             return name
         name = f"{self.name}_{next(_ids)}"
-        mod = llvm.parse_assembly(self.text.replace(self.name, name))
+        text = self.text.replace(self.name, name)
+        mod = llvm.parse_assembly(text)
         mod.name = name
+        if self.inline:
+            _mark_inline(mod, text, name)
         library.add_llvm_module(mod)
         try:
             self._linked[library] = name
