@@ -203,8 +203,8 @@ class Derivative:
         if self.mode == "reverse":
             arrays = [args[k] for k in self._primal_pos
                       if k < len(args) and isinstance(args[k], np.ndarray)]
-            if any(np.may_share_memory(a, b) for i, a in enumerate(arrays)
-                   for b in arrays[i + 1:]):
+            if len(arrays) > 1 and any(np.may_share_memory(a, b) for i, a in enumerate(arrays)
+                                       for b in arrays[i + 1:]):
                 argtys = tuple(numba.typeof(a) for a in args)
                 if self.compile(argtys).writes_args:
                     if self._jit_alias is None:

@@ -25,7 +25,10 @@ def like_strides(x: np.ndarray) -> np.ndarray:
 def overlapping(x) -> bool:
     """Does array ``x`` reach one memory location through several indices (a zero
     stride on an axis longer than 1, as ``np.broadcast_to`` makes)?"""
-    return any(s == 0 and n > 1 for n, s in zip(x.shape, x.strides))
+    strides = x.strides
+    if 0 not in strides:              # the common case, without a Python-level loop
+        return False
+    return any(s == 0 and n > 1 for n, s in zip(x.shape, strides))
 
 
 def const_alias_error(names, activities, args, written):

@@ -68,8 +68,10 @@ def _with_scratch_shadows(cache, acts, args, shadowed, build):
     argument of a function whose gradient is asked for): as Const their derivative
     would be dropped; with a scratch shadow it flows.  ``build(acts)`` returns
     ``(derivative, its arguments, ...)``; decided once per activities and layout."""
-    if not any(act is A.Const and (_float_array(a) or _holds_float_array(a))
-               for a, act in zip(args, acts)):
+    for a, act in zip(args, acts):
+        if act is A.Const and (_float_array(a) or _holds_float_array(a)):
+            break
+    else:
         return acts
     key = (acts, _layout_key(args))
     got = cache.get(key)
@@ -114,12 +116,15 @@ class _Reverse:
         self._dfs = {}
         self._gathers = {}
         self._upgrades = {}
+        self._wrt = {}                  # number of arguments -> indices of argnums
 
     def activities(self, args):
-        for i in self.argnums:
-            if not -len(args) <= i < len(args):
-                raise TypeError(f"argnums {i} is out of range for {len(args)} arguments")
-        wrt = {i % len(args) for i in self.argnums}
+        wrt = self._wrt.get(len(args))
+        if wrt is None:
+            for i in self.argnums:
+                if not -len(args) <= i < len(args):
+                    raise TypeError(f"argnums {i} is out of range for {len(args)} arguments")
+            wrt = self._wrt[len(args)] = frozenset(i % len(args) for i in self.argnums)
         acts = []
         for i, a in enumerate(args):
             if i in wrt:
@@ -199,7 +204,7 @@ class _Reverse:
                 grads.append(float(scalars[k]))
             else:
                 g = shadows[k]
-                grads.append(g if g.flags.owndata else np.array(g))
+                grads.append(g if g.base is None else np.array(g))
         return value, (grads[0] if self.single else tuple(grads))
 
 
