@@ -100,6 +100,21 @@ def log_multigamma(a, p):
 
 
 @numba.njit
+def diag_and_logdet(q):
+    """``(exp(q), sum_j q[k, j])`` for ``q`` of shape (k, d), float64: the diagonals of
+    the ``Q_k`` factors, shape (k, d), and their log-determinants, shape (k,)."""
+    k = q.shape[0]
+    d = q.shape[1]
+    qdiag = np.empty((k, d))
+    sum_qs = np.zeros(k)
+    for ik in range(k):
+        for j in range(d):
+            qdiag[ik, j] = math.exp(q[ik, j])
+            sum_qs[ik] += q[ik, j]
+    return qdiag, sum_qs
+
+
+@numba.njit
 def log_wishart_prior(qdiag, sum_qs, l, gamma, m):
     """``log p(theta)`` of the module docstring: the Wishart prior on the ``Q_k^T Q_k``.
 
@@ -160,12 +175,7 @@ def gmm_objective(alpha, mu, q, l, x, gamma, m):
     d = mu.shape[1]
     n = x.shape[0]
 
-    qdiag = np.empty((k, d))
-    sum_qs = np.zeros(k)
-    for ik in range(k):
-        for j in range(d):
-            qdiag[ik, j] = math.exp(q[ik, j])
-            sum_qs[ik] += q[ik, j]
+    qdiag, sum_qs = diag_and_logdet(q)
 
     # qall[j, ik*d + i] = Q_k[i, j]: the transposed factors side by side.
     qall = np.zeros((d, k * d))
@@ -204,40 +214,14 @@ def gmm_objective_loops(alpha, mu, q, l, x, gamma, m):
     """GradBench ``gmm`` objective, all loops (same arguments and value as
     :func:`gmm_objective`): ``Q_k (x_i - mu_k)`` as a triangular matrix-vector
     product per point and component, the way a Numba user writes it first.
-
-    Parameters
-    ----------
-    alpha : float64 array, shape (k,)
-        Mixture weight logits (weights are ``softmax(alpha)``).
-    mu : float64 array, shape (k, d)
-        Component means.
-    q : float64 array, shape (k, d)
-        Logarithms of the diagonals of the ``Q_k`` factors.
-    l : float64 array, shape (k, d*(d-1)//2)
-        Strictly lower-triangular parts of the ``Q_k`` factors, column-major.
-    x : float64 array, shape (n, d)
-        Observations.
-    gamma : float
-        Wishart precision (``V = I / gamma**2``).
-    m : int
-        Additional Wishart degrees of freedom (``dof = d + m + 1``).
-
-    Returns
-    -------
-    float
-        ``log p(X | theta, phi) + log p(theta)``; see the module docstring.
+    Arguments (shapes, dtypes) and return value as :func:`gmm_objective`.
     """
     k = mu.shape[0]
     d = mu.shape[1]
     n = x.shape[0]
 
     # Diagonals of Q_k and the log-determinants sum_j q[k, j].
-    qdiag = np.empty((k, d))
-    sum_qs = np.zeros(k)
-    for ik in range(k):
-        for j in range(d):
-            qdiag[ik, j] = math.exp(q[ik, j])
-            sum_qs[ik] += q[ik, j]
+    qdiag, sum_qs = diag_and_logdet(q)
 
     # Likelihood: sum over points of logsumexp over components.
     xcentered = np.empty(d)
