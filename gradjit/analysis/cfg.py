@@ -2,6 +2,15 @@
 from __future__ import annotations
 
 
+def has_cycle(fn) -> bool:
+    """Does ``fn``'s CFG (the part reachable from entry) have a cycle?  Every cycle
+    has an edge to a block at or before its source in reverse post-order."""
+    order = reverse_postorder(fn)
+    pos = {b: k for k, b in enumerate(order)}
+    return any(pos.get(s, len(order)) <= k for k, b in enumerate(order)
+               for s in fn.block(b).succs)
+
+
 def reverse_postorder(fn) -> list:
     """Block names of ``fn`` reachable from entry, in reverse post-order (iterative DFS)."""
     seen, order = set(), []

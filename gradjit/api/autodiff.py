@@ -10,6 +10,7 @@ from numba.core import types
 from numba.extending import typeof_impl
 
 from ..ad.driver import ArgPlan, Plan, differentiate
+from ..analysis.cfg import has_cycle
 from ..backend import cpu
 from ..errors import ActivityError, UnsupportedError
 from ..frontend.capture import capture, dispatcher_of
@@ -331,9 +332,11 @@ class Derivative:
             restype = types.Tuple(tuple(rtypes))
         entry = cpu.new_entry_name(self.dispatcher.py_func.__name__)
         model = read_module(cap.module)
+        loop_free = not any(has_cycle(f) for f in model.functions.values()
+                            if not f.is_declaration and f.blocks)
         text = differentiate(model, cap.name, plan, cpu.flat_param_types(argtys),
                              cpu.return_llvm(restype), parts, entry)
-        lib = cpu.build_library(text, entry)
+        lib = cpu.build_library(text, entry, inline=loop_free)
         compiled = _Compiled(restype, lib, entry, text)
         compiled.writes_args = plan.writes_args
         compiled.const_written = plan.const_written

@@ -75,15 +75,18 @@ def new_entry_name(tag: str) -> str:
     return f"gradjit_entry_{safe}_{next(_ids)}"
 
 
-#: A derivative module of at most this many instructions (as generated, before
-#: optimization) is inlined into its ``@njit`` callers: its entry and every function
-#: of it called once (the augmented primal, the reverse sweep) are marked
-#: ``alwaysinline``, so the caller's O3 flattens the derivative into each call site.
-#: The arguments (an array is 5 + 2 * ndim scalars) are then not marshalled through
-#: two calls, and what the caller knows (a local array's shape and strides, constant
-#: seeds) reaches the derivative.  The BA Jacobian, one width-2 reverse derivative of
-#: ~2100 instructions per observation, gets ~11 % faster; larger derivatives stay
-#: calls (compile time grows with every inlined copy).
+#: A derivative of a function without loops (a per-element function such as BA's
+#: residual, called once per observation) of at most this many instructions (as
+#: generated, before optimization) is inlined into its ``@njit`` callers: its entry
+#: and every function of it called once (the augmented primal, the reverse sweep)
+#: are marked ``alwaysinline``, so the caller's O3 flattens the derivative into each
+#: call site.  The arguments (an array is 5 + 2 * ndim scalars) are then not
+#: marshalled through two calls, and what the caller knows (a local array's shape and
+#: strides, constant seeds) reaches the derivative: the BA Jacobian (~2100
+#: instructions per observation) gets ~13 % faster.  A derivative with loops does
+#: enough work per call that the call costs little, while the caller's O3 would
+#: optimize it a second time (GMM: +0.5 s of compile time), so it stays a call; so
+#: does the derivative behind a call from Python (its wrapper only passes arguments).
 INLINE_LIMIT = 4000
 
 
@@ -111,19 +114,21 @@ def _mark_inline(mod, text: str, entry: str) -> None:
 class DerivativeModule:
     """Verified LLVM text of a derivative module, linked into every Numba
     library that calls it (so it is optimized and compiled once, together with
-    its caller, by the caller's post-AD O3 pipeline).  It is inlined into the
-    callers when it has at most :data:`INLINE_LIMIT` instructions."""
+    its caller, by the caller's post-AD O3 pipeline).  With ``inline`` (the
+    differentiated code has no loops) and at most :data:`INLINE_LIMIT` instructions
+    it is inlined into ``@njit`` callers."""
 
-    def __init__(self, text: str, name: str):
+    def __init__(self, text: str, name: str, inline: bool = False):
         self.text, self.name = text, name
-        self.inline = instruction_count(text) <= INLINE_LIMIT
+        self.inline = inline and instruction_count(text) <= INLINE_LIMIT
         self._linked = weakref.WeakKeyDictionary()     # library -> entry symbol there
 
-    def link_into(self, library) -> str:
+    def link_into(self, library, inline: bool = False) -> str:
         """Add a copy to ``library`` (once: the call sites of one compiled function
         share it; a copy per call site made a function with 16 calls compile 3x
         slower); returns the symbol of its entry there (unique per copy, so callers
-        compiled separately never clash in the JIT)."""
+        compiled separately never clash in the JIT).  ``inline``: the caller is
+        user code, into which a small loop-free derivative is inlined."""
         try:
             name = self._linked.get(library)
         except TypeError:                # a library without weak references
@@ -134,7 +139,7 @@ class DerivativeModule:
         text = self.text.replace(self.name, name)
         mod = llvm.parse_assembly(text)
         mod.name = name
-        if self.inline:
+        if inline and self.inline:
             _mark_inline(mod, text, name)
         library.add_llvm_module(mod)
         try:
@@ -144,8 +149,10 @@ class DerivativeModule:
         return name
 
 
-def build_library(text: str, name: str, debug_dir: str = None) -> DerivativeModule:
-    """Parse and verify derivative module ``text``.
+def build_library(text: str, name: str, debug_dir: str = None,
+                  inline: bool = False) -> DerivativeModule:
+    """Parse and verify derivative module ``text``; ``inline``: the differentiated
+    code has no loops (see :data:`INLINE_LIMIT`).
 
     Raises ``RuntimeError`` (without the IR, which goes to ``debug_dir`` or the
     ``GRADJIT_DEBUG_DIR`` directory when set) if LLVM rejects the module.
@@ -163,7 +170,7 @@ def build_library(text: str, name: str, debug_dir: str = None) -> DerivativeModu
         raise RuntimeError(
             f"gradjit generated an invalid derivative module ({msg}); this is a gradjit bug. "
             "Set GRADJIT_DEBUG_DIR to a directory to keep the IR for a report.") from None
-    return DerivativeModule(text, name)
+    return DerivativeModule(text, name, inline)
 
 
 def descriptor_type(ty):
@@ -231,7 +238,7 @@ def make_intrinsic(resolve, entry_check=None, star=False, name=None):
         sig = restype(types.StarArgTuple.from_types(argtys) if star else args)
 
         def codegen(ctx, builder, signature, llargs):
-            entry_name = lib.link_into(ctx.active_code_library)
+            entry_name = lib.link_into(ctx.active_code_library, inline=star)
             values = cgutils.unpack_tuple(builder, llargs[0], len(argtys))
             desc = {}
             for idx, fn in checks:
