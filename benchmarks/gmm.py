@@ -4,8 +4,8 @@ and AD compile time vs Numba's compile time of the primal.
     python benchmarks/gmm.py              # GradBench sizes d in {2,10,20}, k in {5,10,25}, n=1000
     python benchmarks/gmm.py --quick      # d=10, k=25 only
 
-Single-threaded (``benchmarks/threads.py``: Numba, OpenBLAS and OpenMP get one thread).  Times are medians of repeated
-runs after warm-up.  Finite differences are timed as 2 * (number of inputs)
+Single-threaded (``benchmarks/threads.py``: Numba, OpenBLAS and OpenMP get one
+thread).  Times are medians of repeated runs after warm-up.  Finite differences are timed as 2 * (number of inputs)
 objective evaluations (the cost of a full central-difference gradient); their
 error is measured on a random subset of coordinates (all of them for small sizes).
 """

@@ -7,7 +7,7 @@ def has_cycle(fn) -> bool:
     has an edge to a block at or before its source in reverse post-order."""
     order = reverse_postorder(fn)
     pos = {b: k for k, b in enumerate(order)}
-    return any(pos.get(s, len(order)) <= k for k, b in enumerate(order)
+    return any(pos[s] <= k for k, b in enumerate(order)
                for s in fn.block(b).succs)
 
 

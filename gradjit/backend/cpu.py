@@ -120,7 +120,7 @@ class DerivativeModule:
 
     def __init__(self, text: str, name: str, inline: bool = False):
         self.text, self.name = text, name
-        self.inline = inline and instruction_count(text) <= INLINE_LIMIT
+        self.inlinable = inline and instruction_count(text) <= INLINE_LIMIT
         self._linked = weakref.WeakKeyDictionary()     # library -> entry symbol there
 
     def link_into(self, library, inline: bool = False) -> str:
@@ -139,7 +139,7 @@ class DerivativeModule:
         text = self.text.replace(self.name, name)
         mod = llvm.parse_assembly(text)
         mod.name = name
-        if inline and self.inline:
+        if inline and self.inlinable:
             _mark_inline(mod, text, name)
         library.add_llvm_module(mod)
         try:
