@@ -38,8 +38,7 @@ def test_has_cycle(edges, cyclic):
 
 @njit
 def _residual(p, w):
-    # straight-line code (``x ** 2`` would be Numba's int_power loop, kept
-    # rolled until after AD): r = w * sin(p0) * exp(p1) + p2^2 / (1 + p0^2)
+    # straight-line code: r = w * sin(p0) * exp(p1) + p2^2 / (1 + p0^2)
     return w * math.sin(p[0]) * math.exp(p[1]) + p[2] * p[2] / (1.0 + p[0] * p[0])
 
 

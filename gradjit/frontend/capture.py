@@ -24,6 +24,7 @@ from numba.core import cgutils, codegen
 from ..ir import pipeline
 from ..ir.aggregate_phis import split_aggregate_merges
 from ..ir.constructors import inline_array_constructors
+from ..ir.unroll import unroll_small_loops
 from .markers import mark_prange
 
 _lock = threading.RLock()
@@ -276,6 +277,7 @@ def capture(fn, argtypes, debug=False) -> Captured:
         else:
             f.linkage = "internal"
     pipeline.pre_ad(mod)
+    mod = unroll_small_loops(mod)
     mod = inline_array_constructors(mod, keep={name})
     mod = split_aggregate_merges(mod)
     mod = mark_prange(mod)

@@ -14,6 +14,7 @@ from numba.core import types
 
 from ..ir import pipeline
 from ..ir.aggregate_phis import split_aggregate_merges
+from ..ir.unroll import unroll_small_loops
 
 DEFAULT_CC = (8, 0)
 
@@ -61,5 +62,6 @@ def capture_kernel(kernel, argtypes, cc=DEFAULT_CC, debug=False) -> CapturedKern
     sm = f"sm_{cc[0]}{cc[1]}"
     tm = pipeline.nvptx_target_machine(sm, 2)
     pipeline.pre_ad(mod, tm)
+    mod = unroll_small_loops(mod, tm)
     mod = split_aggregate_merges(mod, tm)
     return CapturedKernel(mod, name, tuple(argtypes), py_func, tuple(cc))

@@ -3,7 +3,8 @@
 * pre-AD: O2 with loop unrolling and (loop, SLP) vectorization off, so the AD
   sees scalar loops with their induction variables intact (Enzyme's rule, see
   shared/seeds: "If you selected a release build, we will disable vectorization
-  and loop unrolling").
+  and loop unrolling").  Only loops that run a few constant times are unrolled
+  after it (:mod:`gradjit.ir.unroll`).
 * post-AD: O3 with unrolling and vectorization on.
 """
 from __future__ import annotations
