@@ -45,6 +45,39 @@ def _with_out(disp):
     return w
 
 
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _binder(disp):
+    """``bind(args, kwargs) -> args``: the arguments of a call of ``disp``'s Python
+    function, keywords and defaults included, as one positional tuple (JAX's
+    convention: ``argnums`` count positional parameters; keyword arguments are
+    passed through and never differentiated unless named by ``argnums``).
+
+    Raises ``TypeError`` as Python does for a call that does not bind, and for
+    keyword-only parameters (which Numba does not compile).
+    """
+    py = disp.py_func
+    sig = inspect.signature(py)
+    params = list(sig.parameters.values())
+    plain = all(p.kind in _POSITIONAL for p in params)
+    n = len(params)
+
+    def bind(args, kwargs):
+        if plain and not kwargs and len(args) == n:
+            return args
+        try:
+            b = sig.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{py.__name__}(): {e}") from None
+        b.apply_defaults()
+        if b.kwargs:
+            raise TypeError(f"{py.__name__}(): keyword-only parameters "
+                            f"({', '.join(b.kwargs)}) are not supported")
+        return b.args
+    return bind
+
+
 def _float_scalar(a):
     return isinstance(a, (float, np.floating)) and not isinstance(a, bool)
 
@@ -117,6 +150,7 @@ class _Reverse:
         self._gathers = {}
         self._upgrades = {}
         self._wrt = {}                  # number of arguments -> indices of argnums
+        self.bind = _binder(self.disp)
 
     def activities(self, args):
         wrt = self._wrt.get(len(args))
@@ -214,19 +248,22 @@ def grad(fn=None, argnums=0):
     ``grad(fn, argnums)(*args)`` returns, for an int ``argnums``, the gradient of
     that argument, and for a tuple a tuple in the same order: a Python float for a
     float scalar argument, a new ndarray of the argument's shape and dtype for a
-    float array.  Usable as ``@gradjit.grad`` above ``@njit``.
+    float array.  Usable as ``@gradjit.grad`` above ``@njit``.  Keyword arguments
+    and parameter defaults work as in a call of ``fn``; ``argnums`` counts the
+    parameters in order, so a keyword-passed parameter it names is differentiated
+    too (``jax.grad`` raises there instead).
 
-    Raises ``TypeError`` if ``fn`` does not return a float scalar or an
-    ``argnums`` argument is not a float scalar/array; see :func:`gradjit.autodiff`
-    for the rest.  Reverse mode (one augmented primal and one reverse sweep).
+    Raises ``TypeError`` if ``fn`` does not return a float scalar, an
+    ``argnums`` argument is not a float scalar/array, or the arguments do not bind
+    to ``fn``'s parameters; see :func:`gradjit.autodiff` for the rest.  Reverse mode (one augmented primal and one reverse sweep).
     """
     if fn is None:
         return functools.partial(grad, argnums=argnums)
     rev = _Reverse(fn, argnums)
 
     @functools.wraps(rev.disp.py_func)
-    def g(*args):
-        return rev.run(args)[1]
+    def g(*args, **kwargs):
+        return rev.run(rev.bind(args, kwargs))[1]
     g.derivative_cache = rev._dfs
     g._gradjit_transform = True
     return g
@@ -239,8 +276,8 @@ def value_and_grad(fn=None, argnums=0):
     rev = _Reverse(fn, argnums)
 
     @functools.wraps(rev.disp.py_func)
-    def vg(*args):
-        return rev.run(args)
+    def vg(*args, **kwargs):
+        return rev.run(rev.bind(args, kwargs))
     vg._gradjit_transform = True
     return vg
 
@@ -254,7 +291,8 @@ def vjp(fn, argnums=0):
     """
     rev = _Reverse(fn, argnums)
 
-    def run(*args):
+    def run(*args, **kwargs):
+        args = rev.bind(args, kwargs)
         rev.activities(args)
         # the pullback differentiates at the arguments as they are now, whatever the
         # function (or the caller, before calling the pullback) writes into them
@@ -286,10 +324,12 @@ def jvp(fn):
     """``jvp(fn)(primals, tangents) -> (primal_out, tangent_out)`` in forward mode.
 
     One tangent per argument (``None`` for an argument held constant, and for
-    ints); ``tangent_out`` is a float when ``fn`` returns a float scalar, else an
+    ints); parameters left out take their defaults and are held constant.
+    ``tangent_out`` is a float when ``fn`` returns a float scalar, else an
     array of the result's shape.
     """
     disp = dispatcher_of(fn)
+    bind = _binder(disp)
     cache, upgrades = {}, {}
 
     def derivative(acts, array_out):
@@ -325,6 +365,9 @@ def jvp(fn):
         primals, tangents = tuple(primals), tuple(tangents)
         if len(primals) != len(tangents):
             raise ValueError(f"{len(primals)} primals but {len(tangents)} tangents")
+        full = bind(primals, {})
+        # parameters left to their defaults are held constant
+        primals, tangents = full, tangents + (None,) * (len(full) - len(tangents))
         acts = tuple(A.Const if t is None else A.Dual for t in tangents)
         rt = _return_type(disp, primals)
         array_out = isinstance(rt, types.Array)

@@ -44,7 +44,9 @@ def leaves(ty) -> list:
                 + [("int",)] * (2 * ty.ndim))
     if isinstance(ty, types.BaseTuple):
         return [leaf for t in ty for leaf in leaves(t)]
-    if isinstance(ty, (types.NoneType, types.Omitted)):
+    if isinstance(ty, types.NoneType):
+        return [("opaque",)]             # Numba passes None as a null pointer
+    if isinstance(ty, types.Omitted):
         return []
     raise UnsupportedError(f"arguments of type {ty}")
 

@@ -1,0 +1,74 @@
+"""JAX-style transforms called the way the function is: keyword arguments,
+parameter defaults (a None default included), and errors for calls that do not
+bind.  Gradients are checked against analytic derivatives and central
+differences."""
+import math
+
+import numpy as np
+import pytest
+from numba import njit
+
+import gradjit
+
+
+@njit
+def _loss(x, scale=2.0, shift=None, p=3.0):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += scale * math.sin(x[i]) ** 2
+    if shift is not None:
+        s += shift * p
+    return s
+
+
+def _loss_grad_x(x, scale):
+    return scale * 2 * np.sin(x) * np.cos(x)
+
+
+X = np.linspace(-1.0, 2.0, 7)
+
+
+def _central(f, x, eps=1e-6):
+    return (f(x + eps) - f(x - eps)) / (2 * eps)
+
+
+def test_defaults_are_used():
+    np.testing.assert_allclose(gradjit.grad(_loss)(X), _loss_grad_x(X, 2.0), rtol=1e-13)
+
+
+@pytest.mark.parametrize("kwargs", [dict(scale=0.5), dict(shift=1.5), dict(scale=3.0, p=-1.0, shift=2.0)])
+def test_keyword_arguments(kwargs):
+    value, g = gradjit.value_and_grad(_loss)(X, **kwargs)
+    assert value == pytest.approx(_loss(X, **kwargs), rel=1e-15)
+    np.testing.assert_allclose(g, _loss_grad_x(X, kwargs.get("scale", 2.0)), rtol=1e-13)
+
+
+def test_argnums_names_a_keyword_passed_parameter():
+    gx, gscale, gp = gradjit.grad(_loss, argnums=(0, 1, 3))(X, scale=0.7, shift=2.0, p=0.25)
+    np.testing.assert_allclose(gx, _loss_grad_x(X, 0.7), rtol=1e-13)
+    assert gscale == pytest.approx(_central(lambda s: _loss(X, s, 2.0, 0.25), 0.7), rel=1e-7)
+    assert gp == pytest.approx(2.0, rel=1e-13)
+    # a defaulted parameter can be differentiated too
+    assert gradjit.grad(_loss, argnums=1)(X) == pytest.approx(float(np.sum(np.sin(X) ** 2)), rel=1e-13)
+
+
+def test_jvp_and_vjp_with_defaults_and_keywords():
+    t = np.cos(np.arange(7.0))
+    value, tangent = gradjit.jvp(_loss)((X,), (t,))
+    assert value == pytest.approx(_loss(X), rel=1e-15)
+    assert tangent == pytest.approx(float(_loss_grad_x(X, 2.0) @ t), rel=1e-13)
+    out, pullback = gradjit.vjp(_loss)(X, scale=4.0)
+    assert out == pytest.approx(_loss(X, 4.0), rel=1e-15)
+    np.testing.assert_allclose(pullback(0.5), 0.5 * _loss_grad_x(X, 4.0), rtol=1e-13)
+
+
+def test_calls_that_do_not_bind_raise_type_error():
+    g = gradjit.grad(_loss)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bias'"):
+        g(X, bias=1.0)
+    with pytest.raises(TypeError, match="multiple values for argument 'scale'"):
+        g(X, 1.0, scale=2.0)
+    with pytest.raises(TypeError, match="missing a required argument"):
+        g()
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        g(X, 1.0, None, 2.0, 5.0)
