@@ -255,3 +255,11 @@ def test_power_derivative_is_loop_free_and_inlined():
     r = ps[:, 0] - ps[:, 1] ** 2
     want = np.stack([2 * 2.0 * r - 2 * (1 - ps[:, 0]), -2 * 2.0 * r * 2 * ps[:, 1]], axis=1)
     np.testing.assert_allclose(out, want, rtol=1e-13)
+
+
+def test_unrolling_can_be_turned_off(monkeypatch):
+    import gradjit.ir.unroll as unroll
+    monkeypatch.setattr(unroll, "MAX_TRIPS", 0)
+    assert _top_has_cycle(_power, numba.float64)
+    _, d = gradjit.jvp(_power)((0.7,), (1.0,))
+    assert d == pytest.approx(3 * 0.7 ** 2 - 4 * 0.7, rel=1e-14)

@@ -18,6 +18,7 @@ Metadata"), so no other loop is partially or runtime unrolled.
 """
 from __future__ import annotations
 
+import os
 import re
 
 import llvmlite.binding as llvm
@@ -29,8 +30,9 @@ from .aggregate_phis import _LABEL, _TERMINATORS
 from .model import _TOKEN, Block, Function
 from .reader import read_function
 
-#: Most iterations a loop may run to be unrolled.
-MAX_TRIPS = 8
+#: Most iterations a loop may run to be unrolled; the environment variable
+#: ``GRADJIT_UNROLL_TRIPS`` sets it at import (0 turns pre-AD unrolling off).
+MAX_TRIPS = int(os.environ.get("GRADJIT_UNROLL_TRIPS", "8"))
 #: Most instructions an unrolled loop may have (those one execution of the loop runs).
 MAX_UNROLLED = 160
 
@@ -171,6 +173,8 @@ def unroll_small_loops(mod, tm=None):
     only when a cheap text filter finds a candidate loop in them.  A loop whose
     trip count is constant only once the loop around it is unrolled (``for j in
     range(i)`` in ``for i in range(3)``) stays, and so does that outer loop."""
+    if MAX_TRIPS <= 0:
+        return mod
     text = str(mod)
     names = {name for name, lines in _functions(text) if _may_have_constant_loop(lines)}
     if not names:
