@@ -72,3 +72,32 @@ def test_calls_that_do_not_bind_raise_type_error():
         g()
     with pytest.raises(TypeError, match="too many positional arguments"):
         g(X, 1.0, None, 2.0, 5.0)
+
+
+def test_fresh_transforms_reuse_the_compiled_derivative():
+    @njit
+    def h(x, a=1.5):
+        return a * np.sum(np.cos(x) * x)
+
+    for _ in range(3):                       # jax.grad(f)(x) written inline in a loop
+        g = gradjit.grad(h)(X)
+    np.testing.assert_allclose(g, 1.5 * (np.cos(X) - X * np.sin(X)), rtol=1e-13)
+    d1 = gradjit.autodiff(h, "reverse", gradjit.Duplicated, gradjit.Const, ret=gradjit.Active)
+    d2 = gradjit.autodiff(h, "reverse", gradjit.Duplicated, gradjit.Const, ret=gradjit.Active)
+    assert d1 is d2 and len(d1.signatures) == 1     # the one grad compiled
+    assert gradjit.autodiff(h, "reverse", gradjit.Duplicated, gradjit.Active) is not d1
+
+
+def test_jvp_tangent_of_the_wrong_shape_raises():
+    A = np.ones((3, 4))
+
+    @njit
+    def s(a, c):
+        return np.sum(a * a) * c
+
+    with pytest.raises(ValueError, match=r"tangent 0 has shape \(4,\) but its primal has shape \(3, 4\)"):
+        gradjit.jvp(s)((A, 2.0), (np.ones(4), None))
+    with pytest.raises(ValueError, match="tangent 1 has shape"):
+        gradjit.jvp(s)((A, 2.0), (None, np.ones(2)))
+    _, t = gradjit.jvp(s)((A, 2.0), (np.full((3, 4), 0.5), None))
+    assert t == pytest.approx(2.0 * 2 * 0.5 * 12, rel=1e-14)

@@ -40,6 +40,8 @@ class Derivative:
     Call it with NumPy arrays and scalars from Python, or from inside ``@njit``
     code (Numba types it as its compiled dispatcher).  Compiled lazily and cached
     per argument-type signature.  ``df.signatures`` lists the compiled ones.
+    :func:`autodiff` hands out one object per function and configuration, so the
+    transforms built on it compile once however often they are created.
 
     From Python, a shadow strided differently from its primal is copied into a
     same-strided temporary and back; inside ``@njit`` code it cannot be, so there a
@@ -537,11 +539,22 @@ def autodiff(fn, mode, *activities, ret=None, width=1, checkpointing="auto"):
     from ..ad.reverse_sweep import CHECKPOINTING
     if checkpointing not in CHECKPOINTING:
         raise ValueError(f"checkpointing must be one of {CHECKPOINTING}, got {checkpointing!r}")
-    if width == 1:
-        return Derivative(fn, m, tuple(acts), r, 1, checkpointing)
-    if m == "forward":
-        return VectorForward(fn, m, tuple(acts), r, int(width), checkpointing)
-    return VectorReverse(fn, m, tuple(acts), r, int(width), checkpointing)
+    # one derivative object per dispatcher and configuration, kept on the dispatcher
+    # (so it lives as long as the function): ``gradjit.grad(f)(x)`` written inline
+    # in a loop compiles once, as ``jax.grad`` does
+    key = (m, tuple(acts), r, int(width), checkpointing)
+    made = getattr(disp, "_gradjit_derivatives", None)
+    if made is None:
+        made = {}
+        try:
+            disp._gradjit_derivatives = made
+        except AttributeError:            # a dispatcher without a __dict__: no reuse
+            pass
+    df = made.get(key)
+    if df is None:
+        cls = Derivative if width == 1 else VectorForward if m == "forward" else VectorReverse
+        df = made.setdefault(key, cls(fn, m, tuple(acts), r, int(width), checkpointing))
+    return df
 
 
 def _kernel_autodiff(kernel, mode, activities, ret, width):

@@ -324,7 +324,8 @@ def jvp(fn):
     """``jvp(fn)(primals, tangents) -> (primal_out, tangent_out)`` in forward mode.
 
     One tangent per argument (``None`` for an argument held constant, and for
-    ints); parameters left out take their defaults and are held constant.
+    ints), of its primal's shape (else ``ValueError``); parameters left out take
+    their defaults and are held constant.
     ``tangent_out`` is a float when ``fn`` returns a float scalar, else an
     array of the result's shape.
     """
@@ -348,6 +349,9 @@ def jvp(fn):
             args.append(x)
             if act is A.Const:
                 continue
+            if t is not None and np.shape(t) != np.shape(x):
+                raise ValueError(f"tangent {k} has shape {np.shape(t)} but its primal has "
+                                 f"shape {np.shape(x)}")
             if _float_array(x):
                 tx = like_strides(x)
                 if t is None:
