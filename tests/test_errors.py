@@ -451,17 +451,33 @@ def _pick_array(x, c, flag):
 
 @pytest.mark.parametrize("mode", ["reverse", "forward"])
 def test_array_chosen_between_active_and_const_is_reported(mode):
-    """The Const array has no shadow: its derivative would be read from and written
-    into the array itself, so the merge is reported (and ``c`` left untouched)."""
+    """With autodiff's activities as given, the Const array has no shadow: its
+    derivative would be read from and written into the array itself, so the merge
+    is reported (and ``c`` left untouched)."""
     x, c = np.arange(3.0), np.full(3, 5.0)
     with pytest.raises(gradjit.UnsupportedError, match="chosen at run time") as ei:
         if mode == "reverse":
-            gradjit.grad(_pick_array, argnums=0)(x, c, -1)
+            df = gradjit.autodiff(_pick_array, "reverse", Duplicated, Const, Const)
+            df(x, np.zeros(3), c, -1, 1.0)
         else:
-            gradjit.jvp(_pick_array)((x, c, -1), (np.ones(3), None, None))
+            df = gradjit.autodiff(_pick_array, "forward", gradjit.Dual, Const, Const)
+            df(x, np.ones(3), c, -1)
     assert f"test_errors.py:{_line_of(_pick_array, 'MIXED')}" in str(ei.value)
     np.testing.assert_array_equal(c, np.full(3, 5.0))
     _no_ir_leak(str(ei.value))
+
+
+@pytest.mark.parametrize("flag", [1, -1])
+def test_transforms_give_the_const_array_of_a_run_time_choice_a_scratch_shadow(flag):
+    """grad / jvp hold ``c`` constant with a scratch shadow: d/dx is 2x + 1 when
+    ``x`` is picked, 1 when ``c`` is; ``c`` is left untouched."""
+    x, c = np.arange(3.0), np.full(3, 5.0)
+    want = (2 * x + 1) if flag > 0 else np.ones(3)
+    np.testing.assert_allclose(gradjit.grad(_pick_array)(x, c, flag), want, rtol=1e-15)
+    t = np.array([0.5, -1.0, 2.0])
+    _, jv = gradjit.jvp(_pick_array)((x, c, flag), (t, None, None))
+    assert jv == pytest.approx(float(want @ t), rel=1e-15)
+    np.testing.assert_array_equal(c, np.full(3, 5.0))
 
 
 @njit

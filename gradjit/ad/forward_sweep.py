@@ -257,10 +257,10 @@ class ForwardSweep(LaneSweep):
             self._set(ins.name, out)
             return
         if op in ("phi", "select") and ty == "ptr" and ins.name in self._mixed_merges():
+            from ..analysis.activity import MIXED_MERGE
             raise self.ctx.unsupported(
-                "an array chosen at run time between a differentiated one and a Const one "
-                "(the Const one has no shadow to hold its derivative); make both "
-                "Duplicated/Dual", ins)
+                MIXED_MERGE + " (the Const one has no shadow to hold its derivative); make "
+                "both Duplicated/Dual", ins)
         if op == "phi":
             inc = ", ".join(f"[ {self.shadow(v)}, {local_ref(b)} ]" for v, b in ins.incoming)
             self.b.emit(f"{out} = phi {ty} {inc}")

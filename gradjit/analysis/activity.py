@@ -112,6 +112,11 @@ _REFCOUNT_ONLY = {"NRT_incref", "NRT_decref", "NRT_MemInfo_call_dtor", "NRT_Free
 _FOLLOW = {"getelementptr", "bitcast", "addrspacecast", "freeze", "phi", "select"}
 
 
+#: What the sweeps report for a :func:`mixed_data_merges` merge (the transforms
+#: recognise it and give the Const arrays scratch shadows).
+MIXED_MERGE = "an array chosen at run time between a differentiated one and a Const one"
+
+
 def mixed_data_merges(fn, act) -> set:
     """Names of active pointer phis / selects that may also yield a pointer without
     a shadow (a Const array chosen at run time instead of a differentiated one) and

@@ -10,6 +10,8 @@ import numba
 import numpy as np
 from numba.core import types
 
+from ..analysis.activity import MIXED_MERGE
+from ..errors import UnsupportedError
 from ..frontend.capture import dispatcher_of
 from . import activities as A
 from .autodiff import autodiff
@@ -99,7 +101,9 @@ def _with_scratch_shadows(cache, acts, args, shadowed, build):
     """``acts`` with ``shadowed`` (Duplicated / Dual) for the float arrays held
     constant that the function stores derivatives into (an output or scratch
     argument of a function whose gradient is asked for): as Const their derivative
-    would be dropped; with a scratch shadow it flows.  ``build(acts)`` returns
+    would be dropped; with a scratch shadow it flows.  Also for all of them when the
+    function picks an array at run time between a differentiated one and one held
+    constant (``a = x if c else y``).  ``build(acts)`` returns
     ``(derivative, its arguments, ...)``; decided once per activities and layout."""
     for a, act in zip(args, acts):
         if act is A.Const and (_float_array(a) or _holds_float_array(a)):
@@ -109,8 +113,20 @@ def _with_scratch_shadows(cache, acts, args, shadowed, build):
     key = (acts, _layout_key(args))
     got = cache.get(key)
     if got is None:
-        df, dfargs = build(acts)[:2]
-        written = df.compile(tuple(numba.typeof(a) for a in dfargs)).const_written
+        def const_written(acts):
+            df, dfargs = build(acts)[:2]
+            return df.compile(tuple(numba.typeof(a) for a in dfargs)).const_written
+        try:
+            written = const_written(acts)
+        except UnsupportedError as e:
+            if not e.construct.startswith(MIXED_MERGE):
+                raise
+            # an array chosen at run time between a differentiated argument and one
+            # held constant: every float array held constant gets a scratch shadow
+            got = cache[key] = tuple(shadowed if (act is A.Const and _float_array(a)) else act
+                                     for a, act in zip(args, acts))
+            const_written(got)
+            return got
         for k in written:
             if k < len(args) and acts[k] is A.Const and _holds_float_array(args[k]):
                 raise ValueError(
