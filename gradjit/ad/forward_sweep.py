@@ -544,7 +544,9 @@ class ForwardSweep(LaneSweep):
         if not self.wants_shadow(ins):
             if (not ins.has_value or not self.act.is_active(ins)) and op in ("bitcast", "ptrtoint") \
                     and any(self.act.is_active(o) and T.has_float(o.type) for o in ins.operands):
-                raise self.ctx.unsupported(f"a bit cast of an active float ({op})", ins)
+                from ..analysis.activity import float_bits_escape
+                if op == "ptrtoint" or float_bits_escape(self.fn, ins):
+                    raise self.ctx.unsupported(f"a bit cast of an active float ({op})", ins)
             return
         if op in _SHADOW_BY_RENAME:
             ops = ins.operands[1:] if op == "select" else ins.operands

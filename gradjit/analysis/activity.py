@@ -112,6 +112,38 @@ _REFCOUNT_ONLY = {"NRT_incref", "NRT_decref", "NRT_MemInfo_call_dtor", "NRT_Free
 _FOLLOW = {"getelementptr", "bitcast", "addrspacecast", "freeze", "phi", "select"}
 
 
+_BIT_OPS = {"and", "or", "xor", "shl", "lshr", "ashr", "add", "sub", "mul", "trunc", "zext",
+            "sext", "select", "phi", "freeze"}
+_BIT_TESTS = {"icmp", "br", "switch", "sitofp", "uitofp", "ret"}
+
+
+def float_bits_escape(fn, ins) -> bool:
+    """Can the integer ``ins`` (a bit cast of a float to an integer) become a float
+    again, or reach memory or a call?  Its integer uses are followed (``and``,
+    shifts, ``select``, ``phi``, ...); only comparisons, branches, int-to-float
+    conversions and returns end a path safely.  When none escapes, the bits serve
+    tests only (``np.nan_to_num``'s sign test, ``math.copysign`` lowered to an
+    integer compare) and carry no derivative; otherwise reinterpreting them as a
+    float again would need the derivative of a bit manipulation."""
+    users = {}
+    for i in fn.instructions():
+        for o in i.operands:
+            if o.kind == "inst":
+                users.setdefault(o.name, []).append(i)
+    seen, stack = set(), [ins]
+    while stack:
+        v = stack.pop()
+        for u in users.get(v.name, ()):
+            if id(u) in seen:
+                continue
+            seen.add(id(u))
+            if u.opcode in _BIT_OPS and not T.has_float(u.type) and u.type != "ptr":
+                stack.append(u)
+            elif u.opcode not in _BIT_TESTS:
+                return True
+    return False
+
+
 #: What the sweeps report for a :func:`mixed_data_merges` merge (the transforms
 #: recognise it and give the Const arrays scratch shadows).
 MIXED_MERGE = "an array chosen at run time between a differentiated one and a Const one"
