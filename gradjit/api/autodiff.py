@@ -14,7 +14,7 @@ from ..analysis.cfg import has_cycle
 from ..backend import cpu
 from ..errors import ActivityError, UnsupportedError
 from ..frontend.capture import capture, dispatcher_of
-from ..frontend.typetree import float_llvm, leaves
+from ..frontend.typetree import float_llvm, leaves, modeled
 from ..ir.reader import read_module
 from . import activities as A
 from .shadows import (check_writable, const_alias_error, const_array_overlaps,
@@ -338,6 +338,14 @@ class Derivative:
                             if not f.is_declaration and f.blocks)
         text = differentiate(model, cap.name, plan, cpu.flat_param_types(argtys),
                              cpu.return_llvm(restype), parts, entry)
+        for k in plan.const_written:
+            if k < len(primal_types) and not modeled(primal_types[k]):
+                code = self.dispatcher.py_func.__code__
+                raise UnsupportedError(
+                    f"stores of values depending on the differentiated arguments into "
+                    f"argument '{self.params[k]}' ({primal_types[k]}), held constant: only "
+                    "NumPy float arrays can get a shadow for them",
+                    f"{code.co_filename}:{code.co_firstlineno}", self.dispatcher.py_func.__name__)
         lib = cpu.build_library(text, entry, inline=loop_free)
         compiled = _Compiled(restype, lib, entry, text)
         compiled.writes_args = plan.writes_args

@@ -28,8 +28,8 @@ def context():
 
 def flat_param_types(sig_args) -> list:
     """LLVM types (opaque-pointer text) of the flattened parameters of ``sig_args``."""
-    packer = context().get_arg_packer(list(sig_args))
-    return [_opaque(t) for t in packer.argument_types]
+    from ..frontend.typetree import flat_llvm_types
+    return [_opaque(t) for t in flat_llvm_types(sig_args)]
 
 
 def return_llvm(restype):

@@ -48,7 +48,59 @@ def leaves(ty) -> list:
         return [("opaque",)]             # Numba passes None as a null pointer
     if isinstance(ty, types.Omitted):
         return []
-    raise UnsupportedError(f"arguments of type {ty}")
+    return _opaque_leaves(ty)
+
+
+def flat_llvm_types(sig_args) -> list:
+    """llvmlite types of the parameters Numba's CPU calling convention flattens
+    the Numba types ``sig_args`` to."""
+    from numba.core.registry import cpu_target
+    ctx = cpu_target.target_context
+    try:
+        return list(ctx.get_arg_packer(list(sig_args)).argument_types)
+    except KeyError:          # a type whose data model Numba registers on first use
+        ctx.refresh()
+        return list(ctx.get_arg_packer(list(sig_args)).argument_types)
+
+
+def modeled(ty) -> bool:
+    """Does gradjit know what ``ty`` holds (float and int scalars, arrays, tuples of
+    those, None)?  Other types (strings, typed lists and dicts, jitclass
+    instances, functions, complex numbers) can only be held constant, as
+    :func:`_opaque_leaves` describes them."""
+    if ty in _FLOAT or isinstance(ty, (types.Integer, types.Boolean, types.Array,
+                                       types.NoneType, types.Omitted)):
+        return True
+    if isinstance(ty, types.BaseTuple):
+        return all(modeled(t) for t in ty)
+    return False
+
+
+def _opaque_leaves(ty) -> list:
+    """Leaves of a type gradjit does not model, from the LLVM parameters Numba
+    flattens it to: pointers are opaque, integers ints, floats float scalars.
+    Fit for an argument held constant only (its activity is checked by the
+    caller; derivatives stored into it are reported after AD).
+
+    Raises :class:`~gradjit.UnsupportedError` when a parameter is of another kind."""
+    from llvmlite import ir
+    try:
+        params = flat_llvm_types([ty])
+    except Exception:                     # a type Numba cannot pass
+        raise UnsupportedError(f"arguments of type {ty}") from None
+    out = []
+    for p in params:
+        if isinstance(p, ir.PointerType):
+            out.append(("opaque",))
+        elif isinstance(p, ir.IntType):
+            out.append(("int",))
+        elif isinstance(p, ir.DoubleType):
+            out.append(("float", "double"))
+        elif isinstance(p, ir.FloatType):
+            out.append(("float", "float"))
+        else:
+            raise UnsupportedError(f"arguments of type {ty}")
+    return out
 
 
 def describe(ty) -> str:
