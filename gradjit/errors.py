@@ -7,6 +7,13 @@ class ActivityError(TypeError):
     reverse mode, a wrong number of activities, ...)."""
 
 
+class ActivityWarning(UserWarning):
+    """An argument held ``Const`` receives values that depend on the differentiated
+    arguments: if the function reads them back, their derivatives are lost (Enzyme
+    reports such a store as a mismatched activity).  The transforms (``grad``,
+    ``jvp``, ...) give such arrays a scratch shadow instead."""
+
+
 class UnsupportedError(NotImplementedError):
     """A construct the AD cannot differentiate.
 

@@ -104,3 +104,23 @@ def test_differentiating_an_opaque_argument_is_a_type_error():
     with pytest.raises(gradjit.ActivityError):
         gradjit.autodiff(_by_mode, "reverse", gradjit.Duplicated, gradjit.Duplicated)(
             X, np.zeros(3), "sum", "sum", 1.0)
+
+
+@njit
+def _through_buffer(x, buf):
+    for i in range(x.shape[0]):
+        buf[i] = np.sin(x[i])
+    return np.sum(buf * buf)
+
+
+def test_const_buffer_receiving_differentiated_values_warns_in_autodiff_only():
+    x = np.array([0.3, 0.5, 0.9])
+    df = gradjit.autodiff(_through_buffer, "reverse", gradjit.Duplicated, gradjit.Const)
+    with pytest.warns(gradjit.ActivityWarning, match="argument 'buf' of _through_buffer is Const"):
+        df(x, np.zeros(3), np.zeros(3), 1.0)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gradjit.ActivityWarning)
+        # grad gives the buffer a scratch shadow: no warning, the right gradient
+        np.testing.assert_allclose(gradjit.grad(_through_buffer)(x, np.zeros(3)), np.sin(2 * x),
+                                   rtol=1e-15)

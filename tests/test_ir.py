@@ -13,7 +13,7 @@ from gradjit.analysis.activity import Activity
 from gradjit.analysis.dominators import DominatorTree
 from gradjit.analysis.loops import LoopInfo
 from gradjit.frontend.capture import capture
-from gradjit.frontend.typetree import describe, leaves
+from gradjit.frontend.typetree import describe, leaves, modeled
 from gradjit.ir.reader import read_module
 from gradjit.ir.writer import module_text
 from gradjit.ir import types as T
@@ -116,8 +116,14 @@ def test_typetrees():
     assert len(arr) == 9 and arr[4] == ("data", "float")
     assert leaves(types.UniTuple(types.float64, 2)) == [("float", "double")] * 2
     assert "Float@double" in describe(types.float64[::1])
+    # types gradjit does not model: leaves from Numba's flattened parameters, for an
+    # argument held constant
+    assert leaves(types.complex128) == [("float", "double")] * 2
+    assert not modeled(types.complex128) and not modeled(types.unicode_type)
+    assert modeled(types.Tuple((types.float64[:], types.int64)))
+    assert all(leaf[0] in ("opaque", "int") for leaf in leaves(types.unicode_type))
     with pytest.raises(gradjit.UnsupportedError):
-        leaves(types.complex128)
+        leaves(types.complex128[:])
 
 
 def test_type_parser():

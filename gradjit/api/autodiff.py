@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import warnings
 
 import numba
 import numpy as np
@@ -12,7 +13,7 @@ from numba.extending import typeof_impl
 from ..ad.driver import ArgPlan, Plan, differentiate
 from ..analysis.cfg import has_cycle
 from ..backend import cpu
-from ..errors import ActivityError, UnsupportedError
+from ..errors import ActivityError, ActivityWarning, UnsupportedError
 from ..frontend.capture import capture, dispatcher_of
 from ..frontend.typetree import float_llvm, leaves, modeled
 from ..ir.reader import read_module
@@ -346,6 +347,13 @@ class Derivative:
                     f"argument '{self.params[k]}' ({primal_types[k]}), held constant: only "
                     "NumPy float arrays can get a shadow for them",
                     f"{code.co_filename}:{code.co_firstlineno}", self.dispatcher.py_func.__name__)
+        for k in plan.const_written:
+            if k < len(primal_types):
+                warnings.warn(
+                    f"argument '{self.params[k]}' of {self.dispatcher.py_func.__name__} is "
+                    "Const but the function stores values depending on the differentiated "
+                    "arguments into it: if it reads them back, their derivatives are lost "
+                    "(make it Duplicated/Dual with a zero shadow)", ActivityWarning, stacklevel=2)
         lib = cpu.build_library(text, entry, inline=loop_free)
         compiled = _Compiled(restype, lib, entry, text)
         compiled.writes_args = plan.writes_args

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 
 import numba
 import numpy as np
 from numba.core import types
 
 from ..analysis.activity import MIXED_MERGE
-from ..errors import UnsupportedError
+from ..errors import ActivityWarning, UnsupportedError
 from ..frontend.capture import dispatcher_of
 from . import activities as A
 from .autodiff import autodiff
@@ -115,7 +116,9 @@ def _with_scratch_shadows(cache, acts, args, shadowed, build):
     if got is None:
         def const_written(acts):
             df, dfargs = build(acts)[:2]
-            return df.compile(tuple(numba.typeof(a) for a in dfargs)).const_written
+            with warnings.catch_warnings():       # answered here with scratch shadows
+                warnings.simplefilter("ignore", ActivityWarning)
+                return df.compile(tuple(numba.typeof(a) for a in dfargs)).const_written
         try:
             written = const_written(acts)
         except UnsupportedError as e:
