@@ -361,6 +361,22 @@ def test_math_binary_f64(mode, name):
         assert_close(got, want_fd, np.float64, "fd", err_msg=f"{name}{(a, b)}")
 
 
+@njit
+def m_ldexp(x, n):
+    return math.ldexp(x * x, n) - math.ldexp(x, -n)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n", [0, 3, -2, 30])
+def test_ldexp(mode, n):
+    """d/dx (x^2 2^n - x 2^-n) = 2x 2^n - 2^-n; the int exponent has no derivative."""
+    for x in (0.5, -1.3, 3.0):
+        got = ad_grads(mode, m_ldexp, (x, n))[0]
+        want = 2 * x * 2.0 ** n - 2.0 ** -n
+        assert_close([got], [want], np.float64, "ad", err_msg=f"ldexp({x}, {n})")
+        assert_close([got], [fd_grad(m_ldexp, (x, n), 0)], np.float64, "fd", err_msg=f"ldexp({x}, {n})")
+
+
 NP_BINARY = ["arctan2", "hypot", "copysign", "power"]
 
 

@@ -214,6 +214,10 @@ RULES = {
     "tgamma": [lambda b, ty, a, r: b.fmul(ty, r(), _digamma(b, ty, a(0)))],
 }
 RULES["numba_gamma"] = RULES["tgamma"]       # math.gamma on the CPU (Numba's helper)
+# math.ldexp(x, n) = x * 2**n: the partial in x is 2**n (exact for an int n); none in n
+RULES["ldexp"] = [lambda b, ty, a, r: b.math("exp2", ty, b.assign(f"sitofp i32 {a(1)} to {ty}")),
+                  None]
+RULES["numba_ldexp"] = RULES["numba_ldexpf"] = RULES["ldexp"]
 RULES["fmin"] = RULES["minnum"]
 RULES["fmax"] = RULES["maxnum"]
 RULES["fmod"] = RULES["frem"]
