@@ -606,11 +606,20 @@ def _first_of_pair(tp):
     return tp[0][1:]
 
 
-@pytest.mark.parametrize("width", [1, 3])
-def test_tuple_for_dual_is_an_activity_error_at_any_width(width):
-    """A tuple of arrays given to Dual: ActivityError naming the argument, in
-    vector mode too (it was a ValueError about the shadow's shape there)."""
+@njit
+def _pair_dot(tp):
+    return np.sum(tp[0] * tp[1])
+
+
+def test_tuple_for_dual_in_vector_mode_is_an_activity_error():
+    """A tuple of arrays given to Dual: differentiated at width 1 (members must not
+    share memory), an ActivityError naming the argument in vector mode."""
     x, t = np.arange(9.0), np.ones(9)
-    shadow = (t, t) if width == 1 else (np.stack([t] * width), np.stack([t] * width))
-    with pytest.raises(gradjit.ActivityError, match="'tp': Dual needs a float scalar or float array"):
-        gradjit.autodiff(_first_of_pair, "forward", Dual, width=width)((x, x), shadow)
+    with pytest.raises(ValueError, match=r"'tp': array 1 of the tuple shares memory"):
+        gradjit.autodiff(_pair_dot, "forward", Dual)((x, x), (t, t))
+    y = x + 1.0
+    out, dout = gradjit.autodiff(_pair_dot, "forward", Dual)((x, y), (t, 2 * t))
+    assert out == float(x @ y) and dout == pytest.approx(float(t @ y + x @ (2 * t)), rel=1e-15)
+    shadow = (np.stack([t] * 3), np.stack([t] * 3))
+    with pytest.raises(gradjit.ActivityError, match="'tp': a tuple of arrays cannot be Dual in vector"):
+        gradjit.autodiff(_first_of_pair, "forward", Dual, width=3)((x, y), shadow)

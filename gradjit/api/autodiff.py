@@ -18,7 +18,7 @@ from ..frontend.capture import capture, dispatcher_of
 from ..frontend.typetree import float_llvm, leaves, modeled
 from ..ir.reader import read_module
 from . import activities as A
-from .shadows import (check_writable, const_alias_error, const_array_overlaps,
+from .shadows import (check_tuple_members, check_writable, const_alias_error, const_array_overlaps,
                       interleaved_types, layout_checks, like_strides, overlap_raiser,
                       overlapping, trailing_arrays)
 
@@ -33,6 +33,10 @@ def _is_float_scalar(t):
 
 def _is_float_array(t):
     return isinstance(t, types.Array) and _is_float_scalar(t.dtype)
+
+
+def _is_array_tuple(t):
+    return isinstance(t, types.BaseTuple) and len(t) > 0 and all(_is_float_array(m) for m in t)
 
 
 class Derivative:
@@ -164,32 +168,10 @@ class Derivative:
                 break
             if act.shadowed and k + 1 < len(args):
                 x, dx = args[k], args[k + 1]
-                if isinstance(x, np.ndarray) or isinstance(dx, np.ndarray):
-                    if not (isinstance(x, np.ndarray) and isinstance(dx, np.ndarray)):
-                        raise ActivityError(
-                            f"argument '{name}': {act.__name__} takes the primal and its shadow, "
-                            f"both arrays (got {type(x).__name__} and {type(dx).__name__}); "
-                            "is a shadow missing?")
-                    if x.shape != dx.shape:
-                        raise ValueError(f"argument '{name}': shadow shape {dx.shape} differs from "
-                                         f"the primal's shape {x.shape}")
-                    if x.dtype != dx.dtype:
-                        raise ValueError(f"argument '{name}': shadow dtype {dx.dtype} differs from "
-                                         f"the primal's dtype {x.dtype}")
-                    check_writable(name, dx, self.mode)
-                    if overlapping(x):
-                        # a broadcast view (stride 0): its entries are one memory
-                        # location, so a shadow laid out like it would sum their
-                        # gradients; differentiate a distinct copy instead
-                        xc = np.ascontiguousarray(x)
-                        if x.flags.writeable:
-                            writebacks.append((x, xc))
-                        args[k] = x = xc
-                    if x.strides != dx.strides and x.size > 1:
-                        tmp = like_strides(x)
-                        tmp[...] = dx
-                        args[k + 1] = tmp
-                        writebacks.append((dx, tmp))
+                if isinstance(x, tuple) or isinstance(dx, tuple):
+                    args[k], args[k + 1] = self._tuple_shadow(name, act, x, dx, writebacks, args, k)
+                elif isinstance(x, np.ndarray) or isinstance(dx, np.ndarray):
+                    args[k], args[k + 1] = self._array_shadow(name, act, x, dx, writebacks)
                 elif isinstance(x, np.floating) and isinstance(dx, (int, float)) and \
                         not isinstance(dx, np.floating):
                     args[k + 1] = x.dtype.type(dx)      # a Python number as a float32 tangent
@@ -197,6 +179,52 @@ class Derivative:
             else:
                 k += 1
         return writebacks
+
+    def _array_shadow(self, name, act, x, dx, writebacks):
+        """``(x, dx)`` checked (shape, dtype, writable) and laid out alike: a broadcast
+        ``x`` is replaced by a distinct copy, a ``dx`` strided differently by a
+        same-strided temporary (both copied back after the call)."""
+        if not (isinstance(x, np.ndarray) and isinstance(dx, np.ndarray)):
+            raise ActivityError(
+                f"argument '{name}': {act.__name__} takes the primal and its shadow, "
+                f"both arrays (got {type(x).__name__} and {type(dx).__name__}); "
+                "is a shadow missing?")
+        if x.shape != dx.shape:
+            raise ValueError(f"argument '{name}': shadow shape {dx.shape} differs from "
+                             f"the primal's shape {x.shape}")
+        if x.dtype != dx.dtype:
+            raise ValueError(f"argument '{name}': shadow dtype {dx.dtype} differs from "
+                             f"the primal's dtype {x.dtype}")
+        check_writable(name, dx, self.mode)
+        if overlapping(x):
+            # a broadcast view (stride 0): its entries are one memory location, so a
+            # shadow laid out like it would sum their gradients; differentiate a
+            # distinct copy instead
+            xc = np.ascontiguousarray(x)
+            if x.flags.writeable:
+                writebacks.append((x, xc))
+            x = xc
+        if x.strides != dx.strides and x.size > 1:
+            tmp = like_strides(x)
+            tmp[...] = dx
+            writebacks.append((dx, tmp))
+            dx = tmp
+        return x, dx
+
+    def _tuple_shadow(self, name, act, x, dx, writebacks, args, k):
+        """A tuple of float arrays and its shadow tuple, member by member (see
+        :meth:`_array_shadow`).  Its members may share memory neither with each
+        other nor with another argument's arrays (raises ``ValueError``): the
+        aliasing checks of separate array arguments do not look into tuples."""
+        if not (isinstance(x, tuple) and isinstance(dx, tuple) and len(x) == len(dx)):
+            raise ActivityError(
+                f"argument '{name}': {act.__name__} of a tuple takes the tuple and a shadow "
+                f"tuple of the same length (got {type(x).__name__} and {type(dx).__name__})")
+        pairs = [self._array_shadow(f"{name}[{i}]", act, m, dm, writebacks)
+                 for i, (m, dm) in enumerate(zip(x, dx))]
+        xs = tuple(p[0] for p in pairs)
+        check_tuple_members(name, xs, [a for j, a in enumerate(args) if j not in (k, k + 1)])
+        return xs, tuple(p[1] for p in pairs)
 
     # arguments sharing memory ---------------------------------------------------------
     def _entry_for(self, args):
@@ -398,17 +426,22 @@ def plan_arguments(fname, params, acts, mode, argtys, width=1):
         if act.scalar_only and not _is_float_scalar(t):
             raise ActivityError(f"argument '{name}': {act.__name__} needs a float64/float32 "
                                 f"scalar, got {t}; use Duplicated for arrays")
-        if act.array_only and not _is_float_array(t):
-            raise ActivityError(f"argument '{name}': {act.__name__} needs a float array, got {t}")
-        if act.shadowed and not (_is_float_scalar(t) or _is_float_array(t)):
-            raise ActivityError(f"argument '{name}': {act.__name__} needs a float scalar or "
-                                f"float array, got {t}")
+        if act.array_only and not (_is_float_array(t) or _is_array_tuple(t)):
+            raise ActivityError(f"argument '{name}': {act.__name__} needs a float array or a "
+                                f"tuple of float arrays, got {t}")
+        if act.shadowed and not (_is_float_scalar(t) or _is_float_array(t) or _is_array_tuple(t)):
+            raise ActivityError(f"argument '{name}': {act.__name__} needs a float scalar, a "
+                                f"float array or a tuple of float arrays, got {t}")
         a.primal_slots = (pos, pos + flat[k])
         pos += flat[k]
         primal_types.append(t)
         k += 1
         if act.shadowed:
             s = argtys[k]
+            if width > 1 and _is_array_tuple(t):
+                raise ActivityError(f"argument '{name}': a tuple of arrays cannot be "
+                                    f"{act.__name__} in vector mode (width {width}); pass its "
+                                    "arrays as arguments of their own")
             if width > 1:
                 nd = t.ndim if isinstance(t, types.Array) else 0
                 dt = t.dtype if isinstance(t, types.Array) else t
@@ -739,6 +772,10 @@ def _vector_shadows(d, args, skip=()):
             break
         if act.shadowed and k + 1 < len(args):
             x, dx = args[k], args[k + 1]
+            if isinstance(x, tuple):
+                raise ActivityError(f"argument '{name}': a tuple of arrays cannot be "
+                                    f"{act.__name__} in vector mode (width {n}); pass its "
+                                    "arrays as arguments of their own")
             if not (isinstance(x, (np.ndarray, float, np.floating)) and
                     (not isinstance(x, np.ndarray) or x.dtype.kind == "f")):
                 raise ActivityError(f"argument '{name}': {act.__name__} needs a float scalar or "

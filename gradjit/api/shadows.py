@@ -386,3 +386,16 @@ def overlap_raiser(names):
     scope = {"extent": extent}
     exec("\n".join(lines), scope)
     return scope["check"]
+
+
+def check_tuple_members(name: str, xs: tuple, others) -> None:
+    """Raise ``ValueError`` when an array of the differentiated tuple ``xs``
+    (argument ``name``) shares memory with another of its arrays or with one of
+    the arrays ``others`` (the other arguments' arrays, tuples flattened): the
+    aliasing checks of separate array arguments do not look into tuples."""
+    flat = [m for a in others for m in (a if isinstance(a, tuple) else (a,))
+            if isinstance(m, np.ndarray)]
+    for i, m in enumerate(xs):
+        if any(np.may_share_memory(m, o) for o in list(xs[:i]) + flat):
+            raise ValueError(f"argument '{name}': array {i} of the tuple shares memory "
+                             "with another array argument; pass copies")

@@ -16,7 +16,7 @@ from ..errors import ActivityWarning, UnsupportedError
 from ..frontend.capture import dispatcher_of
 from . import activities as A
 from .autodiff import autodiff
-from .shadows import distinct, like_strides
+from .shadows import check_tuple_members, distinct, like_strides
 
 _wrappers = {}
 
@@ -81,12 +81,26 @@ def _binder(disp):
     return bind
 
 
+def _copy(a):
+    """A copy of an array argument (of each array of a tuple); others as they are."""
+    if isinstance(a, np.ndarray):
+        return a.copy()
+    if isinstance(a, tuple):
+        return tuple(_copy(m) for m in a)
+    return a
+
+
 def _float_scalar(a):
     return isinstance(a, (float, np.floating)) and not isinstance(a, bool)
 
 
 def _float_array(a):
     return isinstance(a, np.ndarray) and a.dtype.kind == "f"
+
+
+def _array_tuple(a):
+    """A non-empty tuple of float arrays (differentiated member by member)."""
+    return isinstance(a, tuple) and len(a) > 0 and all(_float_array(m) for m in a)
 
 
 def _holds_float_array(a):
@@ -181,13 +195,14 @@ class _Reverse:
         acts = []
         for i, a in enumerate(args):
             if i in wrt:
-                if _float_array(a):
+                if _float_array(a) or _array_tuple(a):
                     acts.append(A.Duplicated)
                 elif _float_scalar(a):
                     acts.append(A.Active)
                 else:
-                    raise TypeError(f"argument {i} ({type(a).__name__}) is not a float scalar or a "
-                                    "float array and cannot be differentiated")
+                    raise TypeError(f"argument {i} ({type(a).__name__}) is not a float scalar, a "
+                                    "float array or a tuple of float arrays and cannot be "
+                                    "differentiated")
             else:
                 acts.append(A.Const)
         return tuple(acts)
@@ -228,12 +243,16 @@ class _Reverse:
     def _build(self, args, acts, seed, out):
         """(derivative, its arguments, the shadows made for Duplicated arguments)."""
         dfargs, shadows = [], []
-        for a, act in zip(args, acts):
-            if act is A.Duplicated:
+        for k, (a, act) in enumerate(zip(args, acts)):
+            if act is A.Duplicated and isinstance(a, tuple):
+                a = tuple(distinct(m) for m in a)
+                check_tuple_members(f"argument {k}", a, args[:k] + args[k + 1:])
+                dx = tuple(like_strides(m) for m in a)
+            elif act is A.Duplicated:
                 a = distinct(a)
+                dx = like_strides(a)
             dfargs.append(a)
             if act is A.Duplicated:
-                dx = like_strides(a)
                 dfargs.append(dx)
                 shadows.append(dx)
         if out is not None:
@@ -257,7 +276,10 @@ class _Reverse:
                 grads.append(float(scalars[k]))
             else:
                 g = shadows[k]
-                grads.append(g if g.base is None else np.array(g))
+                if isinstance(g, tuple):
+                    grads.append(tuple(m if m.base is None else np.array(m) for m in g))
+                else:
+                    grads.append(g if g.base is None else np.array(g))
         return value, (grads[0] if self.single else tuple(grads))
 
 
@@ -315,10 +337,10 @@ def vjp(fn, argnums=0):
         rev.activities(args)
         # the pullback differentiates at the arguments as they are now, whatever the
         # function (or the caller, before calling the pullback) writes into them
-        saved = tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+        saved = tuple(_copy(a) for a in args)
 
         def at_call():
-            return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in saved)
+            return tuple(_copy(a) for a in saved)
 
         out = rev.disp(*args)
         if isinstance(out, np.ndarray):
@@ -367,6 +389,23 @@ def jvp(fn):
                 x = distinct(x)
             args.append(x)
             if act is A.Const:
+                continue
+            if _array_tuple(x):
+                if not (isinstance(t, tuple) and len(t) == len(x)):
+                    raise ValueError(f"tangent {k} must be a tuple of {len(x)} arrays, as its "
+                                     "primal is")
+                x = tuple(distinct(m) for m in x)
+                args[-1] = x
+                check_tuple_members(f"argument {k}", x, primals[:k] + primals[k + 1:])
+                tx = []
+                for j, (m, tm) in enumerate(zip(x, t)):
+                    if np.shape(tm) != m.shape:
+                        raise ValueError(f"tangent {k}[{j}] has shape {np.shape(tm)} but its "
+                                         f"primal has shape {m.shape}")
+                    b = like_strides(m)
+                    b[...] = tm
+                    tx.append(b)
+                args.append(tuple(tx))
                 continue
             if t is not None and np.shape(t) != np.shape(x):
                 raise ValueError(f"tangent {k} has shape {np.shape(t)} but its primal has "
