@@ -122,3 +122,17 @@ def test_shadow_of_another_kind_and_vector_mode():
     with pytest.raises(gradjit.ActivityError, match="cannot be Duplicated in vector mode"):
         gradjit.autodiff(_layer, "reverse", Duplicated, Const, width=2)(
             (W, B), (np.zeros((2, 3, 4)), np.zeros((2, 3))), X)
+
+
+def test_njit_caller_with_a_wrong_member_shadow_raises():
+    df = gradjit.autodiff(_layer, "reverse", Duplicated, Const)
+
+    @njit
+    def call(w, b, x, n):
+        dw, db = np.zeros_like(w), np.zeros(n)
+        df((w, b), (dw, db), x, 1.0)
+        return db
+
+    with pytest.raises(ValueError, match=r"'p\[1\]': the shadow's shape differs"):
+        call(W, B, X, 2)
+    np.testing.assert_allclose(call(W, B, X, 3), _layer_grads(W, B, X)[1], rtol=1e-14)

@@ -140,6 +140,30 @@ def _contiguous(shape, strides, item) -> bool:
 _contiguous_jit = numba.njit(_contiguous, inline="always")
 
 
+def _tuple_layout_checker(name: str, dx_ty):
+    """A ``check(x, dx)`` for a differentiated tuple of arrays and its shadow tuple
+    (of the same Numba types, which the plan checks): every member's shadow has
+    its primal's shape, and its strides on axes longer than 1.  Members reach it
+    as arrays (the tuple is not a descriptor)."""
+    lines = ["def check(x, d):"]
+    msgs = {}
+    for i, m in enumerate(dx_ty):
+        msgs[f"s{i}"] = (f"argument '{name}[{i}]': the shadow's shape differs from the "
+                         "primal's")
+        msgs[f"t{i}"] = (f"argument '{name}[{i}]': inside @njit code the shadow must be laid "
+                         "out like its primal (same strides, e.g. np.zeros_like(x)); call the "
+                         "derivative from Python to have other layouts copied")
+        for a in range(m.ndim):
+            lines.append(f"    if x[{i}].shape[{a}] != d[{i}].shape[{a}]:")
+            lines.append(f"        raise ValueError(s{i})")
+            lines.append(f"    if x[{i}].shape[{a}] > 1 and x[{i}].strides[{a}] != d[{i}].strides[{a}]:")
+            lines.append(f"        raise ValueError(t{i})")
+    lines.append("    return None")
+    ns = dict(msgs)
+    exec("\n".join(lines), ns)
+    return ns["check"]
+
+
 def _layout_checker(name: str, lanes: int, x_ty, dx_ty):
     """A ``check(x, dx)`` for argument ``name`` whose primal and shadow have Numba
     types ``x_ty`` and ``dx_ty`` (arrays arrive as descriptors), or None when there
@@ -162,6 +186,9 @@ def _layout_checker(name: str, lanes: int, x_ty, dx_ty):
                  "have other layouts copied")
     m_lanes = arg + f"the tangents of a scalar must be a contiguous array of {lanes}"
     contiguous = _contiguous_jit
+    if not lanes and isinstance(dx_ty, types.BaseTuple) and \
+            all(isinstance(m, types.Array) for m in dx_ty):
+        return _tuple_layout_checker(name, dx_ty)
     if not isinstance(dx_ty, types.Array):
         return None
     if lanes and isinstance(x_ty, types.Float):
@@ -313,10 +340,12 @@ def layout_checks(names, activities, lanes: int, skip=lambda t: (), mode="revers
     def entry_checks(argtys, ret_dtype=None):
         n, mask, k, calls = len(argtys), skip(argtys), 0, []
         for j, (name, act) in enumerate(zip(names, activities)):
-            if act.shadowed and mode == "reverse" and k + 1 < n and \
-                    isinstance(argtys[k + 1], types.Array) and not argtys[k + 1].mutable:
-                raise ValueError(f"argument '{name}': the shadow is read-only; reverse mode "
-                                "adds the gradient to it")
+            if act.shadowed and mode == "reverse" and k + 1 < n:
+                sh = argtys[k + 1]
+                members = sh if isinstance(sh, types.BaseTuple) else (sh,)
+                if any(isinstance(m, types.Array) and not m.mutable for m in members):
+                    raise ValueError(f"argument '{name}': the shadow is read-only; reverse mode "
+                                     "adds the gradient to it")
             k += 2 if act.shadowed else 1
         k = 0
         for j, (name, act) in enumerate(zip(names, activities)):
