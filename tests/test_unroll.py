@@ -20,6 +20,7 @@ from gradjit.analysis.trips import executed_trip_count, run_loop
 from gradjit.frontend.capture import capture
 from gradjit.ir.reader import read_function, read_module
 from gradjit.ir.unroll import MAX_TRIPS, small_loops
+from conftest import fd_grad
 
 
 def _loop_function(body: str, args: str = "i64 %n"):
@@ -32,26 +33,21 @@ def _loop_function(body: str, args: str = "i64 %n"):
 
 
 # int_power(a, 2) after the pre-AD pipeline: the exit test is a phi of i1 constants
-FLAGS = """entry:
-  br label %loop
-loop:
-  %done = phi i1 [ false, %entry ], [ true, %loop ]
+def _one_block_loop(body, result):
+    """IR text of ``entry -> loop (body, its own latch) -> exit returning result``."""
+    return f"entry:\n  br label %loop\nloop:\n{body}\nexit:\n{result}"
+
+
+FLAGS = _one_block_loop("""  %done = phi i1 [ false, %entry ], [ true, %loop ]
   %k = phi i64 [ 0, %entry ], [ %k1, %loop ]
   %k1 = add i64 %k, 1
-  br i1 %done, label %exit, label %loop
-exit:
-  ret i64 %k1"""
+  br i1 %done, label %exit, label %loop""", "  ret i64 %k1")
 
 # while b: b >>= 1, from b = 13: 13, 6, 3, 1
-SHIFT = """entry:
-  br label %loop
-loop:
-  %b = phi i64 [ 13, %entry ], [ %b1, %loop ]
+SHIFT = _one_block_loop("""  %b = phi i64 [ 13, %entry ], [ %b1, %loop ]
   %b1 = lshr i64 %b, 1
   %z = icmp eq i64 %b1, 0
-  br i1 %z, label %exit, label %loop
-exit:
-  ret i64 %b1"""
+  br i1 %z, label %exit, label %loop""", "  ret i64 %b1")
 
 # for i in range(-3, 0) with a signed test, through a second block
 SIGNED = """entry:
@@ -67,16 +63,10 @@ exit:
   ret i64 %i"""
 
 # a switch on a counter in i8 that wraps: 250, 251, ..., 255, 0
-SWITCH = """entry:
-  br label %loop
-loop:
-  %i = phi i8 [ -6, %entry ], [ %i1, %loop ]
+SWITCH = _one_block_loop("""  %i = phi i8 [ -6, %entry ], [ %i1, %loop ]
   %i1 = add i8 %i, 1
   switch i8 %i1, label %loop [ i8 0, label %exit
-                               i8 7, label %exit ]
-exit:
-  %r = zext i8 %i1 to i64
-  ret i64 %r"""
+                               i8 7, label %exit ]""", "  %r = zext i8 %i1 to i64\n  ret i64 %r")
 
 # for i in range(100): too many iterations
 LONG = SHIFT.replace("[ 13, %entry ]", "[ 1, %entry ]").replace(
@@ -208,25 +198,16 @@ def _long_fixed(v):
     return s
 
 
-def _central(f, x, eps=1e-6):
-    g = np.empty_like(x)
-    for k in range(x.size):
-        e = np.zeros_like(x)
-        e.flat[k] = eps
-        g.flat[k] = (f(x + e) - f(x - e)) / (2 * eps)
-    return g
-
-
 def test_small_range_loops_unrolled_large_kept():
     assert not _top_has_cycle(_rotate3, numba.float64[:, ::1], numba.float64[::1])
     assert _top_has_cycle(_long_fixed, numba.float64[::1])
     rng = np.random.default_rng(5)
     m, v = rng.normal(size=(3, 3)), rng.normal(size=3)
     gm, gv = gradjit.grad(_rotate3, argnums=(0, 1))(m, v)
-    np.testing.assert_allclose(gm, _central(lambda mm: _rotate3(mm, v), m), rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(gv, _central(lambda vv: _rotate3(m, vv), v), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(gm, fd_grad(_rotate3, (m, v), 0), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(gv, fd_grad(_rotate3, (m, v), 1), rtol=1e-7, atol=1e-9)
     w = rng.normal(size=7)
-    np.testing.assert_allclose(gradjit.grad(_long_fixed)(w), _central(_long_fixed, w),
+    np.testing.assert_allclose(gradjit.grad(_long_fixed)(w), fd_grad(_long_fixed, (w,), 0),
                                rtol=1e-7, atol=1e-8)
 
 

@@ -112,6 +112,35 @@ _REFCOUNT_ONLY = {"NRT_incref", "NRT_decref", "NRT_MemInfo_call_dtor", "NRT_Free
 _FOLLOW = {"getelementptr", "bitcast", "addrspacecast", "freeze", "phi", "select"}
 
 
+def _users(fn) -> dict:
+    """{value name: the instructions of ``fn`` using it} for instructions and
+    arguments."""
+    users = {}
+    for ins in fn.instructions():
+        for o in ins.operands:
+            if o.kind == "inst" or o.kind == "arg":
+                users.setdefault(o.name, []).append(ins)
+    return users
+
+
+def _reaches(users, start, follow, safe) -> bool:
+    """Walk the uses of ``start`` (``users`` from :func:`_users`): through a user
+    for which ``follow(user)`` holds, past one for which ``safe(user)`` does; True
+    as soon as a user is neither."""
+    seen, stack = set(), [start]
+    while stack:
+        v = stack.pop()
+        for u in users.get(v.name, ()):
+            if id(u) in seen:
+                continue
+            seen.add(id(u))
+            if follow(u):
+                stack.append(u)
+            elif not safe(u):
+                return True
+    return False
+
+
 _BIT_OPS = {"and", "or", "xor", "shl", "lshr", "ashr", "add", "sub", "mul", "trunc", "zext",
             "sext", "select", "phi", "freeze"}
 _BIT_TESTS = {"icmp", "br", "switch", "sitofp", "uitofp", "ret"}
@@ -125,23 +154,9 @@ def float_bits_escape(fn, ins) -> bool:
     tests only (``np.nan_to_num``'s sign test, ``math.copysign`` lowered to an
     integer compare) and carry no derivative; otherwise reinterpreting them as a
     float again would need the derivative of a bit manipulation."""
-    users = {}
-    for i in fn.instructions():
-        for o in i.operands:
-            if o.kind == "inst":
-                users.setdefault(o.name, []).append(i)
-    seen, stack = set(), [ins]
-    while stack:
-        v = stack.pop()
-        for u in users.get(v.name, ()):
-            if id(u) in seen:
-                continue
-            seen.add(id(u))
-            if u.opcode in _BIT_OPS and not T.has_float(u.type) and u.type != "ptr":
-                stack.append(u)
-            elif u.opcode not in _BIT_TESTS:
-                return True
-    return False
+    return _reaches(_users(fn), ins,
+                    lambda u: u.opcode in _BIT_OPS and not T.has_float(u.type) and u.type != "ptr",
+                    lambda u: u.opcode in _BIT_TESTS)
 
 
 #: What the sweeps report for a :func:`mixed_data_merges` merge (the transforms
@@ -157,36 +172,12 @@ def mixed_data_merges(fn, act) -> set:
     (derivatives read from and written into the Const array), so the sweeps report
     them.  Merges used only for reference counting are fine: the sweeps skip the
     counts of a shadow that is its primal."""
-    users = {}
-    for ins in fn.instructions():
-        for o in ins.operands:
-            if o.kind == "inst" or o.kind == "arg":
-                users.setdefault(o.name, []).append(ins)
+    users = _users(fn)
 
     def reaches_data(start):
-        seen, stack = set(), [start]
-        while stack:
-            v = stack.pop()
-            for u in users.get(v.name, ()):
-                if id(u) in seen:
-                    continue
-                seen.add(id(u))
-                op = u.opcode
-                if op in _FOLLOW:
-                    if u.has_value:
-                        stack.append(u)
-                elif op == "load":
-                    return True
-                elif op == "store":
-                    return True
-                elif op == "call":
-                    if u.callee not in _REFCOUNT_ONLY:
-                        return True
-                elif op in ("icmp", "ptrtoint"):
-                    continue
-                else:
-                    return True
-        return False
+        return _reaches(users, start, lambda u: u.opcode in _FOLLOW and u.has_value,
+                        lambda u: u.opcode in _FOLLOW or u.opcode in ("icmp", "ptrtoint") or
+                        (u.opcode == "call" and u.callee in _REFCOUNT_ONLY))
 
     out = set()
     for ins in fn.instructions():
