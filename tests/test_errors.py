@@ -623,3 +623,40 @@ def test_tuple_for_dual_in_vector_mode_is_an_activity_error():
     shadow = (np.stack([t] * 3), np.stack([t] * 3))
     with pytest.raises(gradjit.ActivityError, match="'tp': a tuple of arrays cannot be Dual in vector"):
         gradjit.autodiff(_first_of_pair, "forward", Dual, width=3)((x, y), shadow)
+
+
+@njit
+def _pick_and_fill(x, c, t, flag):
+    a = x if flag else c
+    t[0][0] = x[0] * 2.0                  # a differentiated value into a Const tuple
+    return a[0] * x[1] + t[0][0] * x[0]
+
+
+def test_run_time_choice_with_a_written_const_tuple_raises():
+    with pytest.raises(ValueError, match="argument 2 is a tuple holding an array"):
+        gradjit.grad(_pick_and_fill)(np.array([1.5, 2.0]), np.array([3.0, 4.0]), (np.zeros(1),), True)
+
+
+@njit
+def _fill_both(x, buf, t):
+    buf[0] = x[1] * 1.0
+    t[0][0] = x[0] * 2.0
+    return t[0][0] * x[0] + buf[0] * x[1]
+
+
+def test_scratch_shadow_decision_follows_tuple_contents():
+    """The decision is cached per layout: a tuple's members are part of it (an int
+    array in the tuple first, which truncates 2 x0 = 3: d/dx = (3, 2 x1); a float
+    array, written, next)."""
+    g = gradjit.grad(_fill_both)
+    x = np.array([1.5, 2.0])
+    np.testing.assert_allclose(g(x, np.zeros(1), (np.zeros(1, np.int64),)), [3.0, 4.0], rtol=1e-15)
+    with pytest.raises(ValueError, match="argument 2 is a tuple holding an array"):
+        g(x, np.zeros(1), (np.zeros(1),))
+
+
+def test_activity_warning_points_at_the_caller():
+    df = gradjit.autodiff(_fill_both, "reverse", Duplicated, Const, Const, ret=Active)
+    with pytest.warns(gradjit.ActivityWarning) as rec:
+        df(np.array([1.5, 2.0]), np.zeros(2), np.zeros(1), (np.zeros(1, np.int64),), 1.0)
+    assert rec[0].filename == __file__

@@ -244,3 +244,55 @@ def test_unrolling_can_be_turned_off(monkeypatch):
     assert _top_has_cycle(_power, numba.float64)
     _, d = gradjit.jvp(_power)((0.7,), (1.0,))
     assert d == pytest.approx(3 * 0.7 ** 2 - 4 * 0.7, rel=1e-14)
+
+
+def test_loop_behind_a_switch_is_unrolled():
+    """A multi-line ``switch`` before the loop: the text filter reads the whole case
+    list (it took the block for a dead end before)."""
+    import gradjit.ir.unroll as unroll
+    text = """define double @f(i32 %k, double %x) {
+entry:
+  switch i32 %k, label %loop [
+    i32 1, label %other
+    i32 2, label %other
+  ]
+other:
+  ret double 0.0
+loop:
+  %i = phi i8 [ 0, %entry ], [ %i1, %loop ]
+  %s = phi double [ %x, %entry ], [ %s1, %loop ]
+  %s1 = fmul double %s, %x
+  %i1 = add i8 %i, 1
+  %c = icmp eq i8 %i1, 3
+  br i1 %c, label %exit, label %loop
+exit:
+  ret double %s1
+}
+"""
+    mod = llvm.parse_assembly(text)
+    mod.verify()
+    new = unroll.unroll_small_loops(mod)
+    fn = read_function(new.get_function("f"))
+    assert not has_cycle(fn)
+    assert sum(1 for i in fn.instructions() if i.opcode == "fmul") == 3
+
+
+def test_switch_latch_gets_its_mark_after_the_case_list():
+    import gradjit.ir.unroll as unroll
+    text = """define void @g(i8 %n) {
+entry:
+  br label %loop
+loop:
+  %i = phi i8 [ 0, %entry ], [ %i1, %loop ]
+  %i1 = add i8 %i, 1
+  switch i8 %i1, label %loop [
+    i8 3, label %exit
+    i8 9, label %exit
+  ]
+exit:
+  ret void
+}"""
+    marked_text, marked = unroll._mark(str(llvm.parse_assembly(text)), {"g": {"loop": 7}})
+    assert marked == {("g", "loop")}
+    assert "  ], !llvm.loop !7" in marked_text
+    llvm.parse_assembly(marked_text + '\n!7 = distinct !{!7, !8}\n!8 = !{!"llvm.loop.unroll.disable"}\n').verify()

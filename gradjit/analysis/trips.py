@@ -8,8 +8,8 @@ such a loop runs by executing the integer part of the loop on constants, one
 iteration at a time, the way ScalarEvolution's brute-force exit count does
 (LLVM ``ScalarEvolution::computeExitCountExhaustively``), and gives up as soon as
 a branch depends on anything that is not a constant (an argument, a load, a
-float).  Time is linear in the instructions executed, at most ``limit``
-iterations of the loop.
+float).  Time is linear in the instructions executed, which ``limit`` (trips of
+the loop) and the instruction cap of :func:`run_loop` bound.
 """
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ import re
 _ICMP = re.compile(r"\bicmp\s+(?:samesign\s+)?(\w+)")
 _INT = re.compile(r"^i(\d+)$")
 _MAX_DEPTH = 64
+#: Integer instructions that fold away once the loop is unrolled (constants and
+#: addresses); loads and calls returning integers are work like any other.
+_INT_OPS = {"add", "sub", "mul", "and", "or", "xor", "shl", "lshr", "ashr", "icmp", "select",
+            "zext", "sext", "trunc", "freeze"}
 _CASE = re.compile(r'i\d+ (-?\d+), label %(?:([-\w.$]+)|"((?:[^"\\]|\\.)*)")')
 
 
@@ -174,8 +178,8 @@ def run_loop(fn, loop, limit: int, max_instructions: int = None):
     many instructions one execution of the loop runs (loops nested in it
     included), if its control flow depends on constants only, the header runs
     at most ``limit`` times and at most ``max_instructions`` instructions run;
-    else None.  Phis, terminators and integer arithmetic are not counted: with
-    the loop unrolled they fold into constants and addresses.
+    else None.  Phis, terminators and integer arithmetic (:data:`_INT_OPS`) are
+    not counted: with the loop unrolled they fold into constants and addresses.
 
     The loop must have a single entering block.  Each iteration follows the
     branches taken from the header until the control returns to the header (the
@@ -194,7 +198,8 @@ def run_loop(fn, loop, limit: int, max_instructions: int = None):
     cap = max_instructions if max_instructions is not None else \
         (limit + 1) ** 2 * sum(len(fn.block(b).instructions) for b in loop.blocks)
     work = {b: sum(1 for i in fn.block(b).instructions[:-1]
-                   if i.opcode != "phi" and _width(i.type) is None) for b in loop.blocks}
+                   if i.opcode != "phi" and not (_width(i.type) and i.opcode in _INT_OPS))
+            for b in loop.blocks}
     steps = (limit + 1) ** 2 * len(loop.blocks) * 64
     while executed <= cap and steps > 0:
         steps -= 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 import threading
 import warnings
 
@@ -29,6 +30,18 @@ _MODES = {"reverse": "reverse", "forward": "forward", "rev": "reverse", "fwd": "
 
 def _is_float_scalar(t):
     return t in (types.float64, types.float32)
+
+
+def _caller_level() -> int:
+    """``warnings.warn``'s stacklevel of the first frame outside gradjit and Numba
+    (for a derivative called from @njit code: the call that compiles that code)."""
+    import os
+    pkgs = (numba, sys.modules[__package__.split(".")[0]])
+    inside = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in pkgs)
+    f, level = sys._getframe(1), 1
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(inside):
+        f, level = f.f_back, level + 1
+    return level
 
 
 def _is_float_array(t):
@@ -128,7 +141,26 @@ class Derivative:
         out = self.call_unchecked(args)
         for user, tmp in writebacks:
             user[...] = tmp
+        if self._const_written_seen:
+            self._warn_const_written(self.compile(tuple(numba.typeof(a) for a in args)))
         return out
+
+    _const_written_seen = False
+
+    def _warn_const_written(self, compiled):
+        """The :class:`~gradjit.ActivityWarning` of a compiled signature whose Const
+        arguments receive differentiated values, once, on the first call the user
+        makes (from Python or @njit code; the transforms, which give such arrays
+        scratch shadows, call past it)."""
+        if compiled.const_written and not getattr(compiled, "warned", False):
+            compiled.warned = True
+            names = ", ".join(f"'{self.params[k]}'" for k in compiled.const_written
+                              if k < len(self.params))
+            warnings.warn(
+                f"argument {names} of {self.dispatcher.py_func.__name__} is Const but the "
+                "function stores values depending on the differentiated arguments into it: "
+                "if it reads them back, their derivatives are lost (make it Duplicated/Dual "
+                "with a zero shadow)", ActivityWarning, stacklevel=_caller_level())
 
     def _check_const_aliases(self, args):
         """Raise ``ValueError`` where a Const array the function writes derivatives
@@ -270,6 +302,7 @@ class Derivative:
     # compilation ---------------------------------------------------------------------
     def _resolve(self, argtys, alias=False):
         c = self.compile(argtys, alias)
+        self._warn_const_written(c)
         return c.restype, c.library, c.entry
 
     def compile(self, argtys, alias=False):
@@ -375,17 +408,12 @@ class Derivative:
                     f"argument '{self.params[k]}' ({primal_types[k]}), held constant: only "
                     "NumPy float arrays can get a shadow for them",
                     f"{code.co_filename}:{code.co_firstlineno}", self.dispatcher.py_func.__name__)
-        for k in plan.const_written:
-            if k < len(primal_types):
-                warnings.warn(
-                    f"argument '{self.params[k]}' of {self.dispatcher.py_func.__name__} is "
-                    "Const but the function stores values depending on the differentiated "
-                    "arguments into it: if it reads them back, their derivatives are lost "
-                    "(make it Duplicated/Dual with a zero shadow)", ActivityWarning, stacklevel=2)
         lib = cpu.build_library(text, entry, inline=loop_free)
         compiled = _Compiled(restype, lib, entry, text)
         compiled.writes_args = plan.writes_args
         compiled.const_written = plan.const_written
+        if plan.const_written:
+            self._const_written_seen = True
         return compiled
 
 
@@ -688,6 +716,7 @@ class VectorForward(Derivative):
         dret = np.zeros(n)                    # the return's tangents (always passed)
         args.append(dret)
         compiled = self.compile(tuple(numba.typeof(a) for a in args))
+        self._warn_const_written(compiled)
         _raise_const_alias(self, args, compiled)
         out = self._entry_for(args)(*args)
         for user, tmp in writebacks:
@@ -739,6 +768,7 @@ class VectorReverse(Derivative):
         gout = np.zeros((max(1, rows), n))
         args.append(gout)
         compiled = self.compile(tuple(numba.typeof(a) for a in args))
+        self._warn_const_written(compiled)
         _raise_const_alias(self, args, compiled)
         out = self._entry_for(args)(*args)
         for user, tmp in writebacks:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import warnings
 
 import numba
 import numpy as np
 from numba.core import types
 
 from ..analysis.activity import MIXED_MERGE
-from ..errors import ActivityWarning, UnsupportedError
+from ..errors import UnsupportedError
 from ..frontend.capture import dispatcher_of
 from . import activities as A
 from .autodiff import autodiff
@@ -108,8 +107,15 @@ def _holds_float_array(a):
 
 
 def _layout_key(args):
-    return tuple((a.dtype.char, a.ndim, a.flags.c_contiguous, a.flags.f_contiguous)
-                 if isinstance(a, np.ndarray) else type(a) for a in args)
+    """What decides the scratch shadows besides the activities: each argument's
+    dtype, rank and contiguity, tuples member by member, other values by type."""
+    def key(a):
+        if isinstance(a, np.ndarray):
+            return (a.dtype.char, a.ndim, a.flags.c_contiguous, a.flags.f_contiguous)
+        if isinstance(a, tuple):
+            return ("tuple",) + tuple(key(m) for m in a)
+        return type(a)
+    return tuple(key(a) for a in args)
 
 
 def _with_scratch_shadows(cache, acts, args, shadowed, build):
@@ -130,31 +136,39 @@ def _with_scratch_shadows(cache, acts, args, shadowed, build):
     if got is None:
         def const_written(acts):
             df, dfargs = build(acts)[:2]
-            with warnings.catch_warnings():       # answered here with scratch shadows
-                warnings.simplefilter("ignore", ActivityWarning)
-                return df.compile(tuple(numba.typeof(a) for a in dfargs)).const_written
+            return df.compile(tuple(numba.typeof(a) for a in dfargs)).const_written
         try:
-            written = const_written(acts)
+            base, written = acts, const_written(acts)
         except UnsupportedError as e:
             if not e.construct.startswith(MIXED_MERGE):
                 raise
             # an array chosen at run time between a differentiated argument and one
-            # held constant: every float array held constant gets a scratch shadow
-            got = cache[key] = tuple(shadowed if (act is A.Const and _float_array(a)) else act
-                                     for a, act in zip(args, acts))
-            const_written(got)
-            return got
+            # held constant: the float arrays held constant get scratch shadows (those
+            # sharing memory with a differentiated array excepted: their shadow would
+            # take the other's derivative)
+            active = [a for a, act in zip(args, acts) if act is not A.Const]
+            base = tuple(shadowed if (act is A.Const and _float_array(a) and not any(
+                _shares(a, b) for b in active)) else act for a, act in zip(args, acts))
+            written = const_written(base)
         for k in written:
-            if k < len(args) and acts[k] is A.Const and _holds_float_array(args[k]):
+            if k < len(args) and base[k] is A.Const and _holds_float_array(args[k]):
                 raise ValueError(
                     f"argument {k} is a tuple holding an array the function stores values "
                     "depending on the differentiated arguments into: their derivative would "
                     "be lost there (an array inside a tuple cannot get a scratch shadow); "
                     "pass that array as an argument of its own")
         got = tuple(shadowed if (k in written and act is A.Const and _float_array(a)) else act
-                    for k, (a, act) in enumerate(zip(args, acts)))
+                    for k, (a, act) in enumerate(zip(args, base)))
+        if got != base:
+            const_written(got)
         cache[key] = got
     return got
+
+
+def _shares(a, b) -> bool:
+    """Does array ``a`` share memory with ``b`` (an array or a tuple of arrays)?"""
+    members = b if isinstance(b, tuple) else (b,)
+    return any(isinstance(m, np.ndarray) and np.may_share_memory(a, m) for m in members)
 
 
 def _check_scratch_aliases(args, acts, upgraded):

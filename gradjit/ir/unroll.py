@@ -8,8 +8,8 @@ rolled, each costs the derivative a nested loop, a tape record per iteration,
 and makes the derivative "not loop-free", so it is never inlined into @njit
 callers (:data:`gradjit.backend.cpu.INLINE_LIMIT`).
 
-:func:`unroll_small_loops` finds the innermost loops whose control runs on
-constants (:func:`gradjit.analysis.trips.executed_trip_count`) at most
+:func:`unroll_small_loops` finds the loops (whole nests, innermost first) whose
+control runs on constants (:func:`gradjit.analysis.trips.run_loop`) at most
 :data:`MAX_TRIPS` times, and whose unrolled body stays within
 :data:`MAX_UNROLLED` instructions, and has LLVM's loop unroller fully unroll
 exactly those: their latch branches get ``llvm.loop.unroll.full`` and every
@@ -32,7 +32,10 @@ from .reader import read_function
 
 #: Most iterations a loop may run to be unrolled; the environment variable
 #: ``GRADJIT_UNROLL_TRIPS`` sets it at import (0 turns pre-AD unrolling off).
-MAX_TRIPS = int(os.environ.get("GRADJIT_UNROLL_TRIPS", "8"))
+try:
+    MAX_TRIPS = int(os.environ.get("GRADJIT_UNROLL_TRIPS", "8"))
+except ValueError:
+    MAX_TRIPS = 8
 #: Most instructions an unrolled loop may have (those one execution of the loop runs).
 MAX_UNROLLED = 160
 
@@ -67,14 +70,15 @@ def small_loops(fn):
             good = run_loop(fn, loop, MAX_TRIPS, MAX_UNROLLED) is not None
         ok[id(loop)] = good
         (full if good else other).update(latches)
-    return full, other - full
+    # a latch shared with a loop that stays (one block closing two loops) stays too
+    return full - other, other
 
 
 def _mark(text: str, marks: dict):
     """``(text, marked)``: ``text`` with the terminators of the blocks in ``marks``
     ({function name: {block name: metadata id}}) carrying ``!llvm.loop`` that id,
     and the set of ``(function, block)`` marked."""
-    out, fn, name, block, marked = [], None, None, None, set()
+    out, fn, name, block, marked, pending = [], None, None, None, set(), False
     for line in text.split("\n"):
         m = _DEFINE.match(line)
         if m:
@@ -86,9 +90,13 @@ def _mark(text: str, marks: dict):
                 block = lab.group(1).strip('"')
             elif line.startswith("}"):
                 fn = None
-            elif block in fn and line.lstrip().startswith(_TERMINATORS):
-                line = _LOOP_MD.sub("", line) + f", !llvm.loop !{fn[block]}"
-                marked.add((name, block))
+            elif block in fn and (line.lstrip().startswith(_TERMINATORS) or pending):
+                if ("[" in line or pending) and "]" not in line:
+                    pending = True          # a switch: the attachment goes after its "]"
+                else:
+                    line = _LOOP_MD.sub("", line) + f", !llvm.loop !{fn[block]}"
+                    marked.add((name, block))
+                    pending = False
         out.append(line)
     return "\n".join(out), marked
 
@@ -118,11 +126,17 @@ def _may_have_constant_loop(lines) -> bool:
         lab = _LABEL.match(line)
         if lab:
             cur = lab.group(1).strip('"')
-        elif line.strip():
+        elif line.strip() and not line.lstrip().startswith("#dbg_"):
             if cur not in blocks:
                 blocks[cur] = []
                 order.append(cur)
             blocks[cur].append(line)
+    # a switch's case list runs over several lines: one terminator line per block
+    for name, blk in blocks.items():
+        at = len(blk) - 1
+        while at > 0 and not blk[at].lstrip().startswith(_TERMINATORS):
+            at -= 1
+        blk[at:] = [" ".join(blk[at:])]
     fn = Function("f", "", [], blocks=[Block(b) for b in order])
     for b in fn.blocks:
         term = blocks[b.name][-1]
@@ -201,8 +215,11 @@ def unroll_small_loops(mod, tm=None):
                 marks[name][b] = n
                 n += 1
     text, marked = _mark(text, marks)
-    new = llvm.parse_assembly(text + "\n" + "\n".join(nodes) + "\n")
-    new.verify()
+    try:
+        new = llvm.parse_assembly(text + "\n" + "\n".join(nodes) + "\n")
+        new.verify()
+    except RuntimeError:                 # text this does not edit right: keep the loops
+        return mod
     # a function with a loop left unmarked (a label this does not read) is not run
     # through the unroller, whose own heuristics would unroll that loop partially
     run = {f for f, m in marks.items() if all((f, b) in marked for b in m)}
