@@ -150,8 +150,8 @@ def float_bits_escape(fn, ins) -> bool:
     """Can the integer ``ins`` (a bit cast of a float to an integer) become a float
     again, or reach memory or a call?  Its integer uses are followed (``and``,
     shifts, ``select``, ``phi``, ...); only comparisons, branches and returns end a
-    path safely (an int-to-float conversion of the bits is a float again).  When none escapes, the bits serve
-    tests only (``np.nan_to_num``'s sign test, ``math.copysign`` lowered to an
+    path safely (an int-to-float conversion of the bits is a float again).  When
+    none escapes, the bits serve tests only (``np.nan_to_num``'s sign test, ``math.copysign`` lowered to an
     integer compare) and carry no derivative; otherwise reinterpreting them as a
     float again would need the derivative of a bit manipulation."""
     return _reaches(_users(fn), ins,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import threading
 import warnings
@@ -35,7 +36,6 @@ def _is_float_scalar(t):
 def _caller_level() -> int:
     """``warnings.warn``'s stacklevel of the first frame outside gradjit and Numba
     (for a derivative called from @njit code: the call that compiles that code)."""
-    import os
     pkgs = (numba, sys.modules[__package__.split(".")[0]])
     inside = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in pkgs)
     f, level = sys._getframe(1), 1
@@ -141,11 +141,11 @@ class Derivative:
         out = self.call_unchecked(args)
         for user, tmp in writebacks:
             user[...] = tmp
-        if self._const_written_seen:
+        if self._unwarned:
             self._warn_const_written(self.compile(tuple(numba.typeof(a) for a in args)))
         return out
 
-    _const_written_seen = False
+    _unwarned = 0        # compiled signatures whose ActivityWarning is still to come
 
     def _warn_const_written(self, compiled):
         """The :class:`~gradjit.ActivityWarning` of a compiled signature whose Const
@@ -154,6 +154,7 @@ class Derivative:
         scratch shadows, call past it)."""
         if compiled.const_written and not getattr(compiled, "warned", False):
             compiled.warned = True
+            self._unwarned -= 1
             names = ", ".join(f"'{self.params[k]}'" for k in compiled.const_written
                               if k < len(self.params))
             warnings.warn(
@@ -413,7 +414,7 @@ class Derivative:
         compiled.writes_args = plan.writes_args
         compiled.const_written = plan.const_written
         if plan.const_written:
-            self._const_written_seen = True
+            self._unwarned += 1
         return compiled
 
 

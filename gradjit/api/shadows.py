@@ -140,6 +140,17 @@ def _contiguous(shape, strides, item) -> bool:
 _contiguous_jit = numba.njit(_contiguous, inline="always")
 
 
+def _layout_messages(name: str, lanes: int) -> tuple:
+    """``(shape, strides)``: the texts of the layout errors of argument ``name``'s
+    shadow inside @njit code."""
+    arg = f"argument '{name}': "
+    return (arg + "the shadow's shape differs from " + (
+        f"({lanes}, *x.shape)" if lanes else "x's shape"),
+        arg + "inside @njit code the shadow must be laid out like its primal "
+        "(same strides, e.g. np.zeros_like(x)); call the derivative from Python to "
+        "have other layouts copied")
+
+
 def _tuple_layout_checker(name: str, dx_ty):
     """A ``check(x, dx)`` for a differentiated tuple of arrays and its shadow tuple
     (of the same Numba types, which the plan checks): every member's shadow has
@@ -148,11 +159,7 @@ def _tuple_layout_checker(name: str, dx_ty):
     lines = ["def check(x, d):"]
     msgs = {}
     for i, m in enumerate(dx_ty):
-        msgs[f"s{i}"] = (f"argument '{name}[{i}]': the shadow's shape differs from the "
-                         "primal's")
-        msgs[f"t{i}"] = (f"argument '{name}[{i}]': inside @njit code the shadow must be laid "
-                         "out like its primal (same strides, e.g. np.zeros_like(x)); call the "
-                         "derivative from Python to have other layouts copied")
+        msgs[f"s{i}"], msgs[f"t{i}"] = _layout_messages(f"{name}[{i}]", 0)
         for a in range(m.ndim):
             lines.append(f"    if x[{i}].shape[{a}] != d[{i}].shape[{a}]:")
             lines.append(f"        raise ValueError(s{i})")
@@ -179,11 +186,8 @@ def _layout_checker(name: str, lanes: int, x_ty, dx_ty):
 
     off = 1 if lanes else 0
     arg = f"argument '{name}': "
-    m_shape = arg + "the shadow's shape differs from " + (
-        f"({lanes}, *x.shape)" if lanes else "x's shape") + ": axis "
-    m_strides = (arg + "inside @njit code the shadow must be laid out like its primal "
-                 "(same strides, e.g. np.zeros_like(x)); call the derivative from Python to "
-                 "have other layouts copied")
+    m_shape, m_strides = _layout_messages(name, lanes)
+    m_shape += ": axis "
     m_lanes = arg + f"the tangents of a scalar must be a contiguous array of {lanes}"
     contiguous = _contiguous_jit
     if not lanes and isinstance(dx_ty, types.BaseTuple) and \

@@ -310,7 +310,8 @@ def grad(fn=None, argnums=0):
 
     Raises ``TypeError`` if ``fn`` does not return a float scalar, an
     ``argnums`` argument is not a float scalar/array, or the arguments do not bind
-    to ``fn``'s parameters; see :func:`gradjit.autodiff` for the rest.  Reverse mode (one augmented primal and one reverse sweep).
+    to ``fn``'s parameters; see :func:`gradjit.autodiff` for the rest.  Reverse
+    mode (one augmented primal and one reverse sweep).
     """
     if fn is None:
         return functools.partial(grad, argnums=argnums)

@@ -22,6 +22,9 @@ import re
 
 import llvmlite.binding as llvm
 
+from .text import ENTRY, TERMINATORS
+from .text import blocks as split_blocks
+
 # "%x = phi { ... } [ ... ]" / "%x = select i1 %c, { ... } %a, { ... } %b" whose
 # aggregate type holds a pointer (the type runs up to the first "[ " of a phi's
 # incoming list, or up to the operand of a select)
@@ -30,9 +33,6 @@ _SELECT = re.compile(r"^(\s*)(%[-\w.$\"]+) = select (?:\w+ )*i1 ([^,]+), ((?:\{|
                      r"(%[-\w.$\"]+|undef|poison|zeroinitializer), \4 "
                      r"(%[-\w.$\"]+|undef|poison|zeroinitializer)\s*$")
 _INCOMING = re.compile(r"\[ (.+?), (%[-\w.$\"]+) \]")
-_LABEL = re.compile(r"^([-\w.$\"]+):")
-_TERMINATORS = ("br ", "switch ", "ret ", "ret\n", "unreachable", "indirectbr ", "invoke ", "resume ",
-                "callbr ")
 
 
 def _has_merge(text: str) -> bool:
@@ -42,21 +42,9 @@ def _has_merge(text: str) -> bool:
 
 def _rewrite_function(lines: list) -> list:
     """Rewrite one function definition (its lines, ``define`` to ``}``)."""
-    blocks, order, cur = {}, [], None
-    head, body = lines[0], lines[1:-1]
+    head = lines[0]
     # blocks: name -> list of lines (the entry block is unnamed in some printers)
-    for line in body:
-        m = _LABEL.match(line)
-        if m:
-            cur = m.group(1).strip('"')
-            order.append(cur)
-            blocks[cur] = []
-            continue
-        if cur is None:
-            cur = "\0entry"
-            order.append(cur)
-            blocks[cur] = []
-        blocks[cur].append(line)
+    order, blocks = split_blocks(lines[1:-1])
     allocas, stores, n = [], {}, 0
     for name in order:
         out = []
@@ -93,12 +81,12 @@ def _rewrite_function(lines: list) -> list:
         while at > 0 and not blk[at - 1].strip():
             at -= 1
         term = at - 1
-        while term >= 0 and not blk[term].lstrip().startswith(_TERMINATORS):
+        while term >= 0 and not blk[term].lstrip().startswith(TERMINATORS):
             term -= 1
         blk[term:term] = extra
     new = [head]
     for i, name in enumerate(order):
-        if name != "\0entry":
+        if name != ENTRY:
             new.append(f"{name if _plain(name) else chr(34) + name + chr(34)}:")
         blk = blocks[name]
         if i == 0:

@@ -31,6 +31,11 @@ def rename(text: str, mapping: dict) -> str:
     return _TOKEN.sub(sub, text)
 
 
+def local_names(text: str) -> list:
+    """The names of the ``%name`` tokens of ``text`` (values and labels), in order."""
+    return [m.group(1) if m.group(1) is not None else m.group(2) for m in _TOKEN.finditer(text)]
+
+
 FLOAT_TYPES = {"double": 8, "float": 4}
 _INT = re.compile(r"^i(\d+)$")
 

@@ -26,9 +26,9 @@ import llvmlite.binding as llvm
 from ..analysis.dominators import DominatorTree
 from ..analysis.loops import LoopInfo
 from ..analysis.trips import run_loop
-from .aggregate_phis import _LABEL, _TERMINATORS
-from .model import _TOKEN, Block, Function
+from .model import Block, Function, local_names
 from .reader import read_function
+from .text import DEFINE, LABEL, TERMINATORS, blocks as split_blocks, functions
 
 #: Most iterations a loop may run to be unrolled; the environment variable
 #: ``GRADJIT_UNROLL_TRIPS`` sets it at import (0 turns pre-AD unrolling off).
@@ -39,7 +39,6 @@ except ValueError:
 #: Most instructions an unrolled loop may have (those one execution of the loop runs).
 MAX_UNROLLED = 160
 
-_DEFINE = re.compile(r'^define [^@]*@("(?:[^"\\]|\\.)*"|[-\w.$]+)\(')
 _LOOP_MD = re.compile(r", !llvm\.loop !\d+")
 _MD_ID = re.compile(r"!(\d+)\b")
 _LABEL_REF = re.compile(r'label %("(?:[^"\\]|\\.)*"|[-\w.$]+)')
@@ -80,17 +79,17 @@ def _mark(text: str, marks: dict):
     and the set of ``(function, block)`` marked."""
     out, fn, name, block, marked, pending = [], None, None, None, set(), False
     for line in text.split("\n"):
-        m = _DEFINE.match(line)
+        m = DEFINE.match(line)
         if m:
             name, block = m.group(1).strip('"'), None
             fn = marks.get(name)
         elif fn is not None:
-            lab = _LABEL.match(line)
+            lab = LABEL.match(line)
             if lab:
                 block = lab.group(1).strip('"')
             elif line.startswith("}"):
                 fn = None
-            elif block in fn and (line.lstrip().startswith(_TERMINATORS) or pending):
+            elif block in fn and (line.lstrip().startswith(TERMINATORS) or pending):
                 if ("[" in line or pending) and "]" not in line:
                     pending = True          # a switch: the attachment goes after its "]"
                 else:
@@ -101,40 +100,17 @@ def _mark(text: str, marks: dict):
     return "\n".join(out), marked
 
 
-def _functions(text: str):
-    """``(name, lines)`` of every function definition in module ``text``."""
-    fn = None
-    for line in text.split("\n"):
-        m = _DEFINE.match(line)
-        if m:
-            fn = (m.group(1).strip('"'), [])
-        elif fn is not None:
-            if line.startswith("}"):
-                yield fn
-                fn = None
-            else:
-                fn[1].append(line)
-
-
 def _may_have_constant_loop(lines) -> bool:
     """A cheap filter on a function's text (no model, no LLVM calls): does some
     innermost loop of at most :data:`MAX_UNROLLED` / 2 instructions branch only on
     values it computes itself from constants?  (Every value such a branch
     depends on, followed through operands, is defined in the loop.)"""
-    blocks, order, cur = {}, [], "\0entry"
-    for line in lines:
-        lab = _LABEL.match(line)
-        if lab:
-            cur = lab.group(1).strip('"')
-        elif line.strip() and not line.lstrip().startswith("#dbg_"):
-            if cur not in blocks:
-                blocks[cur] = []
-                order.append(cur)
-            blocks[cur].append(line)
-    # a switch's case list runs over several lines: one terminator line per block
+    order, blocks = split_blocks(lines)
     for name, blk in blocks.items():
+        blk[:] = [l for l in blk if l.strip() and not l.lstrip().startswith("#dbg_")]
+        # a switch's case list runs over several lines: one terminator line per block
         at = len(blk) - 1
-        while at > 0 and not blk[at].lstrip().startswith(_TERMINATORS):
+        while at > 0 and not blk[at].lstrip().startswith(TERMINATORS):
             at -= 1
         blk[at:] = [" ".join(blk[at:])]
     fn = Function("f", "", [], blocks=[Block(b) for b in order])
@@ -160,7 +136,7 @@ def _may_have_constant_loop(lines) -> bool:
                 m = _DEF.match(line)
                 if m:
                     defs[m.group(1) or m.group(2)] = line
-        work = [t for b, _ in loop.exits for t in _tokens(blocks[b][-1])]
+        work = [t for b, _ in loop.exits for t in local_names(blocks[b][-1])]
         seen, ok = set(), True
         while work and ok:
             t = work.pop()
@@ -170,14 +146,10 @@ def _may_have_constant_loop(lines) -> bool:
             if t not in defs:
                 ok = False
             else:
-                work.extend(_tokens(defs[t]))
+                work.extend(local_names(defs[t]))
         if ok:
             return True
     return False
-
-
-def _tokens(line: str) -> list:
-    return [m.group(1) or m.group(2) for m in _TOKEN.finditer(line)]
 
 
 def unroll_small_loops(mod, tm=None):
@@ -190,7 +162,7 @@ def unroll_small_loops(mod, tm=None):
     if MAX_TRIPS <= 0:
         return mod
     text = str(mod)
-    names = {name for name, lines in _functions(text) if _may_have_constant_loop(lines)}
+    names = {name for name, lines in functions(text) if _may_have_constant_loop(lines)}
     if not names:
         return mod
     plan = {}
