@@ -223,7 +223,7 @@ class KernelDerivative:
                 code = self.py_func.__code__
                 e.with_location(f"{code.co_filename}:{code.co_firstlineno}", self.py_func.__qualname__)
             raise
-        cpu.build_library(text, entry)            # parse + verify (and GRADJIT_DEBUG_DIR)
+        cpu.build_library(text, entry, vector_math=False)  # parse + verify (+ GRADJIT_DEBUG_DIR)
         return _Compiled(text, entry, params, argtys)
 
     def ptx(self, *example_args, cc=None):

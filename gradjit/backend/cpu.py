@@ -19,6 +19,8 @@ from numba.core import cgutils, types
 from numba.core.registry import cpu_target
 from numba.extending import intrinsic
 
+from . import vecmath
+
 _ids = itertools.count()
 
 
@@ -142,6 +144,7 @@ class DerivativeModule:
         if inline and self.inlinable:
             _mark_inline(mod, text, name)
         library.add_llvm_module(mod)
+        vecmath.ordered_reductions(library)
         try:
             self._linked[library] = name
         except TypeError:
@@ -150,13 +153,16 @@ class DerivativeModule:
 
 
 def build_library(text: str, name: str, debug_dir: str = None,
-                  inline: bool = False) -> DerivativeModule:
+                  inline: bool = False, vector_math: bool = True) -> DerivativeModule:
     """Parse and verify derivative module ``text``; ``inline``: the differentiated
-    code has no loops (see :data:`INLINE_LIMIT`).
+    code has no loops (see :data:`INLINE_LIMIT`); ``vector_math``: let its math
+    calls vectorize (:func:`vecmath.annotate`; CPU code only).
 
     Raises ``RuntimeError`` (without the IR, which goes to ``debug_dir`` or the
     ``GRADJIT_DEBUG_DIR`` directory when set) if LLVM rejects the module.
     """
+    if vector_math:
+        text = vecmath.annotate(text)
     debug_dir = debug_dir or os.environ.get("GRADJIT_DEBUG_DIR")
     if debug_dir:
         os.makedirs(debug_dir, exist_ok=True)
