@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
-import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from benchmarks.child import run_child  # noqa: E402
 PROGRAMS = ("squares", "residual_jacobian", "rotations")
 
 _CHILD = r'''
@@ -111,12 +110,8 @@ print(json.dumps(dict(primal=median_time(primal), grad=median_time(grad), first=
 def _run(name, n, trips, out):
     src = (_CHILD.replace("ROOT", repr(ROOT)).replace("NAME", repr(name))
            .replace("OUT", repr(out)).replace(" = N\n", f" = {int(n)}\n"))
-    env = dict(os.environ, GRADJIT_UNROLL_TRIPS=str(trips))
-    got = subprocess.run([sys.executable, "-c", src], env=env, capture_output=True, text=True,
-                         check=False)
-    if got.returncode != 0:
-        raise RuntimeError(f"{name} (GRADJIT_UNROLL_TRIPS={trips}) failed:\n{got.stderr[-2000:]}")
-    return json.loads(got.stdout.strip().splitlines()[-1])
+    return run_child(src, dict(GRADJIT_UNROLL_TRIPS=str(trips)),
+                     f"{name} (GRADJIT_UNROLL_TRIPS={trips})")
 
 
 def main(argv=None):

@@ -18,12 +18,16 @@ class UnsupportedError(NotImplementedError):
     """A construct the AD cannot differentiate.
 
     ``construct`` names it, ``location`` is the Python ``file:line`` it came from
-    (``None`` until known); ``instruction`` keeps the LLVM text for the debug flags.
+    (``None`` until known); ``instruction`` keeps the LLVM text for the debug flags;
+    ``kind`` is a short tag for the cases callers handle (``"mixed_merge"``: an
+    array chosen at run time between a differentiated one and a Const one), else
+    ``None``.
     """
 
     def __init__(self, construct: str, location: str = None, instruction: str = None,
-                 function: str = None):
+                 function: str = None, kind: str = None):
         self.construct = construct
+        self.kind = kind
         self.location = location
         self.instruction = instruction
         self.function = function

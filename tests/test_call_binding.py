@@ -49,6 +49,20 @@ def test_argnums_names_a_keyword_passed_parameter():
     assert gradjit.grad(_loss, argnums=1)(X) == pytest.approx(float(np.sum(np.sin(X) ** 2)), rel=1e-13)
 
 
+def test_negative_argnums_count_back_from_the_last_positional_argument():
+    # as in JAX: -1 is the last argument passed by position, not the last parameter
+    g = gradjit.grad(_loss, argnums=-1)(X, 0.7)
+    assert g == pytest.approx(float(np.sum(np.sin(X) ** 2)), rel=1e-13)
+    gx, gs = gradjit.value_and_grad(_loss, argnums=(-2, -1))(X, 0.7, shift=1.0)[1]
+    np.testing.assert_allclose(gx, _loss_grad_x(X, 0.7), rtol=1e-13)
+    assert gs == pytest.approx(g, rel=1e-13)
+    np.testing.assert_allclose(gradjit.grad(_loss, argnums=-1)(X), _loss_grad_x(X, 2.0), rtol=1e-13)
+    _, pullback = gradjit.vjp(_loss, argnums=-1)(X, 0.7)
+    assert pullback(2.0) == pytest.approx(2 * g, rel=1e-13)
+    with pytest.raises(TypeError, match="passed by position"):
+        gradjit.grad(_loss, argnums=-2)(X)
+
+
 def test_jvp_and_vjp_with_defaults_and_keywords():
     t = np.cos(np.arange(7.0))
     value, tangent = gradjit.jvp(_loss)((X,), (t,))

@@ -377,6 +377,27 @@ def test_ldexp(mode, n):
         assert_close([got], [fd_grad(m_ldexp, (x, n), 0)], np.float64, "fd", err_msg=f"ldexp({x}, {n})")
 
 
+@njit
+def m_frexp(x):
+    m, e = math.frexp(x * x + x)
+    return m * 3.0 + e
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_frexp(mode):
+    """m = u 2^-e for u = x^2 + x: dm/dx = (2x + 1) 2^-e, e piecewise constant; at u = 0
+    (x = 0 or x = -1) m = 0, e = 0 and dm/du = 1."""
+    for x in (0.3, -1.7, 2.0, 5.5, 1e-3, 0.0, -1.0):
+        u = x * x + x
+        e = math.frexp(u)[1]
+        want = 3.0 * (2 * x + 1) * 2.0 ** -e
+        got = ad_grads(mode, m_frexp, (x,))[0]
+        assert_close([got], [want], np.float64, "ad", err_msg=f"frexp at {x}")
+        if x not in (0.0, -1.0, 2.0):                 # not at a jump of e (u = 6 is inside)
+            assert_close([got], [fd_grad(m_frexp, (x,), 0)], np.float64, "fd",
+                         err_msg=f"frexp at {x}")
+
+
 NP_BINARY = ["arctan2", "hypot", "copysign", "power"]
 
 

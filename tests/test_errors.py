@@ -463,6 +463,7 @@ def test_array_chosen_between_active_and_const_is_reported(mode):
             df = gradjit.autodiff(_pick_array, "forward", gradjit.Dual, Const, Const)
             df(x, np.ones(3), c, -1)
     assert f"test_errors.py:{_line_of(_pick_array, 'MIXED')}" in str(ei.value)
+    assert ei.value.kind == "mixed_merge"
     np.testing.assert_array_equal(c, np.full(3, 5.0))
     _no_ir_leak(str(ei.value))
 

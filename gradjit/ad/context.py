@@ -161,11 +161,11 @@ class ADContext:
                 out.append(rev_text)
         return out
 
-    def unsupported(self, what, ins=None):
+    def unsupported(self, what, ins=None, kind=None):
         loc = None
         if ins is not None and ins.line:
             loc = f"{ins.line[0]}:{ins.line[1]}"
-        return UnsupportedError(what, loc, ins.text if ins is not None else None)
+        return UnsupportedError(what, loc, ins.text if ins is not None else None, kind=kind)
 
 
 class _LoopForm:

@@ -260,7 +260,7 @@ class ForwardSweep(LaneSweep):
             from ..analysis.activity import MIXED_MERGE
             raise self.ctx.unsupported(
                 MIXED_MERGE + " (the Const one has no shadow to hold its derivative); make "
-                "both Duplicated/Dual", ins)
+                "both Duplicated/Dual", ins, kind="mixed_merge")
         if op == "phi":
             inc = ", ".join(f"[ {self.shadow(v)}, {local_ref(b)} ]" for v, b in ins.incoming)
             self.b.emit(f"{out} = phi {ty} {inc}")

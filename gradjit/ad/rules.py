@@ -218,6 +218,13 @@ RULES["numba_gamma"] = RULES["tgamma"]       # math.gamma on the CPU (Numba's he
 RULES["ldexp"] = [lambda b, ty, a, r: b.math("exp2", ty, b.assign(f"sitofp i32 {a(1)} to {ty}")),
                   None]
 RULES["numba_ldexp"] = RULES["numba_ldexpf"] = RULES["ldexp"]
+# math.frexp(x) = (m, e) with m = x * 2**-e (exact): the partial of m in x is 2**-e,
+# that is m / x (exact, a power of two), and 1 at x = 0 (m = 0, e = 0); the exponent
+# goes through the pointer argument (an int: no partial)
+RULES["frexp"] = [lambda b, ty, a, r: b.select(b.fcmp("oeq", ty, a(0), b.const(0.0, ty)), ty,
+                                               b.const(1.0, ty), b.fdiv(ty, r(), a(0))),
+                  None]
+RULES["numba_frexp"] = RULES["numba_frexpf"] = RULES["frexp"]
 RULES["fmin"] = RULES["minnum"]
 RULES["fmax"] = RULES["maxnum"]
 RULES["fmod"] = RULES["frem"]

@@ -159,8 +159,9 @@ def float_bits_escape(fn, ins) -> bool:
                     lambda u: u.opcode in _BIT_TESTS)
 
 
-#: What the sweeps report for a :func:`mixed_data_merges` merge (the transforms
-#: recognise it and give the Const arrays scratch shadows).
+#: What the sweeps report for a :func:`mixed_data_merges` merge (an
+#: ``UnsupportedError`` of kind ``"mixed_merge"``: the transforms recognise it and
+#: give the Const arrays scratch shadows).
 MIXED_MERGE = "an array chosen at run time between a differentiated one and a Const one"
 
 

@@ -10,7 +10,6 @@ import numba
 import numpy as np
 from numba.core import types
 
-from ..analysis.activity import MIXED_MERGE
 from ..errors import UnsupportedError
 from ..frontend.capture import dispatcher_of
 from . import activities as A
@@ -140,7 +139,7 @@ def _with_scratch_shadows(cache, acts, args, shadowed, build):
         try:
             base, written = acts, const_written(acts)
         except UnsupportedError as e:
-            if not e.construct.startswith(MIXED_MERGE):
+            if e.kind != "mixed_merge":
                 raise
             # an array chosen at run time between a differentiated argument and one
             # held constant: the float arrays held constant get scratch shadows (those
@@ -199,13 +198,11 @@ class _Reverse:
         self._wrt = {}                  # number of arguments -> indices of argnums
         self.bind = _binder(self.disp)
 
-    def activities(self, args):
-        wrt = self._wrt.get(len(args))
-        if wrt is None:
-            for i in self.argnums:
-                if not -len(args) <= i < len(args):
-                    raise TypeError(f"argnums {i} is out of range for {len(args)} arguments")
-            wrt = self._wrt[len(args)] = frozenset(i % len(args) for i in self.argnums)
+    def activities(self, args, npos=None):
+        """Activities of the bound ``args``; ``npos``: how many arguments the caller
+        passed positionally (a negative ``argnums`` counts back from the last of
+        them, as in JAX; default: all of ``args``)."""
+        wrt = frozenset(self.order(len(args), npos))
         acts = []
         for i, a in enumerate(args):
             if i in wrt:
@@ -228,11 +225,27 @@ class _Reverse:
             df = self._dfs[key] = autodiff(fn, "reverse", *acts, ret=ret)
         return df
 
-    def _gather(self, acts, nargs):
-        """For each of ``argnums``: ``(is_scalar, k)``, the place of its gradient
-        among the derivative's scalar results (``True``) or among the shadows
-        (``False``); cached per activity tuple."""
-        key = (acts, nargs)
+    def order(self, nargs, npos=None):
+        """``argnums`` as indices into the ``nargs`` bound arguments, of which the
+        caller passed ``npos`` (default: all) by position: a negative one counts
+        back from the last positional argument, as in JAX.  Raises ``TypeError``
+        for one out of range."""
+        npos = nargs if npos is None else npos
+        got = self._wrt.get((nargs, npos))
+        if got is None:
+            for i in self.argnums:
+                if not -npos <= i < nargs:
+                    raise TypeError(f"argnums {i} is out of range for {nargs} arguments"
+                                    + (f" ({npos} passed by position)" if i < 0 else ""))
+            got = self._wrt[(nargs, npos)] = tuple(i + npos if i < 0 else i
+                                                   for i in self.argnums)
+        return got
+
+    def _gather(self, acts, nargs, order):
+        """For each of ``argnums`` (``order``: as argument indices): ``(is_scalar,
+        k)``, the place of its gradient among the derivative's scalar results
+        (``True``) or among the shadows (``False``); cached per activity tuple."""
+        key = (acts, nargs, order)
         got = self._gathers.get(key)
         if got is None:
             place, ns, na = {}, 0, 0
@@ -241,18 +254,19 @@ class _Reverse:
                     place[i], ns = (True, ns), ns + 1
                 elif act is A.Duplicated:
                     place[i], na = (False, na), na + 1
-            got = self._gathers[key] = tuple(place[i % nargs] for i in self.argnums)
+            got = self._gathers[key] = tuple(place[i] for i in order)
         return got
 
-    def run(self, args, seed=1.0, out=None):
+    def run(self, args, seed=1.0, out=None, npos=None):
         """Returns ``(value or None, grads)``; ``out`` = (array, seed array) for an
-        array-returning function."""
-        asked = self.activities(args)
+        array-returning function; ``npos``: see :meth:`order`."""
+        asked = self.activities(args, npos)
         acts = _with_scratch_shadows(self._upgrades, asked, args,
                                      A.Duplicated, lambda a: self._build(args, a, seed, out))
         if acts is not asked:
             _check_scratch_aliases(args, asked, acts)
-        return self._finish(acts, len(args), *self._build(args, acts, seed, out))
+        return self._finish(acts, self.order(len(args), npos),
+                            *self._build(args, acts, seed, out))
 
     def _build(self, args, acts, seed, out):
         """(derivative, its arguments, the shadows made for Duplicated arguments)."""
@@ -277,7 +291,7 @@ class _Reverse:
             df = self.derivative(self.disp, acts, A.Active)
         return df, dfargs, shadows, out is not None
 
-    def _finish(self, acts, nargs, df, dfargs, shadows, has_out):
+    def _finish(self, acts, order, df, dfargs, shadows, has_out):
         res = df.call_unchecked(dfargs)
         if has_out:
             value, scalars = None, (res if isinstance(res, tuple) else
@@ -285,7 +299,7 @@ class _Reverse:
         else:
             value, scalars = (res[0], res[1:]) if isinstance(res, tuple) else (res, ())
         grads = []
-        for is_scalar, k in self._gather(acts, nargs):
+        for is_scalar, k in self._gather(acts, len(acts), order):
             if is_scalar:
                 grads.append(float(scalars[k]))
             else:
@@ -306,7 +320,8 @@ def grad(fn=None, argnums=0):
     float array.  Usable as ``@gradjit.grad`` above ``@njit``.  Keyword arguments
     and parameter defaults work as in a call of ``fn``; ``argnums`` counts the
     parameters in order, so a keyword-passed parameter it names is differentiated
-    too (``jax.grad`` raises there instead).
+    too (``jax.grad`` raises there instead); a negative ``argnums`` counts back
+    from the last argument passed by position, as in JAX.
 
     Raises ``TypeError`` if ``fn`` does not return a float scalar, an
     ``argnums`` argument is not a float scalar/array, or the arguments do not bind
@@ -319,7 +334,7 @@ def grad(fn=None, argnums=0):
 
     @functools.wraps(rev.disp.py_func)
     def g(*args, **kwargs):
-        return rev.run(rev.bind(args, kwargs))[1]
+        return rev.run(rev.bind(args, kwargs), npos=len(args))[1]
     g.derivative_cache = rev._dfs
     g._gradjit_transform = True
     return g
@@ -333,7 +348,7 @@ def value_and_grad(fn=None, argnums=0):
 
     @functools.wraps(rev.disp.py_func)
     def vg(*args, **kwargs):
-        return rev.run(rev.bind(args, kwargs))
+        return rev.run(rev.bind(args, kwargs), npos=len(args))
     vg._gradjit_transform = True
     return vg
 
@@ -348,8 +363,9 @@ def vjp(fn, argnums=0):
     rev = _Reverse(fn, argnums)
 
     def run(*args, **kwargs):
+        npos = len(args)
         args = rev.bind(args, kwargs)
-        rev.activities(args)
+        rev.activities(args, npos)
         # the pullback differentiates at the arguments as they are now, whatever the
         # function (or the caller, before calling the pullback) writes into them
         saved = tuple(_copy(a) for a in args)
@@ -365,10 +381,10 @@ def vjp(fn, argnums=0):
                     raise ValueError(f"cotangent shape {ct.shape} differs from the output's {out.shape}")
                 buf = np.empty(out.size, out.dtype)
                 seed = np.ascontiguousarray(ct, dtype=out.dtype).reshape(out.size).copy()
-                return rev.run(at_call(), out=(buf, seed))[1]
+                return rev.run(at_call(), out=(buf, seed), npos=npos)[1]
         elif _float_scalar(out):
             def pullback(ct):
-                return rev.run(at_call(), seed=float(ct))[1]
+                return rev.run(at_call(), seed=float(ct), npos=npos)[1]
         else:
             raise TypeError(f"vjp needs a function returning a float or a float array, got {type(out).__name__}")
         return out, pullback

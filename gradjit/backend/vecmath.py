@@ -75,15 +75,27 @@ def _target_features() -> set:
     return {f[1:] for f in text.split(",") if f.startswith("+")}
 
 
+def _load() -> bool:
+    """Load ``libmvec.so.1`` into the process (so the JIT resolves the vector
+    functions, also in code Numba loads from its cache); False where it cannot."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or platform.system() != "Linux":
+        return False
+    try:
+        llvm.load_library_permanently("libmvec.so.1")
+    except RuntimeError:
+        return False
+    return True
+
+
+#: Whether libmvec is loaded (done once, when gradjit is imported).
+LOADED = _load()
+
+
 @lru_cache(maxsize=None)
 def isa_widths() -> tuple:
     """``((isa letter, lanes of double), ...)`` usable here, widest first; empty
     where libmvec cannot be loaded or the machine is not x86-64."""
-    if platform.machine().lower() not in ("x86_64", "amd64") or not platform.system() == "Linux":
-        return ()
-    try:
-        llvm.load_library_permanently("libmvec.so.1")
-    except RuntimeError:
+    if not LOADED:
         return ()
     features = _target_features()
     out = []
