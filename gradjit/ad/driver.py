@@ -58,6 +58,8 @@ class Plan:
     seed: bool = False               # reverse: df takes a trailing seed
     seed_int: str = ""               # ... given as an int: "signed" / "unsigned" (bool)
     ret_shadow_array: bool = False   # forward: the returned array's tangent array comes back
+    ret_aux: str = None              # has_aux: LLVM type of the returned tuple, whose first
+                                     # member (a float) is the differentiated value
     width: int = 1                   # vector mode: lanes per sweep
     checkpointing: str = "auto"      # reverse sweep cache policy ("auto", "recompute", "store")
     args_alias: bool = False         # reverse: argument arrays may share memory
@@ -102,8 +104,14 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
              + ", ".join(f"{t} {r}" for t, r in zip(df_params, p)) + ") {", "entry:"]
     rty = plan.ret_float or "i8"
     nbytes = max(8, plan.ret_bytes)
-    lines += [f"  %gj.ret = alloca [{nbytes} x i8], align 16", f"  %gj.dret = alloca {rty}",
-              f"  store {rty} {T.zero(rty)}, ptr %gj.dret"]
+    lines.append(f"  %gj.ret = alloca [{nbytes} x i8], align 16")
+    if plan.ret_aux:
+        # the shadow of the whole returned tuple: the seed / tangent of its first
+        # member at offset 0, zeros (and the shadows of its arrays) after it
+        lines += [f"  %gj.dret = alloca [{nbytes} x i8], align 16",
+                  f"  call void @llvm.memset.p0.i64(ptr %gj.dret, i8 0, i64 {nbytes}, i1 false)"]
+    else:
+        lines += [f"  %gj.dret = alloca {rty}", f"  store {rty} {T.zero(rty)}, ptr %gj.dret"]
     # arguments of the version: retptr, excinfo, the primal's flattened args
     primal, shadows = _version_args(plan, p, ["%gj.ret", "%excinfo"])
     if plan.ret_active:
@@ -149,9 +157,14 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
         lines.append(f"  call void @{_global(version.names[1])}({', '.join(rargs)})")
         lines.append("  call void @gj.tape.release(ptr %gj.tape)")
     returned = plan.ret_array and ("primal",) in result_parts
-    if plan.ret_shadow_array and "NRT_decref" in {f.name for f in top_module_functions(top)}:
+    has_decref = "NRT_decref" in {f.name for f in top_module_functions(top)}
+    if plan.ret_shadow_array and has_decref:
         # the returned arrays' tangent arrays: nobody receives them
         lines += _release_arrays(plan, "%gj.dretarr", "dretmi", primal="%gj.ret")
+    if plan.ret_aux and plan.ret_array and plan.mode == "forward" and has_decref:
+        # the tangents of the auxiliary arrays: nobody receives them either (the
+        # reverse sweep frees the shadows of allocations itself)
+        lines += _release_arrays(plan, "%gj.dret", "dretmi", primal="%gj.ret")
     if plan.ret_array and not returned and \
             "NRT_decref" in {f.name for f in top_module_functions(top)}:
         # nobody receives the primal's returned arrays: drop their references
@@ -161,7 +174,7 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
         if part[0] == "primal":
             # a float, or the whole return value (an array's struct, its reference
             # kept; an int, a tuple: forward mode with a Const return, the only part)
-            ty = rty if plan.ret_float else ret_llvm
+            ty = plan.ret_aux or (rty if plan.ret_float else ret_llvm)
             values.append((ty, local_ref(f"r.primal")))
             lines.append(f"  %r.primal = load {ty}, ptr %gj.ret")
         elif part[0] == "tangent":
@@ -173,7 +186,8 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
             lines.append(f"  %r.g{part[1]} = load {a.type}, ptr %out{part[1]}")
     if ret_llvm is not None:
         if len(values) == 1 and (ret_llvm in T.FLOATS or returned or
-                                 (result_parts[0] == ("primal",) and not plan.ret_float)):
+                                 (result_parts[0] == ("primal",) and
+                                  (plan.ret_aux or not plan.ret_float))):
             lines.append(f"  store {ret_llvm} {values[0][1]}, ptr %retptr")
         else:
             acc = "undef"
@@ -368,7 +382,8 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
                                f"arguments where {prefix + nleaves} were expected")
     # forward mode of a function returning an array: the version hands out the
     # tangent array too (through a shadow of retptr), so the entry can release it
-    plan.ret_shadow_array = plan.mode == "forward" and plan.ret_array and target == "cpu"
+    plan.ret_shadow_array = (plan.mode == "forward" and plan.ret_array and target == "cpu"
+                             and not plan.ret_aux)
     mask = [plan.ret_active or plan.ret_shadow_array, False][:prefix]
     elem, interleaved = {}, set()
     for a in plan.args:

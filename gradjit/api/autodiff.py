@@ -67,9 +67,10 @@ class Derivative:
     (checked on entry, a few compares per argument).
     """
 
-    def __init__(self, fn, mode, acts, ret, width, checkpointing="auto"):
+    def __init__(self, fn, mode, acts, ret, width, checkpointing="auto", has_aux=False):
         self.fn = fn
         self.checkpointing = checkpointing
+        self.has_aux = has_aux
         self.dispatcher = dispatcher_of(fn)
         self.mode = mode
         self.activities = acts
@@ -344,7 +345,14 @@ class Derivative:
 
     def _generate(self, plan, primal_types, argtys, debug):
         cap = capture(self.dispatcher, primal_types, debug=debug)
-        rt = cap.restype
+        rt = full_rt = cap.restype
+        name = self.dispatcher.py_func.__name__
+        if self.has_aux:
+            if not (isinstance(full_rt, types.BaseTuple) and len(full_rt) >= 2
+                    and _is_float_scalar(full_rt[0])):
+                raise TypeError(f"{name} returns {full_rt}: with has_aux it must return a "
+                                "tuple (value, aux...) whose first element is a float scalar")
+            rt = full_rt[0]
         ret = self.ret
         if ret is None:
             if self.mode == "reverse":
@@ -365,17 +373,19 @@ class Derivative:
                 msg += "; " + _vector_trailing_args(self.mode, self.width, self.activities)
             raise ActivityError(msg)
         plan.ret_float = float_llvm(rt)
-        if rt is not types.none:
+        if full_rt is not types.none:
             ctx = cpu.context()
-            plan.ret_bytes = ctx.get_abi_sizeof(ctx.get_value_type(rt))
-        plan.ret_meminfos = cpu.meminfo_offsets(rt)
+            plan.ret_bytes = ctx.get_abi_sizeof(ctx.get_value_type(full_rt))
+        plan.ret_meminfos = cpu.meminfo_offsets(full_rt)
         plan.ret_array = bool(plan.ret_meminfos)
         plan.ret_active = ret is not A.Const
+        if self.has_aux and plan.ret_active:
+            plan.ret_aux = cpu.return_llvm(full_rt)
         parts, rtypes = [], []
         if self.mode == "reverse":
             if ret is A.Active:
                 parts.append(("primal",))
-                rtypes.append(rt)
+                rtypes.append(full_rt)
             j = 0
             for a in plan.args:
                 if a.active_float and self.width == 1:
@@ -385,7 +395,7 @@ class Derivative:
         else:
             if ret is A.Dual or (ret is A.Const and rt is not types.none):
                 parts.append(("primal",))
-                rtypes.append(rt)
+                rtypes.append(full_rt)
             if ret is not A.Const and self.width == 1:
                 parts.append(("tangent",))
                 rtypes.append(rt)
@@ -542,7 +552,7 @@ def _typeof_derivative(val, c):
     return cpu_target.typing_context.resolve_value_type(val.jit)
 
 
-def autodiff(fn, mode, *activities, ret=None, width=1, checkpointing="auto"):
+def autodiff(fn, mode, *activities, ret=None, width=1, checkpointing="auto", has_aux=False):
     """Differentiate ``fn`` (a ``@numba.njit`` dispatcher or a Python function).
 
     Parameters
@@ -562,6 +572,10 @@ def autodiff(fn, mode, *activities, ret=None, width=1, checkpointing="auto"):
         sweep instead of storing them: a smaller tape) or ``"store"`` (store every
         float value the reverse sweep needs: the least recomputation).  The
         derivatives are the same; see ``gradjit.ad.reverse_sweep.CHECKPOINTING``.
+    has_aux : ``fn`` returns a tuple ``(value, aux...)``: ``ret`` is the activity of
+        ``value`` (a float scalar), the rest is auxiliary data that is returned, not
+        differentiated (JAX's ``has_aux``).  ``df``'s primal return is the whole
+        tuple; in forward mode the tangent is ``value``'s.  Not in vector mode.
 
     Returns
     -------
@@ -579,7 +593,8 @@ def autodiff(fn, mode, *activities, ret=None, width=1, checkpointing="auto"):
     ValueError
         a shadow's shape or dtype differs from its primal (at call time).
     TypeError
-        ``ret`` asks for a derivative of a return value that is not a float scalar.
+        ``ret`` asks for a derivative of a return value that is not a float scalar
+        (with ``has_aux``: ``fn`` does not return a tuple led by a float scalar).
     UnsupportedError
         ``fn`` contains a construct without derivative (at the first call).
 
@@ -591,9 +606,14 @@ def autodiff(fn, mode, *activities, ret=None, width=1, checkpointing="auto"):
         raise ValueError(f"mode must be 'reverse' or 'forward', got {mode!r}")
     from ..frontend.cuda_capture import is_cuda_kernel
     if is_cuda_kernel(fn):
+        if has_aux:
+            raise ActivityError("CUDA kernels return nothing: has_aux does not apply")
         return _kernel_autodiff(fn, m, activities, ret, width)
     if not isinstance(width, (int, np.integer)) or width < 1:
         raise ValueError(f"width must be a positive int, got {width!r}")
+    has_aux = bool(has_aux)
+    if has_aux and width > 1:
+        raise ValueError("has_aux is not supported in vector mode (width > 1)")
     disp = dispatcher_of(fn)
     params = list(inspect.signature(disp.py_func).parameters)
     if len(activities) != len(params):
@@ -620,7 +640,7 @@ def autodiff(fn, mode, *activities, ret=None, width=1, checkpointing="auto"):
     # one derivative object per dispatcher and configuration, kept on the dispatcher
     # (so it lives as long as the function): ``gradjit.grad(f)(x)`` written inline
     # in a loop compiles once, as ``jax.grad`` does
-    key = (m, tuple(acts), r, int(width), checkpointing)
+    key = (m, tuple(acts), r, int(width), checkpointing, has_aux)
     made = getattr(disp, "_gradjit_derivatives", None)
     if made is None:
         made = {}
@@ -631,7 +651,8 @@ def autodiff(fn, mode, *activities, ret=None, width=1, checkpointing="auto"):
     df = made.get(key)
     if df is None:
         cls = Derivative if width == 1 else VectorForward if m == "forward" else VectorReverse
-        df = made.setdefault(key, cls(fn, m, tuple(acts), r, int(width), checkpointing))
+        df = made.setdefault(key, cls(fn, m, tuple(acts), r, int(width), checkpointing,
+                                      has_aux))
     return df
 
 

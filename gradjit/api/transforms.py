@@ -188,8 +188,9 @@ def _check_scratch_aliases(args, acts, upgraded):
 class _Reverse:
     """Reverse-mode gradients of ``fn`` for the arguments ``argnums``."""
 
-    def __init__(self, fn, argnums):
+    def __init__(self, fn, argnums, has_aux=False):
         self.disp = dispatcher_of(fn)
+        self.has_aux = bool(has_aux)
         self.single = isinstance(argnums, (int, np.integer))
         self.argnums = (int(argnums),) if self.single else tuple(int(a) for a in argnums)
         self._dfs = {}
@@ -222,8 +223,17 @@ class _Reverse:
         key = (fn, acts, ret)
         df = self._dfs.get(key)
         if df is None:
-            df = self._dfs[key] = autodiff(fn, "reverse", *acts, ret=ret)
+            aux = self.has_aux and fn is self.disp
+            df = self._dfs[key] = autodiff(fn, "reverse", *acts, ret=ret, has_aux=aux)
         return df
+
+    def split(self, value):
+        """``(value, aux)`` of what a ``has_aux`` function returned; ``TypeError``
+        unless it is a pair (as ``jax.grad`` requires)."""
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise TypeError(f"with has_aux, {self.disp.py_func.__name__} must return a pair "
+                            f"(value, aux); it returned a tuple of {len(value)}")
+        return value
 
     def order(self, nargs, npos=None):
         """``argnums`` as indices into the ``nargs`` bound arguments, of which the
@@ -296,6 +306,8 @@ class _Reverse:
         if has_out:
             value, scalars = None, (res if isinstance(res, tuple) else
                                     () if res is None else (res,))
+        elif self.has_aux and A.Active not in acts:
+            value, scalars = res, ()            # the (value, aux) tuple, returned bare
         else:
             value, scalars = (res[0], res[1:]) if isinstance(res, tuple) else (res, ())
         grads = []
@@ -311,7 +323,7 @@ class _Reverse:
         return value, (grads[0] if self.single else tuple(grads))
 
 
-def grad(fn=None, argnums=0):
+def grad(fn=None, argnums=0, has_aux=False):
     """Gradient of ``fn`` (which returns a float scalar) with respect to ``argnums``.
 
     ``grad(fn, argnums)(*args)`` returns, for an int ``argnums``, the gradient of
@@ -323,32 +335,40 @@ def grad(fn=None, argnums=0):
     too (``jax.grad`` raises there instead); a negative ``argnums`` counts back
     from the last argument passed by position, as in JAX.
 
-    Raises ``TypeError`` if ``fn`` does not return a float scalar, an
+    With ``has_aux=True`` (JAX's), ``fn`` returns a pair ``(value, aux)`` with a
+    float scalar ``value``; the call returns ``(grads, aux)``, ``aux`` as ``fn``
+    returned it (any Numba value: arrays, tuples, ints), from the same evaluation.
+
+    Raises ``TypeError`` if ``fn`` does not return a float scalar (a pair led by
+    one, with ``has_aux``), an
     ``argnums`` argument is not a float scalar/array, or the arguments do not bind
     to ``fn``'s parameters; see :func:`gradjit.autodiff` for the rest.  Reverse
     mode (one augmented primal and one reverse sweep).
     """
     if fn is None:
-        return functools.partial(grad, argnums=argnums)
-    rev = _Reverse(fn, argnums)
+        return functools.partial(grad, argnums=argnums, has_aux=has_aux)
+    rev = _Reverse(fn, argnums, has_aux)
 
     @functools.wraps(rev.disp.py_func)
     def g(*args, **kwargs):
-        return rev.run(rev.bind(args, kwargs), npos=len(args))[1]
+        value, grads = rev.run(rev.bind(args, kwargs), npos=len(args))
+        return (grads, rev.split(value)[1]) if rev.has_aux else grads
     g.derivative_cache = rev._dfs
     g._gradjit_transform = True
     return g
 
 
-def value_and_grad(fn=None, argnums=0):
-    """Like :func:`grad`, returning ``(value, grads)``."""
+def value_and_grad(fn=None, argnums=0, has_aux=False):
+    """Like :func:`grad`, returning ``(value, grads)``; with ``has_aux``,
+    ``((value, aux), grads)`` as ``jax.value_and_grad`` does."""
     if fn is None:
-        return functools.partial(value_and_grad, argnums=argnums)
-    rev = _Reverse(fn, argnums)
+        return functools.partial(value_and_grad, argnums=argnums, has_aux=has_aux)
+    rev = _Reverse(fn, argnums, has_aux)
 
     @functools.wraps(rev.disp.py_func)
     def vg(*args, **kwargs):
-        return rev.run(rev.bind(args, kwargs), npos=len(args))
+        value, grads = rev.run(rev.bind(args, kwargs), npos=len(args))
+        return (rev.split(value) if rev.has_aux else value), grads
     vg._gradjit_transform = True
     return vg
 
