@@ -155,3 +155,16 @@ def test_aux_arrays_do_not_leak():
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["0"] * 4, out.stdout
+
+
+def test_jvp_with_aux():
+    w, x, y = _data()
+    v_want, r_want, g_want = _expected(w, x, y)
+    t = np.array([-0.4, 2.0])
+    jv = gradjit.jvp(_loss_and_stats, has_aux=True)
+    value, tangent, (r, n, _) = jv((w, x, y), (t, None, None))
+    assert value == pytest.approx(v_want, rel=1e-14)
+    assert tangent == pytest.approx(float(g_want @ t), rel=1e-13)
+    np.testing.assert_allclose(r, r_want, rtol=1e-14, atol=1e-15)
+    with pytest.raises(TypeError, match="pair"):
+        gradjit.jvp(_not_a_pair, has_aux=True)((2.0,), (1.0,))

@@ -412,14 +412,16 @@ def vjp(fn, argnums=0):
     return run
 
 
-def jvp(fn):
+def jvp(fn, has_aux=False):
     """``jvp(fn)(primals, tangents) -> (primal_out, tangent_out)`` in forward mode.
 
     One tangent per argument (``None`` for an argument held constant, and for
     ints), of its primal's shape (else ``ValueError``); parameters left out take
     their defaults and are held constant.
     ``tangent_out`` is a float when ``fn`` returns a float scalar, else an
-    array of the result's shape.
+    array of the result's shape.  With ``has_aux=True`` (JAX's), ``fn`` returns a
+    pair ``(value, aux)`` with a float scalar ``value`` and the call returns
+    ``(value, tangent_out, aux)``.
     """
     disp = dispatcher_of(fn)
     bind = _binder(disp)
@@ -430,7 +432,8 @@ def jvp(fn):
         df = cache.get(key)
         if df is None:
             df = cache[key] = (autodiff(_with_out(disp), "forward", *acts, A.Dual, ret=A.Const)
-                               if array_out else autodiff(disp, "forward", *acts, ret=A.Dual))
+                               if array_out else
+                               autodiff(disp, "forward", *acts, ret=A.Dual, has_aux=has_aux))
         return df
 
     def arguments(primals, tangents, acts):
@@ -483,6 +486,12 @@ def jvp(fn):
         primals, tangents = full, tangents + (None,) * (len(full) - len(tangents))
         acts = tuple(A.Const if t is None else A.Dual for t in tangents)
         rt = _return_type(disp, primals)
+        if has_aux:
+            if not (isinstance(rt, types.BaseTuple) and len(rt) == 2
+                    and rt[0] in (types.float64, types.float32)):
+                raise TypeError(f"with has_aux, {disp.py_func.__name__} must return a pair "
+                                f"(value, aux) whose value is a float scalar, got {rt}")
+            rt = rt[0]
         array_out = isinstance(rt, types.Array)
         if array_out and not isinstance(rt.dtype, types.Float):
             raise TypeError(f"jvp needs a function returning a float or a float array, got {rt}")
@@ -509,6 +518,6 @@ def jvp(fn):
             df(*args, buf, dbuf)
             return buf.reshape(out.shape), dbuf.reshape(out.shape)
         p, t = df(*args)
-        return p, t
+        return (p[0], t, p[1]) if has_aux else (p, t)
     run._gradjit_transform = True
     return run
