@@ -135,7 +135,8 @@ def f(x):
 
 x = np.linspace(0.0, 1.0, 50)
 for df, shadow in [(gradjit.autodiff(f, "reverse", Duplicated, has_aux=True), np.zeros(50)),
-                   (gradjit.autodiff(f, "forward", Dual, has_aux=True), np.ones(50))]:
+                   (gradjit.autodiff(f, "forward", Dual, has_aux=True), np.ones(50)),
+                   (gradjit.autodiff(f, "forward", Dual, ret=Const, has_aux=True), np.ones(50))]:
     args = (x, shadow, 1.0) if df.mode == "reverse" else (x, shadow)
     r = df(*args)
     del r
@@ -154,7 +155,7 @@ def test_aux_arrays_do_not_leak():
     out = subprocess.run([sys.executable, "-c", _LEAK_CHECK], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["0"] * 4, out.stdout
+    assert out.stdout.split() == ["0"] * 6, out.stdout
 
 
 def test_jvp_with_aux():
@@ -168,3 +169,23 @@ def test_jvp_with_aux():
     np.testing.assert_allclose(r, r_want, rtol=1e-14, atol=1e-15)
     with pytest.raises(TypeError, match="pair"):
         gradjit.jvp(_not_a_pair, has_aux=True)((2.0,), (1.0,))
+
+
+def test_return_activities_with_aux():
+    """Forward mode with a Const return hands back (value, aux); the activities that
+    drop the primal return cannot carry aux and are refused."""
+    w, x, y = _data()
+    v_want, r_want, _ = _expected(w, x, y)
+    jf = gradjit.autodiff(_loss_and_stats, "forward", Dual, gradjit.Const, gradjit.Const,
+                          ret=gradjit.Const, has_aux=True)
+    value, (r, n, _) = jf(w, np.ones(2), x, y)
+    assert value == pytest.approx(v_want, rel=1e-14)
+    np.testing.assert_allclose(r, r_want, rtol=1e-14, atol=1e-15)
+    for mode, ret, shadow in (("reverse", gradjit.Const, np.zeros(2)),
+                              ("reverse", gradjit.ActiveOnly, np.zeros(2)),
+                              ("forward", gradjit.DualOnly, np.ones(2))):
+        df = gradjit.autodiff(_loss_and_stats, mode, Duplicated if mode == "reverse" else Dual,
+                              gradjit.Const, gradjit.Const, ret=ret, has_aux=True)
+        with pytest.raises(gradjit.ActivityError, match="has_aux"):
+            args = (w, shadow, x, y) + ((1.0,) if ret is gradjit.ActiveOnly else ())
+            df(*args)

@@ -57,19 +57,26 @@ def test_annotate_marks_only_known_math_calls(monkeypatch):
         "  %a = tail call fast double @llvm.exp.f64(double %x) #0",
         "  %b = call float @tanhf(float %y)",
         "  %c = call double @mystery(double %a)",
+        "  %d = call double @exp(double %a, double %a)",     # not libm's exp: left alone
+        "  %e = call double @exp(float %y)",
         "  ret double %c",
         "}",
         "attributes #0 = { nounwind }",
     ])
     out = vecmath.annotate(text)
     lines = {ln.split("=")[0].strip(): ln for ln in out.splitlines() if " call " in ln}
+    assert "memory(none)" in lines["%b"]             # libm: declared errno-free
+    assert "memory(none)" not in lines["%a"]         # an intrinsic already is
     assert '"vector-function-abi-variant"="_ZGV_LLVM_N' in lines["%a"]
     assert lines["%a"].rstrip().endswith("#0")          # existing attributes kept
     assert "_tanhf(" in lines["%b"] and "<" not in lines["%b"].split("@")[0]
     assert "vector-function-abi-variant" not in lines["%c"]
+    assert "vector-function-abi-variant" not in lines["%d"]
+    assert "vector-function-abi-variant" not in lines["%e"]
     assert "@llvm.compiler.used" in out
-    import llvmlite.binding as llvm
-    llvm.parse_assembly(out).verify()
+    import llvmlite.binding as llvm              # the valid part is still valid IR
+    valid = "\n".join(ln for ln in text.splitlines() if "@exp(" not in ln)
+    llvm.parse_assembly(vecmath.annotate(valid)).verify()
 
 
 def test_annotate_leaves_module_alone_when_off(monkeypatch):
@@ -146,6 +153,33 @@ def test_derivative_calls_vector_variants_and_user_code_stays_scalar(monkeypatch
 
     plain(x)
     assert "vector.reduce.fadd" not in plain.inspect_llvm(plain.signatures[0])
+
+
+@needs_libmvec
+def test_libm_named_functions_vectorize_too(monkeypatch):
+    """tanh / log1p are libm calls (not intrinsics) that may set errno: the call site
+    is declared free of memory effects so the vectorizer can widen it."""
+    monkeypatch.delenv("GRADJIT_VECTOR_MATH", raising=False)
+
+    @njit
+    def f(x):
+        s = 0.0
+        for i in range(x.shape[0]):
+            s += math.tanh(x[i]) + math.log1p(x[i] * x[i])
+        return s
+
+    d = gradjit.autodiff(f, "reverse", Duplicated, ret=Active)
+
+    @njit
+    def caller(x, dx):
+        return d(x, dx, 1.0)
+
+    x = np.linspace(-2.0, 2.0, 37)
+    dx = np.zeros_like(x)
+    caller(x, dx)
+    ir = caller.inspect_llvm(caller.signatures[0])
+    assert "_tanh(" in ir and "_log1p(" in ir
+    np.testing.assert_allclose(dx, 1 - np.tanh(x) ** 2 + 2 * x / (1 + x * x), rtol=1e-14)
 
 
 def test_off_switch_gives_the_same_gradient(monkeypatch):

@@ -114,7 +114,7 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
         lines += [f"  %gj.dret = alloca {rty}", f"  store {rty} {T.zero(rty)}, ptr %gj.dret"]
     # arguments of the version: retptr, excinfo, the primal's flattened args
     primal, shadows = _version_args(plan, p, ["%gj.ret", "%excinfo"])
-    if plan.ret_active:
+    if plan.ret_active or plan.ret_aux:
         shadows[0] = "%gj.dret"
     elif plan.ret_shadow_array:
         lines += [f"  %gj.dretarr = alloca [{nbytes} x i8], align 16",
@@ -384,7 +384,7 @@ def differentiate(model, top_name, plan: Plan, df_params, ret_llvm, result_parts
     # tangent array too (through a shadow of retptr), so the entry can release it
     plan.ret_shadow_array = (plan.mode == "forward" and plan.ret_array and target == "cpu"
                              and not plan.ret_aux)
-    mask = [plan.ret_active or plan.ret_shadow_array, False][:prefix]
+    mask = [plan.ret_active or plan.ret_shadow_array or bool(plan.ret_aux), False][:prefix]
     elem, interleaved = {}, set()
     for a in plan.args:
         for leaf in a.leaves:

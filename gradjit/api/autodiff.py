@@ -362,6 +362,11 @@ class Derivative:
         if ret.modes and self.mode not in ret.modes:
             raise ActivityError(f"return activity {ret.__name__} is not valid in {self.mode} mode")
         self._resolved_ret = ret
+        if self.has_aux and (ret in (A.ActiveOnly, A.DualOnly) or
+                             (ret is A.Const and self.mode == "reverse")):
+            raise ActivityError(f"has_aux needs the return's primal, which return activity "
+                                f"{ret.__name__} drops in {self.mode} mode: use "
+                                f"{'Active' if self.mode == 'reverse' else 'Dual or Const'}")
         if ret is not A.Const and not _is_float_scalar(rt):
             raise TypeError(f"{self.dispatcher.py_func.__name__} returns {rt}, not a float scalar: "
                             f"its return cannot be {ret.__name__}")
@@ -379,7 +384,7 @@ class Derivative:
         plan.ret_meminfos = cpu.meminfo_offsets(full_rt)
         plan.ret_array = bool(plan.ret_meminfos)
         plan.ret_active = ret is not A.Const
-        if self.has_aux and plan.ret_active:
+        if self.has_aux:
             plan.ret_aux = cpu.return_llvm(full_rt)
         parts, rtypes = [], []
         if self.mode == "reverse":

@@ -30,7 +30,10 @@ Accuracy: glibc documents its vector functions to within 4 ulp (the scalar
 ones are correctly rounded or within 1 ulp), so a derivative's primal values can
 differ from Numba's in the last bits; gradients are unaffected at any tolerance
 that finite differences can check.  Reference: glibc manual, "Errors in Math
-Functions"; the Vector Function ABI: "Vector Function Application Binary
+Functions"; measured against glibc's scalar functions on 200,000 random inputs: up to 3
+ulp for exp, sin, cos, tan, tanh, 1-2 for log, log1p, expm1, atan, sinh, cosh, erf, and
+84 ulp for ``pow(x, 1/3)`` (which Numba makes of ``np.cbrt``) at ``x = 1e-300``.  The
+Vector Function ABI: "Vector Function Application Binary
 Interface Specification for OpenMP SIMD", Intel (x86-64 mangling ``_ZGV<isa>N<vlen>v_``).
 """
 from __future__ import annotations
@@ -62,7 +65,8 @@ _CALL = re.compile(r"\bcall\b[^@\n]*?\b(double|float) @([\w.]+)\(")
 
 def enabled() -> bool:
     """Whether derivative modules get vector math (``GRADJIT_VECTOR_MATH``, default on)."""
-    return os.environ.get("GRADJIT_VECTOR_MATH", "1").strip() not in ("0", "false", "no", "")
+    return os.environ.get("GRADJIT_VECTOR_MATH", "1").strip().lower() not in (
+        "0", "false", "no", "off")
 
 
 def _target_features() -> set:
@@ -143,6 +147,21 @@ def variants(name: str) -> tuple:
     return tuple(out)
 
 
+def _arguments(text: str) -> list:
+    """The top-level comma-separated items of an argument list's ``text``."""
+    out, depth, start = [], 0, 0
+    for i, c in enumerate(text):
+        if c in "([{<":
+            depth += 1
+        elif c in ")]}>":
+            depth -= 1
+        elif c == "," and depth == 0:
+            out.append(text[start:i].strip())
+            start = i + 1
+    out.append(text[start:].strip())
+    return [a for a in out if a]
+
+
 def _close(line: str, start: int) -> int:
     """Index just past the parenthesis that closes the one before ``start``."""
     depth = 1
@@ -177,10 +196,19 @@ def annotate(text: str) -> str:
         if not found:
             continue
         end = _close(line, m.end())
-        if end < 0:
+        if end < 0 or line.lstrip().startswith(";"):
+            continue
+        args = _arguments(line[m.end():end - 1])
+        ty = m.group(1)
+        if len(args) != LIBMVEC[scalar[0]] or not all(a.split()[0] == ty for a in args):
             continue
         attr = ",".join(v[0] for v in found)
-        lines[k] = f'{line[:end]} "vector-function-abi-variant"="{attr}"{line[end:]}'
+        # a libm function (not an intrinsic) may set errno, which keeps LLVM from
+        # widening the call: the call site is declared free of memory effects, as
+        # clang's -fno-math-errno does (Numba never reads errno)
+        pure = "" if m.group(2).startswith("llvm.") else " memory(none) nounwind willreturn"
+        lines[k] = (f'{line[:end]} "vector-function-abi-variant"="{attr}"{pure}'
+                    f'{line[end:]}')
         for _, vname, decl in found:
             used[vname] = decl
     if not used:
