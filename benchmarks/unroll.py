@@ -16,28 +16,16 @@ Single-threaded (:func:`benchmarks.threads.single_threaded`).  Writes
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import platform
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from benchmarks.child import run_child  # noqa: E402
+from benchmarks.child import PRELUDE, off_and_on, run_child, write_table  # noqa: E402
 PROGRAMS = ("squares", "residual_jacobian", "rotations")
 
-_CHILD = r'''
-import json, math, sys, time
-sys.path.insert(0, ROOT)
-from benchmarks.threads import single_threaded
-single_threaded()
-import numpy as np
-from numba import njit
-import gradjit
-from gradjit import Active, Duplicated
-from benchmarks.gmm import median_time
-from benchmarks.heap import keep_heap
-keep_heap()
+_CHILD = PRELUDE + r'''
 
 @njit
 def squares(x, y):
@@ -123,14 +111,10 @@ def main(argv=None):
     from benchmarks.run import cpu_model
     rows = []
     for name in a.programs:
-        outs = {t: f"/tmp/gradjit-unroll-{os.getpid()}-{name}-{t}.npy" for t in (0, 8)}
-        off = _run(name, a.n, 0, outs[0])
-        on = _run(name, a.n, 8, outs[8])
-        diff = float(np.max(np.abs(np.load(outs[0]) - np.load(outs[8]))))
-        for f in outs.values():
-            os.remove(f)
+        off, on, g0, g1 = off_and_on(lambda k, out: _run(name, a.n, 8 * k, out),
+                                     f"unroll-{name}")
+        diff = float(np.max(np.abs(g0 - g1)))
         rows.append((name, on["primal"], off["grad"], on["grad"], off["first"], on["first"], diff))
-        print(f"{name}: gradient {off['grad'] * 1e3:.3f} -> {on['grad'] * 1e3:.3f} ms", flush=True)
     machine = f"{platform.machine()}-{os.cpu_count()}cpu"
     lines = [f"# Pre-AD unrolling, n = {a.n} ({cpu_model()}, {machine}, 1 thread)", "",
              "| program | primal ms | gradient ms, rolled | gradient ms, unrolled | speedup "
@@ -139,14 +123,7 @@ def main(argv=None):
     for name, p, g0, g1, f0, f1, d in rows:
         lines.append(f"| {name} | {p * 1e3:.3f} | {g0 * 1e3:.3f} | {g1 * 1e3:.3f} | {g0 / g1:.2f} "
                      f"| {f0:.2f} | {f1:.2f} | {d:.1e} |")
-    table = "\n".join(lines) + "\n"
-    os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
-    path = os.path.join(ROOT, "benchmarks", "results",
-                        f"{datetime.date.today().isoformat()}-unroll-{machine}.md")
-    with open(path, "w") as f:
-        f.write(table)
-    print(table)
-    print(f"wrote {path}")
+    write_table("unroll", lines)
 
 
 if __name__ == "__main__":

@@ -20,29 +20,18 @@ n = 1,000,000).
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import platform
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from benchmarks.child import run_child  # noqa: E402
+from benchmarks.child import PRELUDE, off_and_on, run_child, write_table  # noqa: E402
 
 PROGRAMS = {"lse": ("lse", dict(n=1_280_000)), "gmm": ("gmm", dict(d=20, k=25, n=1000)),
             "lstm": ("lstm", dict(l=2, c=4096)), "mixed": (None, dict(n=1_000_000))}
 
-_CHILD = r'''
-import importlib, json, math, sys, time
-sys.path.insert(0, ROOT)
-from benchmarks.threads import single_threaded
-single_threaded()
-import numpy as np
-from numba import njit
-import gradjit
-from benchmarks.gmm import median_time
-from benchmarks.heap import keep_heap
-keep_heap()
+_CHILD = PRELUDE + r'''
 
 @njit
 def mixed(x, y):
@@ -104,15 +93,9 @@ def main(argv=None):
     from benchmarks.run import cpu_model
     rows = []
     for name in a.programs:
-        outs = {on: f"/tmp/gradjit-vecmath-{os.getpid()}-{name}-{on}.npy" for on in (0, 1)}
-        off = _run(name, 0, outs[0])
-        on = _run(name, 1, outs[1])
-        g0, g1 = np.load(outs[0]), np.load(outs[1])
+        off, on, g0, g1 = off_and_on(lambda k, out: _run(name, k, out), f"vecmath-{name}")
         diff = float(np.max(np.abs(g0 - g1) / np.maximum(np.abs(g0), 1e-300)))
-        for f in outs.values():
-            os.remove(f)
         rows.append((name, PROGRAMS[name][1], on, off, diff))
-        print(f"{name}: gradient {off['grad'] * 1e3:.3f} -> {on['grad'] * 1e3:.3f} ms", flush=True)
     machine = f"{platform.machine()}-{os.cpu_count()}cpu"
     lines = [f"# Vector math in derivatives ({cpu_model()}, {machine}, 1 thread)", "",
              "| program | size | primal ms | gradient ms, scalar math | gradient ms, vector math "
@@ -124,14 +107,7 @@ def main(argv=None):
         sz = ",".join(f"{k}={v}" for k, v in size.items())
         lines.append(f"| {name} | {sz} | {on['primal'] * 1e3:.3f} | {off['grad'] * 1e3:.3f} "
                      f"| {on['grad'] * 1e3:.3f} | {off['grad'] / on['grad']:.2f} | {d:.1e} | {jax} |")
-    table = "\n".join(lines) + "\n"
-    os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
-    path = os.path.join(ROOT, "benchmarks", "results",
-                        f"{datetime.date.today().isoformat()}-vecmath-{machine}.md")
-    with open(path, "w") as f:
-        f.write(table)
-    print(table)
-    print(f"wrote {path}")
+    write_table("vecmath", lines)
 
 
 if __name__ == "__main__":
