@@ -165,8 +165,7 @@ def entry_text(plan: Plan, top, version, df_params, ret_llvm, result_parts, name
         # the tangents of the auxiliary arrays: nobody receives them either (the
         # reverse sweep frees the shadows of allocations itself)
         lines += _release_arrays(plan, "%gj.dret", "dretmi", primal="%gj.ret")
-    if plan.ret_array and not returned and \
-            "NRT_decref" in {f.name for f in top_module_functions(top)}:
+    if plan.ret_array and not returned and has_decref:
         # nobody receives the primal's returned arrays: drop their references
         lines += _release_arrays(plan, "%gj.ret", "retmi")
     values = []

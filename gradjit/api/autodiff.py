@@ -368,7 +368,7 @@ class Derivative:
                                 f"{ret.__name__} drops in {self.mode} mode: use "
                                 f"{'Active' if self.mode == 'reverse' else 'Dual or Const'}")
         if ret is not A.Const and not _is_float_scalar(rt):
-            raise TypeError(f"{self.dispatcher.py_func.__name__} returns {rt}, not a float scalar: "
+            raise TypeError(f"{name} returns {rt}, not a float scalar: "
                             f"its return cannot be {ret.__name__}")
         needs_seed = self.mode == "reverse" and ret is not A.Const
         if needs_seed != plan.seed:

@@ -196,7 +196,7 @@ class _Reverse:
         self._dfs = {}
         self._gathers = {}
         self._upgrades = {}
-        self._wrt = {}                  # number of arguments -> indices of argnums
+        self._wrt = {}                  # (bound, positional arguments) -> argnums' indices
         self.bind = _binder(self.disp)
 
     def activities(self, args, npos=None):
@@ -231,8 +231,10 @@ class _Reverse:
         """``(value, aux)`` of what a ``has_aux`` function returned; ``TypeError``
         unless it is a pair (as ``jax.grad`` requires)."""
         if not (isinstance(value, tuple) and len(value) == 2):
+            what = (f"a tuple of {len(value)}" if isinstance(value, tuple)
+                    else type(value).__name__)
             raise TypeError(f"with has_aux, {self.disp.py_func.__name__} must return a pair "
-                            f"(value, aux); it returned a tuple of {len(value)}")
+                            f"(value, aux); it returned {what}")
         return value
 
     def order(self, nargs, npos=None):
