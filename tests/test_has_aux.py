@@ -189,3 +189,14 @@ def test_return_activities_with_aux():
         with pytest.raises(gradjit.ActivityError, match="has_aux"):
             args = (w, shadow, x, y) + ((1.0,) if ret is gradjit.ActiveOnly else ())
             df(*args)
+
+
+def test_vjp_with_aux():
+    w, x, y = _data()
+    v_want, r_want, g_want = _expected(w, x, y)
+    value, pullback, (r, n, _) = gradjit.vjp(_loss_and_stats, has_aux=True)(w, x, y)
+    assert value == pytest.approx(v_want, rel=1e-14)
+    np.testing.assert_allclose(r, r_want, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(pullback(0.5), 0.5 * g_want, rtol=1e-13)
+    with pytest.raises(TypeError, match="pair"):
+        gradjit.vjp(_not_a_pair, has_aux=True)(2.0)

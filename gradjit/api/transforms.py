@@ -375,14 +375,15 @@ def value_and_grad(fn=None, argnums=0, has_aux=False):
     return vg
 
 
-def vjp(fn, argnums=0):
+def vjp(fn, argnums=0, has_aux=False):
     """``vjp(fn, argnums)(*args) -> (primal_out, pullback)``.
 
     ``pullback(cotangent)`` returns the gradients as :func:`grad` does; the
     cotangent is a float when ``fn`` returns a float scalar, else an array of the
-    result's shape.
+    result's shape.  With ``has_aux=True`` (JAX's), ``fn`` returns a pair ``(value,
+    aux)`` with a float scalar ``value``; the call returns ``(value, pullback, aux)``.
     """
-    rev = _Reverse(fn, argnums)
+    rev = _Reverse(fn, argnums, has_aux)
 
     def run(*args, **kwargs):
         npos = len(args)
@@ -396,7 +397,10 @@ def vjp(fn, argnums=0):
             return tuple(_copy(a) for a in saved)
 
         out = rev.disp(*args)
-        if isinstance(out, np.ndarray):
+        aux = None
+        if has_aux:
+            out, aux = rev.split(out)
+        if isinstance(out, np.ndarray) and not has_aux:
             def pullback(ct):
                 ct = np.asarray(ct, dtype=out.dtype)
                 if ct.shape != out.shape:
@@ -408,8 +412,10 @@ def vjp(fn, argnums=0):
             def pullback(ct):
                 return rev.run(at_call(), seed=float(ct), npos=npos)[1]
         else:
-            raise TypeError(f"vjp needs a function returning a float or a float array, got {type(out).__name__}")
-        return out, pullback
+            raise TypeError(f"vjp needs a function returning a float or a float array"
+                            f"{' (a float with has_aux)' if has_aux else ''}, got "
+                            f"{type(out).__name__}")
+        return (out, pullback, aux) if has_aux else (out, pullback)
     run._gradjit_transform = True
     return run
 
