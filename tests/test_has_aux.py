@@ -200,3 +200,33 @@ def test_vjp_with_aux():
     np.testing.assert_allclose(pullback(0.5), 0.5 * g_want, rtol=1e-13)
     with pytest.raises(TypeError, match="pair"):
         gradjit.vjp(_not_a_pair, has_aux=True)(2.0)
+
+
+@njit
+def _f32_loss(x):
+    s = np.float32(0.0)
+    for i in range(x.shape[0]):
+        s += x[i] * x[i]
+    return s, x * np.float32(2.0)
+
+
+@njit
+def _f64_loss_f32_aux(x):
+    return np.sum(np.exp(x)), (x * 2.0, np.float32(1.5))
+
+
+def test_float32_next_to_arrays_in_the_returned_tuple():
+    """The tuple is stored as one aggregate with padding (LLVM keeps it whole): the
+    pre-AD pass splits the store per member (gradjit.ir.aggregate_stores)."""
+    x = np.linspace(0.1, 1.0, 7).astype(np.float32)
+    g, aux = gradjit.grad(_f32_loss, has_aux=True)(x)
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, 2 * x, rtol=1e-6)
+    np.testing.assert_allclose(aux, 2 * x, rtol=1e-7)
+    value, tangent, aux = gradjit.jvp(_f32_loss, has_aux=True)((x,), (np.ones_like(x),))
+    assert tangent == pytest.approx(float(np.sum(2 * x)), rel=1e-6)
+    x64 = x.astype(np.float64)
+    g, (y, c) = gradjit.grad(_f64_loss_f32_aux, has_aux=True)(x64)
+    np.testing.assert_allclose(g, np.exp(x64), rtol=1e-14)
+    np.testing.assert_allclose(y, 2 * x64, rtol=1e-15)
+    assert c == np.float32(1.5)

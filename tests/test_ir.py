@@ -231,3 +231,31 @@ def test_drop_borrowed_refcounts_keeps_escaping_meminfos():
     assert text.count("@NRT_incref(ptr %b)") == 1 and text.count("@NRT_incref(ptr %c)") == 1
     assert text.count("@NRT_decref(ptr %m)") == 1
     llvm.parse_assembly(text).verify()
+
+
+def test_split_aggregate_stores_of_pointers_and_floats():
+    """A padded { float, { ptr, i64 } } stored whole becomes one store per leaf at the
+    data layout's offsets (InstCombine, which runs after, splits unpadded ones)."""
+    import llvmlite.binding as llvm
+    from gradjit.ir.aggregate_stores import split_aggregate_stores
+    from gradjit.ir.pipeline import target_machine
+    layout = str(target_machine().target_data)
+    body = """
+define void @f(ptr %r, float %a, ptr %p, i64 %n, ptr %q) {
+  %s0 = insertvalue { float, { ptr, i64 } } undef, float %a, 0
+  %s1 = insertvalue { float, { ptr, i64 } } %s0, ptr %p, 1, 0
+  %s2 = insertvalue { float, { ptr, i64 } } %s1, i64 %n, 1, 1
+  store { float, { ptr, i64 } } %s2, ptr %r, align 8
+  %t = insertvalue { ptr, ptr } undef, ptr %p, 0
+  store { ptr, ptr } %t, ptr %q, align 8
+  ret void
+}"""
+    out = str(split_aggregate_stores(llvm.parse_assembly(f'target datalayout = "{layout}"' + body)))
+    stores = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("store")]
+    assert "store float %a, ptr %r, align 4" in stores
+    assert any(s.startswith("store ptr %p, ptr %gj.as0") for s in stores)
+    assert any(s.startswith("store i64 %n, ptr %gj.as0") for s in stores)
+    assert not any(s.startswith("store { float") for s in stores)
+    offsets = sorted(int(ln.split("i64 ")[-1]) for ln in out.splitlines()
+                     if "getelementptr" in ln and "%gj.as0" in ln)
+    assert offsets == [8, 16]

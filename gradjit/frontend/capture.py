@@ -23,6 +23,7 @@ from numba.core import cgutils, codegen
 
 from ..ir import pipeline
 from ..ir.aggregate_phis import split_aggregate_merges
+from ..ir.aggregate_stores import split_aggregate_stores
 from ..ir.constructors import inline_array_constructors
 from ..ir.unroll import unroll_small_loops
 from .markers import mark_prange
@@ -280,6 +281,7 @@ def capture(fn, argtypes, debug=False) -> Captured:
     mod = unroll_small_loops(mod)
     mod = inline_array_constructors(mod, keep={name})
     mod = split_aggregate_merges(mod)
+    mod = split_aggregate_stores(mod)
     mod = mark_prange(mod)
     return Captured(mod, name, tuple(argtypes), cres.signature.return_type,
                     disp.py_func, cres.target_context, debug)
