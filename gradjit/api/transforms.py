@@ -203,7 +203,7 @@ class _Reverse:
         """Activities of the bound ``args``; ``npos``: how many arguments the caller
         passed positionally (a negative ``argnums`` counts back from the last of
         them, as in JAX; default: all of ``args``)."""
-        wrt = frozenset(self.order(len(args), npos))
+        wrt = self.order(len(args), npos)
         acts = []
         for i, a in enumerate(args):
             if i in wrt:

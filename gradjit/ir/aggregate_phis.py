@@ -121,10 +121,6 @@ def split_aggregate_merges(mod, tm=None):
             fn = None
     new = llvm.parse_assembly("\n".join(out) + "\n")
     new.verify()
-    from .pipeline import target_machine
-    pb = llvm.create_pass_builder(tm or target_machine(), llvm.create_pipeline_tuning_options())
-    mpm = llvm.create_new_module_pass_manager()
-    mpm.add_sroa_pass()
-    mpm.add_instruction_combine_pass()       # extractvalue (insertvalue ...) -> the field
-    mpm.run(new, pb)
-    return new
+    from .pipeline import run_passes
+    # SROA splits the slots; InstCombine: extractvalue (insertvalue ...) -> the field
+    return run_passes(new, "sroa", "instruction_combine", tm=tm)

@@ -84,10 +84,5 @@ def split_aggregate_stores(mod):
         out.verify()
     except RuntimeError:              # an unforeseen shape: the sweeps report the store
         return mod
-    from .pipeline import target_machine
-    pb = llvm.create_pass_builder(target_machine(), llvm.create_pipeline_tuning_options())
-    pm = llvm.create_new_module_pass_manager()
-    pm.add_instruction_combine_pass()
-    pm.add_dead_code_elimination_pass()
-    pm.run(out, pb)
-    return out
+    from .pipeline import run_passes
+    return run_passes(out, "instruction_combine", "dead_code_elimination")

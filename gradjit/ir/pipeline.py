@@ -50,23 +50,27 @@ def pre_ad(mod, tm=None):
     return _run(mod, 2, False, False, tm)
 
 
+def run_passes(mod, *passes, tm=None, speed: int = 2):
+    """Run the module passes named ``passes`` (llvmlite's ``add_<name>_pass``
+    methods, e.g. ``"sroa"``, ``"instruction_combine"``) on ``mod`` in place, in
+    order: the short clean-up pipelines of the IR passes around AD."""
+    pb = llvm.create_pass_builder(tm or target_machine(),
+                                  llvm.create_pipeline_tuning_options(speed_level=speed))
+    pm = llvm.create_new_module_pass_manager()
+    for name in passes:
+        getattr(pm, f"add_{name}_pass")()
+    pm.run(mod, pb)
+    return mod
+
+
 def inline_marked(mod, tm=None):
     """Inline the ``alwaysinline`` functions of ``mod`` and clean up after them
     (SROA of the callee's ``%retptr`` struct, instcombine, GVN, CFG
     simplification, dead functions) in place: a short pipeline for a module the
     pre-AD pipeline has already optimized."""
-    pto = llvm.create_pipeline_tuning_options(speed_level=2)
-    pb = llvm.create_pass_builder(tm or target_machine(), pto)
-    pm = llvm.create_new_module_pass_manager()
-    pm.add_always_inliner_pass()
-    pm.add_sroa_pass()
-    pm.add_instruction_combine_pass()
-    pm.add_new_gvn_pass()
-    pm.add_simplify_cfg_pass()
-    pm.add_dead_code_elimination_pass()
-    pm.add_global_dead_code_eliminate_pass()
-    pm.run(mod, pb)
-    return mod
+    return run_passes(mod, "always_inliner", "sroa", "instruction_combine", "new_gvn",
+                      "simplify_cfg", "dead_code_elimination", "global_dead_code_eliminate",
+                      tm=tm)
 
 
 def post_ad(mod, vectorize: bool = True, tm=None):
