@@ -151,9 +151,10 @@ def float_bits_escape(fn, ins) -> bool:
     again, or reach memory or a call?  Its integer uses are followed (``and``,
     shifts, ``select``, ``phi``, ...); only comparisons, branches and returns end a
     path safely (an int-to-float conversion of the bits is a float again).  When
-    none escapes, the bits serve tests only (``np.nan_to_num``'s sign test, ``math.copysign`` lowered to an
-    integer compare) and carry no derivative; otherwise reinterpreting them as a
-    float again would need the derivative of a bit manipulation."""
+    none escapes, the bits serve tests only (``np.nan_to_num``'s sign test,
+    ``math.copysign`` lowered to an integer compare) and carry no derivative;
+    otherwise reinterpreting them as a float again would need the derivative of a
+    bit manipulation."""
     return _reaches(_users(fn), ins,
                     lambda u: u.opcode in _BIT_OPS and not T.has_float(u.type) and u.type != "ptr",
                     lambda u: u.opcode in _BIT_TESTS)
