@@ -38,6 +38,11 @@ class UnsupportedError(NotImplementedError):
         fn = f" in {self.function}" if self.function else ""
         return f"gradjit cannot differentiate {self.construct}{fn}{where}"
 
+    def __reduce__(self):
+        # pickling (multiprocessing, pytest-xdist) keeps every field, not just the message
+        return (type(self), (self.construct, self.location, self.instruction,
+                             self.function, self.kind))
+
     def with_location(self, location: str, function: str = None):
         self.location = location
         if function:

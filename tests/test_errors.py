@@ -661,3 +661,14 @@ def test_activity_warning_points_at_the_caller():
     with pytest.warns(gradjit.ActivityWarning) as rec:
         df(np.array([1.5, 2.0]), np.zeros(2), np.zeros(1), (np.zeros(1, np.int64),), 1.0)
     assert rec[0].filename == __file__
+
+
+def test_unsupported_error_pickles_with_its_fields():
+    """Errors cross process boundaries (multiprocessing, pytest-xdist) whole."""
+    import pickle
+    e = gradjit.UnsupportedError("a construct", "f.py:3", "call void @g()", "fn",
+                                 kind="mixed_merge")
+    back = pickle.loads(pickle.dumps(e))
+    assert (back.construct, back.location, back.instruction, back.function, back.kind) == \
+        ("a construct", "f.py:3", "call void @g()", "fn", "mixed_merge")
+    assert str(back) == str(e)

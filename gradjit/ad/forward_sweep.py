@@ -354,7 +354,7 @@ class ForwardSweep(LaneSweep):
     def _reserve(self, header):
         """At a loop's preheader: reserve the tape space of all its iterations."""
         form = self._forms[header]
-        n = tape.record_bytes([ty for _, _, _, ty in self.records.get(header, ())])
+        n = tape.record_bytes([ty for _, _, _, ty in self.records.get(header, ())], self.ctx.target)
         if not n:
             return
         bound, start = form.trip

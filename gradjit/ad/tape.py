@@ -4,8 +4,12 @@ The augmented primal pushes, at the end of each executed basic block, one *recor
 holding what that block's reverse needs (primal values, shadow pointers and, for a
 block with several predecessors, which predecessor it was entered from); the
 reverse sweep pops the records in the opposite order.  Nested calls push onto the
-same tape, so recursion needs nothing special.  Records are 8-byte slotted, so
-pushes and pops are aligned loads and stores; the stack doubles when full
+same tape, so recursion needs nothing special.  On the CPU records are packed: a
+value takes its store size (a branch flag one byte, a loop's predecessor index
+four), so the tape traffic of flag-heavy loops is that of the flags, and loads and
+stores state alignment 1 (x86-64 loads and stores any alignment at full speed
+unless a cache line is crossed).  On the GPU every value takes an 8-byte slot, so
+each access is aligned, as the hardware needs.  The stack doubles when full
 (amortised O(1) per push) and starts at ``INITIAL_BYTES`` or at the size the
 caller estimates from loop trip counts.
 
@@ -90,7 +94,10 @@ entry:
   %capr = and i64 %cap, -2
   %c2 = shl i64 %capr, 1
   %c3 = call i64 @llvm.umax.i64(i64 %c2, i64 %need)
-  %c4 = call i64 @llvm.umax.i64(i64 %c3, i64 65536)
+  %c4r = call i64 @llvm.umax.i64(i64 %c3, i64 65536)
+  ; heap capacities stay even (packed records leave odd sizes): odd marks the stack
+  %c4u = add i64 %c4r, 15
+  %c4 = and i64 %c4u, -16
   br i1 %stk, label %fromstack, label %heap
 heap:
   %nd = call ptr @realloc(ptr %d, i64 %c4)
@@ -356,22 +363,39 @@ done:
 """
 
 
-def slot(ty: str) -> int:
-    """Bytes a value of type ``ty`` takes in a tape record (8-byte slots)."""
-    return (T.size(ty) + 7) // 8 * 8
+def slot(ty: str, target: str = "cpu") -> int:
+    """Bytes a value of type ``ty`` takes in a tape record: its store size on the
+    CPU (records are packed), a multiple of 8 on the GPU (8-byte slots)."""
+    n = T.size(ty)
+    return n if target == "cpu" else (n + 7) // 8 * 8
+
+
+def _layout(items, target):
+    """``(order, offsets, total)`` of one record: the items by decreasing alignment
+    (stable, so a push and its pop agree), so each lies at an offset that is a
+    multiple of its alignment from the record's start."""
+    order = sorted(range(len(items)), key=lambda k: -T.align(items[k][0]))
+    offsets, off = {}, 0
+    for k in order:
+        offsets[k] = off
+        off += slot(items[k][0], target)
+    return order, offsets, off
 
 
 def _record(b, tape, items, op, access):
-    """Emit one record's push or pop (``op``) and a load/store per item (``access``)."""
+    """Emit one record's push or pop (``op``) and a load/store per item (``access``
+    gets the alignment to state: 1 for the CPU's packed records, whose start is
+    not aligned, the type's own on the GPU, whose records stay 8-byte aligned)."""
     if not items:
         return
-    total = sum(slot(t) for t, _ in items)
+    order, offsets, total = _layout(items, b.target)
     p = b.assign(f"call ptr @gj.tape.{op}(ptr {tape}, i64 {total})")
-    off = 0
-    for ty, ref in items:
+    for k in order:
+        ty, ref = items[k]
+        off = offsets[k]
         q = p if off == 0 else b.assign(f"getelementptr inbounds i8, ptr {p}, i64 {off}")
-        b.emit(access(ty, ref, q))
-        off += slot(ty)
+        align = 1 if b.target == "cpu" else min(T.align(ty), 8)
+        b.emit(access(ty, ref, q) + f", align {align}")
 
 
 def push_record(b, tape: str, items, reserved=False) -> None:
@@ -381,8 +405,9 @@ def push_record(b, tape: str, items, reserved=False) -> None:
             lambda ty, ref, q: f"store {ty} {ref}, ptr {q}")
 
 
-def record_bytes(types) -> int:
-    return sum(slot(t) for t in types)
+def record_bytes(types, target: str = "cpu") -> int:
+    """Bytes of one record holding values of ``types``."""
+    return _layout([(t, None) for t in types], target)[2]
 
 
 def pop_record(b, tape: str, items) -> None:

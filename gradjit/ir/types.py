@@ -115,6 +115,11 @@ def size(t) -> int:
     return _size_align(parse(t) if isinstance(t, str) else t)[0]
 
 
+def align(t) -> int:
+    """ABI alignment in bytes (x86-64 / NVPTX data layouts; at most 8 for scalars)."""
+    return _size_align(parse(t) if isinstance(t, str) else t)[1]
+
+
 def _size_align(t):
     if isinstance(t, str):
         if t in FLOATS:
