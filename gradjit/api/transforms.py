@@ -13,6 +13,7 @@ from numba.core import types
 from ..errors import UnsupportedError
 from ..frontend.capture import dispatcher_of
 from . import activities as A
+from . import fastpath
 from .autodiff import autodiff
 from .shadows import check_tuple_members, distinct, like_strides
 
@@ -198,6 +199,7 @@ class _Reverse:
         self._upgrades = {}
         self._wrt = {}                  # (bound, positional arguments) -> argnums' indices
         self.bind = _binder(self.disp)
+        self._patterns = fastpath.Patterns()
 
     def activities(self, args, npos=None):
         """Activities of the bound ``args``; ``npos``: how many arguments the caller
@@ -271,14 +273,36 @@ class _Reverse:
 
     def run(self, args, seed=1.0, out=None, npos=None):
         """Returns ``(value or None, grads)``; ``out`` = (array, seed array) for an
-        array-returning function; ``npos``: see :meth:`order`."""
+        array-returning function; ``npos``: see :meth:`order`.  A call pattern seen
+        before reuses its decisions (:mod:`gradjit.api.fastpath`)."""
+        key = None
+        if out is None and not self.has_aux:
+            key = self._patterns.key(args, npos)
+            if key is not None:
+                got = self._patterns.run(key, args, seed)
+                if got is not None:
+                    return got
         asked = self.activities(args, npos)
         acts = _with_scratch_shadows(self._upgrades, asked, args,
                                      A.Duplicated, lambda a: self._build(args, a, seed, out))
         if acts is not asked:
             _check_scratch_aliases(args, asked, acts)
-        return self._finish(acts, self.order(len(args), npos),
-                            *self._build(args, acts, seed, out))
+        built = self._build(args, acts, seed, out)
+        result = self._finish(acts, self.order(len(args), npos), *built)
+        if key is not None:
+            self._patterns.note_slow_call(
+                key, lambda: self._plan(asked, acts, self.order(len(args), npos), built))
+        return result
+
+    def _plan(self, asked, acts, order, built):
+        """The :class:`fastpath.Plan` of the call just made, or None where the
+        pattern needs the slow path's scratch shadows."""
+        if acts != asked:
+            return None
+        df, dfargs = built[0], built[1]
+        compiled = df.compile(tuple(numba.typeof(a) for a in dfargs))
+        return fastpath.Plan(df._jit_checked, acts, self._gather(acts, len(acts), order),
+                             self.single, check_overlap=bool(compiled.writes_args))
 
     def _build(self, args, acts, seed, out):
         """(derivative, its arguments, the shadows made for Duplicated arguments)."""
@@ -304,7 +328,12 @@ class _Reverse:
         return df, dfargs, shadows, out is not None
 
     def _finish(self, acts, order, df, dfargs, shadows, has_out):
-        res = df.call_unchecked(dfargs)
+        return self._results(acts, order, df.call_unchecked(dfargs), shadows, has_out)
+
+    def _results(self, acts, order, res, shadows, has_out):
+        """``(value, grads)`` from the derivative's result ``res`` and the shadows
+        of the Duplicated arguments (those made as views of a larger buffer, see
+        :func:`like_strides`, returned as arrays of their own)."""
         if has_out:
             value, scalars = None, (res if isinstance(res, tuple) else
                                     () if res is None else (res,))

@@ -1,0 +1,116 @@
+"""The fast path of ``grad`` / ``value_and_grad`` / ``vjp`` calls.
+
+A reverse-mode transform call decides, from its arguments, the activities, the
+scratch shadows of constant arrays the function writes, how each shadow is laid
+out and which derivative variant to call; that bookkeeping costs about 10 us a
+call in Python, several times the derivative itself for small inputs.  The
+decisions depend only on the call's *pattern*: the number of arguments (and how
+many were passed by position) and, per argument, its Python type or, for an
+array, its dtype, rank, writability and alignment.  After the first call of a
+pattern this module keeps them as a :class:`Plan`; the next calls of that
+pattern make zeroed shadows, call the derivative's compiled entry and pick the
+gradients out of its result (about 2 us of Python; nothing is compiled).
+
+Only C-contiguous arrays of rank >= 1, numbers and bools take the fast path;
+tuples, other layouts, other objects, ``has_aux`` and array-returning functions
+keep the slow one, as does a pattern whose constant arrays get scratch shadows.
+Where the derivative writes argument memory, a call whose arrays share memory
+takes the slow path (which picks the variant made for aliased arguments).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import activities as A
+
+#: Set to False to route every call through the slow path (tests compare both).
+ENABLED = True
+
+_SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
+
+
+def arg_key(a):
+    """The part of a call pattern one argument decides, or None when the argument
+    keeps the call on the slow path."""
+    if type(a) is np.ndarray:
+        f = a.flags
+        if not f.c_contiguous or a.ndim == 0:
+            return None
+        return (a.dtype, a.ndim, f.writeable, f.aligned)
+    if isinstance(a, _SCALARS):
+        return type(a)
+    return None
+
+
+class Plan:
+    """The decisions of one call pattern.
+
+    ``entry``: the derivative's compiled entry (an ``@njit`` dispatcher taking
+    each argument followed, for a Duplicated one, by its shadow, then the seed);
+    ``acts``: the activities; ``gather``: per gradient asked for, ``(is_scalar,
+    k)``, its place among the derivative's scalar results or the shadows;
+    ``single``: return that one gradient bare; ``check_overlap``: the derivative
+    writes argument memory (arrays sharing memory take the slow path).
+    """
+
+    def __init__(self, entry, acts, gather, single, check_overlap):
+        self.entry, self.acts, self.gather, self.single = entry, acts, gather, single
+        self.check_overlap = check_overlap
+        self.shadowed = tuple(a is A.Duplicated for a in acts)
+
+    def run(self, args, seed):
+        """``(value, grads)`` as the slow path returns them, or None where this
+        call needs the slow path: its arrays share memory and the derivative
+        writes argument memory, or Numba types a value differently within the
+        pattern (an int beyond int64) and the new derivative does not build."""
+        if self.check_overlap:
+            arrays = [a for a in args if type(a) is np.ndarray]
+            if any(np.may_share_memory(a, b) for i, a in enumerate(arrays)
+                   for b in arrays[i + 1:]):
+                return None
+        dfargs, shadows = [], []
+        for a, shadowed in zip(args, self.shadowed):
+            dfargs.append(a)
+            if shadowed:
+                d = np.zeros(a.shape, a.dtype)
+                dfargs.append(d)
+                shadows.append(d)
+        dfargs.append(seed)
+        try:
+            res = self.entry(*dfargs)
+        except numba.core.errors.TypingError:
+            return None
+        if isinstance(res, tuple):
+            value, scalars = res[0], res[1:]
+        else:
+            value, scalars = res, ()
+        grads = [float(scalars[k]) if is_scalar else shadows[k] for is_scalar, k in self.gather]
+        return value, (grads[0] if self.single else tuple(grads))
+
+
+class Patterns:
+    """Per transform: the plans by call pattern."""
+
+    def __init__(self):
+        self._plans = {}
+
+    def key(self, args, npos):
+        if not ENABLED:
+            return None
+        keys = tuple(map(arg_key, args))
+        if None in keys:
+            return None
+        return (npos, keys)
+
+    def run(self, key, args, seed):
+        """``(value, grads)`` from the plan of pattern ``key``, or None (no plan
+        yet, none possible, or this call needs the slow path)."""
+        plan = self._plans.get(key)
+        return None if plan is None else plan.run(args, seed)
+
+    def note_slow_call(self, key, make):
+        """After a slow call of pattern ``key``: ``make()`` builds its plan (or
+        None, kept too: the pattern then always takes the slow path)."""
+        if key not in self._plans:
+            self._plans[key] = make()

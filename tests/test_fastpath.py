@@ -1,0 +1,165 @@
+"""The fast path of reverse-mode transform calls (gradjit.api.fastpath).
+
+After the first call of a call pattern, ``grad`` / ``value_and_grad`` / ``vjp``
+reuse its decisions.  The results must be the slow path's (both call the same
+compiled derivative), for every kind of argument the fast path takes, and calls
+it must not take (arrays sharing memory where the derivative writes argument
+memory, other layouts) must still give the slow path's results.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from numba import njit
+
+import gradjit
+from gradjit.api import autodiff as autodiff_mod
+from gradjit.api import fastpath
+from conftest import assert_close, fd_grad
+
+
+@njit
+def quad(x, w, c):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += w[i] * x[i] * x[i] + math.sin(c * x[i])
+    return s * c
+
+
+@njit
+def mat(a, b, k, flag):
+    s = 0.0
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            s += a[i, j] * b[j] ** k
+    return s if flag else -s
+
+
+@njit
+def scaled_in_place(x, y):
+    """Writes its argument ``y``: where x and y share memory the derivative
+    variant made for aliased arguments is needed."""
+    for i in range(x.shape[0]):
+        y[i] = 2.0 * x[i] + y[i]
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += y[i] * x[i]
+    return s
+
+
+def _slow_calls(monkeypatch):
+    """A list that grows by one on each slow-path derivative call."""
+    calls = []
+    real = autodiff_mod.Derivative.call_unchecked
+
+    def counting(self, args):
+        calls.append(1)
+        return real(self, args)
+    monkeypatch.setattr(autodiff_mod.Derivative, "call_unchecked", counting)
+    return calls
+
+
+def _same(a, b, ulps=0):
+    """Equal bit for bit (types and dtypes too), or to ``ulps`` units in the last
+    place (another derivative signature, e.g. for another layout, may run a
+    loop's ``sin`` as glibc's vector variant, accurate to 4 ulp)."""
+    if isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b)
+        for u, v in zip(a, b):
+            _same(u, v, ulps)
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=ulps * np.finfo(a.dtype).eps, atol=0)
+    else:
+        assert type(a) is type(b) and a == b
+
+
+CASES = [
+    # (function, argnums, arguments)
+    (quad, 0, lambda r: (r.standard_normal(7), r.uniform(1, 2, 7), 0.7)),
+    (quad, (0, 2), lambda r: (r.standard_normal(7), r.uniform(1, 2, 7), 0.7)),
+    (quad, (2, 1, 0), lambda r: (r.standard_normal(7).astype(np.float32),
+                                 r.uniform(1, 2, 7).astype(np.float32), np.float32(0.7))),
+    (quad, -1, lambda r: (r.standard_normal(3), r.uniform(1, 2, 3), 1.3)),
+    (mat, (0, 1), lambda r: (r.standard_normal((3, 4)), r.uniform(1, 2, 4), 3, True)),
+    (mat, 1, lambda r: (r.standard_normal((2, 5)), r.uniform(1, 2, 5), 2, False)),
+]
+
+
+@pytest.mark.parametrize("fn,argnums,make", CASES)
+def test_fast_calls_match_slow_calls(fn, argnums, make, rng, monkeypatch):
+    args = make(rng)
+    monkeypatch.setattr(fastpath, "ENABLED", False)
+    want_g = gradjit.grad(fn, argnums=argnums)(*args)
+    want_vg = gradjit.value_and_grad(fn, argnums=argnums)(*args)
+    monkeypatch.setattr(fastpath, "ENABLED", True)
+    slow = _slow_calls(monkeypatch)
+    g = gradjit.grad(fn, argnums=argnums)
+    vg = gradjit.value_and_grad(fn, argnums=argnums)
+    for k in range(4):
+        _same(g(*args), want_g)
+        _same(vg(*args), want_vg)
+    # the first call of each transform took the slow path, the rest the fast one
+    assert len(slow) == 2
+
+
+def test_fast_path_gradient_against_finite_differences(rng):
+    x, w = rng.standard_normal(6), rng.uniform(1, 2, 6)
+    g = gradjit.grad(quad, argnums=(0, 2))
+    for _ in range(2):
+        gx, gc = g(x, w, 0.9)
+    assert_close(gx, fd_grad(quad, [x, w, 0.9], argnum=0))
+    assert_close(gc, fd_grad(quad, [x, w, 0.9], argnum=2))
+    gx[:] = 0.0                       # the gradient is the caller's own array
+    assert g(x, w, 0.9)[0].any()
+
+
+def test_aliased_arguments_keep_the_slow_path(rng, monkeypatch):
+    x = rng.standard_normal(5)
+    monkeypatch.setattr(fastpath, "ENABLED", False)
+    z = x.copy()
+    want = gradjit.grad(scaled_in_place, argnums=(0, 1))(z, z)
+    monkeypatch.setattr(fastpath, "ENABLED", True)
+    g = gradjit.grad(scaled_in_place, argnums=(0, 1))
+    for _ in range(2):
+        g(x.copy(), np.ones(5))
+    slow = _slow_calls(monkeypatch)
+    z = x.copy()
+    _same(g(z, z), want)              # one array as both: the slow path's variant
+    assert len(slow) == 1
+    # distinct arrays again: the fast path; y = 2x + y0, s = sum(y x):
+    # ds/dx = y + 2x = 4x + y0, ds/dy0 = x
+    gx, gy = g(x.copy(), np.ones(5))
+    assert len(slow) == 1
+    assert_close(gx, 4 * x + 1, rtol=1e-12, atol=0)
+    assert_close(gy, x, rtol=1e-12, atol=0)
+
+
+def test_other_layouts_and_new_types_keep_working(rng, monkeypatch):
+    g = gradjit.grad(quad, argnums=0)
+    x, w = rng.standard_normal(8), rng.uniform(1, 2, 8)
+    for _ in range(2):
+        want = g(x, w, 0.5)
+    slow = _slow_calls(monkeypatch)
+    xs = np.zeros(16)
+    xs[::2] = x
+    _same(g(xs[::2], w, 0.5), want, ulps=8)   # strided: the slow path
+    assert len(slow) == 1
+    ro = x.copy()
+    ro.flags.writeable = False        # another pattern: slow, then fast
+    for _ in range(3):
+        _same(g(ro, w, 0.5), want)
+    assert len(slow) == 2
+    assert_close(g(x, w, 1), fd_grad(quad, [x, w, 1.0], argnum=0))   # an int c
+
+
+def test_errors_after_warm_up(rng):
+    g = gradjit.grad(mat, argnums=0)
+    a, b = rng.standard_normal((2, 3)), rng.uniform(1, 2, 3)
+    for _ in range(2):
+        g(a, b, 2, True)
+    with pytest.raises(TypeError, match="cannot be differentiated"):
+        g(np.ones((2, 3), np.int64), b, 2, True)
+    with pytest.raises(TypeError, match="cannot be differentiated"):
+        g(1, b, 2, True)
