@@ -9,7 +9,7 @@ many were passed by position) and, per argument, its Python type or, for an
 array, its dtype, rank, writability and alignment.  After the first call of a
 pattern this module keeps them as a :class:`Plan`; the next calls of that
 pattern make zeroed shadows, call the derivative's compiled entry and pick the
-gradients out of its result (about 2 us of Python; nothing is compiled).
+gradients out of its result (a few microseconds of Python; nothing is compiled).
 
 Only C-contiguous arrays of rank >= 1, numbers and bools take the fast path;
 tuples, other layouts, other objects, ``has_aux`` and array-returning functions
