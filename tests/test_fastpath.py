@@ -163,3 +163,30 @@ def test_errors_after_warm_up(rng):
         g(np.ones((2, 3), np.int64), b, 2, True)
     with pytest.raises(TypeError, match="cannot be differentiated"):
         g(1, b, 2, True)
+
+
+@njit
+def sum_sq(x):
+    return (x * x).sum()
+
+
+@njit
+def squares(x):
+    return x * x
+
+
+def test_jvp_return_type_follows_the_call_pattern(rng):
+    """jvp keeps the function's return type per call pattern: a float32 array
+    gives a float32 result, a 2-D array an array of its shape."""
+    jv, ja = gradjit.jvp(sum_sq), gradjit.jvp(squares)
+    for dtype in (np.float64, np.float32, np.float64, np.float32):
+        for shape in ((5,), (2, 3), (5,)):
+            x = rng.standard_normal(shape).astype(dtype)
+            v = rng.standard_normal(shape).astype(dtype)
+            tol = 1e-12 if dtype == np.float64 else 1e-5
+            p, t = jv((x,), (v,))
+            np.testing.assert_allclose([p, t], [(x * x).sum(), 2 * (x * v).sum()],
+                                       rtol=tol, atol=tol)
+            p, t = ja((x,), (v,))
+            assert p.shape == t.shape == shape and t.dtype == dtype
+            np.testing.assert_allclose(t, 2 * x * v, rtol=tol, atol=tol)

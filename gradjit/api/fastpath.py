@@ -38,9 +38,21 @@ def arg_key(a):
         if not f.c_contiguous or a.ndim == 0:
             return None
         return (a.dtype, a.ndim, f.writeable, f.aligned)
+    if type(a) is int:
+        # Numba types an int beyond int64 as uint64
+        return int if -(1 << 63) <= a < (1 << 63) else None
     if isinstance(a, _SCALARS):
         return type(a)
     return None
+
+
+def pattern(args):
+    """The call pattern of ``args`` (a tuple of :func:`arg_key`), or None when an
+    argument keeps the call on the slow path (or the fast path is off)."""
+    if not ENABLED:
+        return None
+    keys = tuple(map(arg_key, args))
+    return None if None in keys else keys
 
 
 class Plan:
@@ -96,12 +108,8 @@ class Patterns:
         self._plans = {}
 
     def key(self, args, npos):
-        if not ENABLED:
-            return None
-        keys = tuple(map(arg_key, args))
-        if None in keys:
-            return None
-        return (npos, keys)
+        keys = pattern(args)
+        return None if keys is None else (npos, keys)
 
     def run(self, key, args, seed):
         """``(value, grads)`` from the plan of pattern ``key``, or None (no plan
