@@ -190,3 +190,46 @@ def test_jvp_return_type_follows_the_call_pattern(rng):
             p, t = ja((x,), (v,))
             assert p.shape == t.shape == shape and t.dtype == dtype
             np.testing.assert_allclose(t, 2 * x * v, rtol=tol, atol=tol)
+
+
+@njit
+def square_into(x, b):
+    for i in range(x.shape[0]):
+        b[i] = x[i] * x[i]
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * b[i]
+    return s
+
+
+@pytest.mark.filterwarnings("ignore::gradjit.ActivityWarning")   # Const b, written: on purpose
+def test_direct_calls_keep_their_memory_checks_after_warm_up(rng):
+    """``autodiff`` objects keep per call pattern whether the derivative writes
+    argument memory; later calls of the pattern still check aliasing."""
+    x = rng.standard_normal(4)
+    df = gradjit.autodiff(square_into, "reverse", gradjit.Duplicated, gradjit.Const,
+                          ret=gradjit.Active)
+    for _ in range(3):
+        dx = np.zeros(4)
+        df(x, dx, np.zeros(4), 1.0)
+    # b is Const: its dependence on x is dropped (what the ActivityWarning says)
+    assert_close(dx, x * x, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="shares memory with 'x'"):
+        df(x, np.zeros(4), x, 1.0)
+    # both differentiated, one array as both: the variant for aliased arguments,
+    # as on a first call
+    def aliased_call(d):
+        a = x.copy()
+        da, db = np.zeros(4), np.zeros(4)
+        d(a, da, a, db, 1.0)
+        return da, db
+    fresh = gradjit.autodiff(scaled_in_place, "reverse", gradjit.Duplicated,
+                             gradjit.Duplicated, ret=gradjit.Active)
+    want = aliased_call(fresh)
+    warm = gradjit.autodiff(scaled_in_place, "reverse", gradjit.Duplicated,
+                            gradjit.Duplicated, checkpointing="store", ret=gradjit.Active)
+    for _ in range(3):
+        warm(x.copy(), np.zeros(4), np.ones(4), np.zeros(4), 1.0)
+    got = aliased_call(warm)
+    assert_close(got[0], want[0], rtol=1e-12, atol=0)
+    assert_close(got[1], want[1], rtol=1e-12, atol=0)

@@ -20,6 +20,7 @@ from ..frontend.capture import capture, dispatcher_of
 from ..frontend.typetree import float_llvm, leaves, modeled
 from ..ir.reader import read_module
 from . import activities as A
+from . import fastpath
 from .shadows import (check_tuple_members, check_writable, const_alias_error, const_array_overlaps,
                       interleaved_types, layout_checks, like_strides, overlap_raiser,
                       overlapping, trailing_arrays)
@@ -78,6 +79,7 @@ class Derivative:
         self.width = width
         self.params = list(inspect.signature(self.dispatcher.py_func).parameters)
         self._cache = {}
+        self._writes = {}                     # call pattern -> (const_written, writes_args)
         self._alias_cache = {}
         self._lock = threading.RLock()
         # positions in df's arguments of the primals of each activity
@@ -138,7 +140,8 @@ class Derivative:
                 len(args) == sum(2 if a.shadowed else 1 for a in self.activities) + 1:
             args[-1] = args[-1][()]                # a 0-d array seed is a scalar
         writebacks = self._check_shadows(args)
-        self._check_const_aliases(args)
+        if self._may_write(args)[0]:
+            self._check_const_aliases(args)
         out = self.call_unchecked(args)
         for user, tmp in writebacks:
             user[...] = tmp
@@ -177,6 +180,21 @@ class Derivative:
             return                          # no Const array: nothing to check
         if const_array_overlaps(self.params, self.activities, args):
             _raise_const_alias(self, args, self.compile(tuple(numba.typeof(a) for a in args)))
+
+    def _may_write(self, args):
+        """``(const_written, writes_args)`` of the compiled signature of ``args``, as
+        far as the memory checks need them: kept per call pattern
+        (:func:`gradjit.api.fastpath.pattern`), so a call whose pattern writes no
+        argument memory skips the pairwise overlap tests; ``(True, True)`` (check)
+        for arguments outside the patterns or before the first compile."""
+        key = fastpath.pattern(args)
+        if key is None or not self._cache:
+            return (True, True)
+        got = self._writes.get(key)
+        if got is None:
+            c = self.compile(tuple(numba.typeof(a) for a in args))
+            got = self._writes[key] = (bool(c.const_written), bool(c.writes_args))
+        return got
 
     def call_unchecked(self, args):
         """Call with ``args`` (a sequence) whose shadows are known to match their
@@ -266,7 +284,7 @@ class Derivative:
         primal arrays share memory and the function writes argument memory, the
         one generated for aliased arguments (it records loads a write through
         another argument may change, instead of repeating them in the reverse)."""
-        if self.mode == "reverse":
+        if self.mode == "reverse" and self._may_write(args)[1]:
             arrays = [args[k] for k in self._primal_pos
                       if k < len(args) and isinstance(args[k], np.ndarray)]
             if len(arrays) > 1 and any(np.may_share_memory(a, b) for i, a in enumerate(arrays)
