@@ -122,3 +122,27 @@ def test_overwritten_values_with_packed_records(rng):
     def f(v):
         return scan_pairs(v.copy(), idx)
     assert_close(dx, fd_grad(f, [x]), rtol=1e-6, atol=1e-7)
+
+
+@njit
+def max_then_sines(x):
+    """The max loop's flags decide where the derivative of ``a`` goes."""
+    a = x[0]
+    for i in range(1, x.shape[0]):
+        a = max(a, x[i])
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += math.sin(x[i] * a)
+    return a + 1e-3 * s
+
+
+def test_records_ending_at_the_stack_buffer_end(rng):
+    """Tapes whose flag records end at every byte around the end of the stack
+    buffer a call starts in, then move to the heap: no flag is lost on the way."""
+    g = gradjit.grad(max_then_sines)
+    for n in range(tape.STACK_BYTES - 16, tape.STACK_BYTES + 4):
+        x = rng.standard_normal(n)
+        a, k = x.max(), int(np.argmax(x))
+        want = 1e-3 * a * np.cos(x * a)
+        want[k] += 1 + 1e-3 * np.sum(x * np.cos(x * a))
+        np.testing.assert_allclose(g(x), want, rtol=1e-12, atol=1e-15, err_msg=f"n={n}")

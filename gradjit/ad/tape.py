@@ -89,7 +89,8 @@ entry:
 RUNTIME = r"""
 define internal { ptr, i64 } @gj.tape.grow(ptr %d, i64 %cap, i64 %need) noinline {
 entry:
-  ; an odd capacity marks the caller's stack buffer (STACK_BYTES + 1)
+  ; an odd capacity marks the caller's stack buffer (STACK_BYTES - 1: the
+  ; buffer's bytes in use, all of which move)
   %stk = trunc i64 %cap to i1
   %capr = and i64 %cap, -2
   %c2 = shl i64 %capr, 1
@@ -117,7 +118,7 @@ fresh:
 copy:
   %b = phi ptr [ %c, %cached ], [ %nb, %fresh ]
   %bc = phi i64 [ %cc, %cached ], [ %c4, %fresh ]
-  call void @llvm.memcpy.p0.p0.i64(ptr %b, ptr %d, i64 %capr, i1 false)
+  call void @llvm.memcpy.p0.p0.i64(ptr %b, ptr %d, i64 %cap, i1 false)
   br label %done
 done:
   %rd = phi ptr [ %nd, %heap ], [ %b, %copy ]
@@ -127,14 +128,15 @@ done:
   ret { ptr, i64 } %r1
 }
 
-; a tape that starts in the caller's stack buffer %buf of %n bytes
+; a tape that starts in the caller's stack buffer %buf of %n bytes (%n even): its
+; capacity is marked odd, %n - 1, so that packed records never pass the buffer's end
 define internal void @gj.tape.init_stack(ptr %t, ptr %buf, i64 %n) alwaysinline {
 entry:
   store ptr %buf, ptr %t
   %topp = getelementptr inbounds i8, ptr %t, i64 8
   store i64 8, ptr %topp
   %capp = getelementptr inbounds i8, ptr %t, i64 16
-  %odd = or i64 %n, 1
+  %odd = sub i64 %n, 1
   store i64 %odd, ptr %capp
   ret void
 }
