@@ -233,3 +233,14 @@ def test_direct_calls_keep_their_memory_checks_after_warm_up(rng):
     got = aliased_call(warm)
     assert_close(got[0], want[0], rtol=1e-12, atol=0)
     assert_close(got[1], want[1], rtol=1e-12, atol=0)
+
+
+def test_an_argument_named_twice_gets_two_gradient_arrays(rng):
+    x, w = rng.standard_normal(5), rng.uniform(1, 2, 5)
+    g = gradjit.grad(quad, argnums=(0, 0, 2))
+    for _ in range(3):                # slow, then fast
+        a, b, c = g(x, w, 0.4)
+        assert a is not b
+        np.testing.assert_array_equal(a, b)
+        a[:] = 0.0
+        assert b.any()

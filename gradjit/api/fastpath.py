@@ -70,6 +70,8 @@ class Plan:
         self.entry, self.acts, self.gather, self.single = entry, acts, gather, single
         self.check_overlap = check_overlap
         self.shadowed = tuple(a is A.Duplicated for a in acts)
+        arrays = [k for is_scalar, k in gather if not is_scalar]
+        self.repeated = len(set(arrays)) < len(arrays)     # argnums naming one twice
 
     def run(self, args, seed):
         """``(value, grads)`` as the slow path returns them, or None where this
@@ -98,7 +100,21 @@ class Plan:
         else:
             value, scalars = res, ()
         grads = [float(scalars[k]) if is_scalar else shadows[k] for is_scalar, k in self.gather]
+        if self.repeated:
+            grads = own_arrays(grads)
         return value, (grads[0] if self.single else tuple(grads))
+
+
+def own_arrays(grads):
+    """``grads`` with each array that appears again replaced by a copy (argnums
+    naming an argument twice get two gradient arrays, as JAX gives two values)."""
+    seen, out = set(), []
+    for g in grads:
+        if isinstance(g, np.ndarray) and id(g) in seen:
+            g = g.copy()
+        seen.add(id(g))
+        out.append(g)
+    return out
 
 
 class Patterns:

@@ -351,7 +351,7 @@ class _Reverse:
                     grads.append(tuple(m if m.base is None else np.array(m) for m in g))
                 else:
                     grads.append(g if g.base is None else np.array(g))
-        return value, (grads[0] if self.single else tuple(grads))
+        return value, (grads[0] if self.single else tuple(fastpath.own_arrays(grads)))
 
 
 def grad(fn=None, argnums=0, has_aux=False):
