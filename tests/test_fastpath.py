@@ -17,6 +17,7 @@ import gradjit
 from gradjit.api import autodiff as autodiff_mod
 from gradjit.api import fastpath
 from conftest import assert_close, fd_grad
+from test_cov_arrays import square_into
 
 
 @njit
@@ -190,16 +191,6 @@ def test_jvp_return_type_follows_the_call_pattern(rng):
             p, t = ja((x,), (v,))
             assert p.shape == t.shape == shape and t.dtype == dtype
             np.testing.assert_allclose(t, 2 * x * v, rtol=tol, atol=tol)
-
-
-@njit
-def square_into(x, b):
-    for i in range(x.shape[0]):
-        b[i] = x[i] * x[i]
-    s = 0.0
-    for i in range(x.shape[0]):
-        s += x[i] * b[i]
-    return s
 
 
 @pytest.mark.filterwarnings("ignore::gradjit.ActivityWarning")   # Const b, written: on purpose
