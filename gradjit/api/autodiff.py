@@ -140,9 +140,10 @@ class Derivative:
                 len(args) == sum(2 if a.shadowed else 1 for a in self.activities) + 1:
             args[-1] = args[-1][()]                # a 0-d array seed is a scalar
         writebacks = self._check_shadows(args)
-        if self._may_write(args)[0]:
+        writes = self._may_write(args)
+        if writes[0]:
             self._check_const_aliases(args)
-        out = self.call_unchecked(args)
+        out = self.call_unchecked(args, writes)
         for user, tmp in writebacks:
             user[...] = tmp
         if self._unwarned:
@@ -196,15 +197,16 @@ class Derivative:
             got = self._writes[key] = (bool(c.const_written), bool(c.writes_args))
         return got
 
-    def call_unchecked(self, args):
+    def call_unchecked(self, args, writes=None):
         """Call with ``args`` (a sequence) whose shadows are known to match their
         primals (shape, dtype and strides), skipping :meth:`_check_shadows`; the
-        transforms, which make the shadows themselves, call this."""
+        transforms, which make the shadows themselves, call this.  ``writes``:
+        :meth:`_may_write` of ``args`` where the caller has it already."""
         if not self._cache:
             # first call: compile here so errors reach the user as gradjit's own
             self.compile(tuple(numba.typeof(a) for a in args))
         try:
-            return self._entry_for(args)(*args)
+            return self._entry_for(args, writes)(*args)
         except numba.core.errors.TypingError:
             # a new signature whose derivative failed to build: raise the real error
             self.compile(tuple(numba.typeof(a) for a in args))
@@ -279,12 +281,12 @@ class Derivative:
         return xs, tuple(p[1] for p in pairs)
 
     # arguments sharing memory ---------------------------------------------------------
-    def _entry_for(self, args):
+    def _entry_for(self, args, writes=None):
         """The compiled entry for ``args``: the usual one, or in reverse mode, where
         primal arrays share memory and the function writes argument memory, the
         one generated for aliased arguments (it records loads a write through
         another argument may change, instead of repeating them in the reverse)."""
-        if self.mode == "reverse" and self._may_write(args)[1]:
+        if self.mode == "reverse" and (writes or self._may_write(args))[1]:
             arrays = [args[k] for k in self._primal_pos
                       if k < len(args) and isinstance(args[k], np.ndarray)]
             if len(arrays) > 1 and any(np.may_share_memory(a, b) for i, a in enumerate(arrays)

@@ -60,14 +60,14 @@ class Plan:
 
     ``entry``: the derivative's compiled entry (an ``@njit`` dispatcher taking
     each argument followed, for a Duplicated one, by its shadow, then the seed);
-    ``acts``: the activities; ``gather``: per gradient asked for, ``(is_scalar,
+    ``acts``: the activities (which arguments get a shadow); ``gather``: per gradient asked for, ``(is_scalar,
     k)``, its place among the derivative's scalar results or the shadows;
     ``single``: return that one gradient bare; ``check_overlap``: the derivative
     writes argument memory (arrays sharing memory take the slow path).
     """
 
     def __init__(self, entry, acts, gather, single, check_overlap):
-        self.entry, self.acts, self.gather, self.single = entry, acts, gather, single
+        self.entry, self.gather, self.single = entry, gather, single
         self.check_overlap = check_overlap
         self.shadowed = tuple(a is A.Duplicated for a in acts)
         arrays = [k for is_scalar, k in gather if not is_scalar]

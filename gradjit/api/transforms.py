@@ -288,10 +288,10 @@ class _Reverse:
         if acts is not asked:
             _check_scratch_aliases(args, asked, acts)
         built = self._build(args, acts, seed, out)
-        result = self._finish(acts, self.order(len(args), npos), *built)
+        order = self.order(len(args), npos)
+        result = self._finish(acts, order, *built)
         if key is not None:
-            self._patterns.note_slow_call(
-                key, lambda: self._plan(asked, acts, self.order(len(args), npos), built))
+            self._patterns.note_slow_call(key, lambda: self._plan(asked, acts, order, built))
         return result
 
     def _plan(self, asked, acts, order, built):
