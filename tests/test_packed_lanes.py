@@ -4,8 +4,9 @@ In vector mode the N tangents of a scalar float are also kept as one
 ``<N x ty>`` vector, and the tangent code of arithmetic, math calls, phis,
 selects, casts and of the loads and stores of interleaved memory (arguments with
 the lane axis fastest, and the arrays the function allocates itself) is emitted
-once on those vectors.  Values read lane by lane (lane-major arrays, calls) stay
-per lane.  Every lane is compared with the width-1 forward derivative of its
+once on those vectors.  Values read lane by lane (lane-major arrays in functions
+with loops, calls) stay per lane; in loop-free functions lane-major loads are
+gathered into vectors.  Every lane is compared with the width-1 forward derivative of its
 direction and with central finite differences.
 """
 
@@ -178,6 +179,69 @@ def test_constructor_allocations_are_interleaved():
         _bones(theta + e, op)
         _bones(theta - e, om)
         assert_close(dout[j], (op - om) / (2 * h), rtol=1e-7, atol=1e-8)
+
+
+@njit
+def _straight_line(cam, X, out):
+    # no loop: a small residual whose Jacobian is taken per call (BA-style);
+    # lane-major tangents are gathered into vectors and the code is packed
+    r0, r1, r2 = cam[0], cam[1], cam[2]
+    v0, v1, v2 = X[0] - cam[3], X[1] - cam[4], X[2] - cam[5]
+    th = math.sqrt(r0 * r0 + r1 * r1 + r2 * r2)
+    c, s = math.cos(th), math.sin(th)
+    k0, k1, k2 = r0 / th, r1 / th, r2 / th
+    t = (k0 * v0 + k1 * v1 + k2 * v2) * (1.0 - c)
+    y0 = v0 * c + (k1 * v2 - k2 * v1) * s + k0 * t
+    y1 = v1 * c + (k2 * v0 - k0 * v2) * s + k1 * t
+    y2 = v2 * c + (k0 * v1 - k1 * v0) * s + k2 * t
+    p0, p1 = y0 / y2, y1 / y2
+    rsq = p0 * p0 + p1 * p1
+    L = 1.0 + cam[6] * rsq if rsq < 4.0 else 1.0 + cam[6] * 4.0     # a select or a phi
+    out[0] = p0 * L * cam[7] + math.exp(-cam[8] * cam[8])
+    out[1] = p1 * L * cam[7]
+
+
+def test_straight_line_lane_major_is_gathered_and_packed():
+    rng = np.random.default_rng(17)
+    cam = np.array([0.3, -0.2, 0.5, 0.1, 0.2, -5.0, 0.05, 1.3, 0.4])
+    X = np.array([0.4, -0.3, 1.0])
+    width = cam.size + X.size
+    dcam = np.zeros((width, cam.size))                   # C order: lane-major
+    dcam[:cam.size] = np.eye(cam.size)
+    dX = np.zeros((width, X.size))
+    dX[cam.size:] = np.eye(X.size)
+    dX += 0.1 * rng.standard_normal(dX.shape)            # mixed directions too
+    out, dout = np.zeros(2), np.zeros((width, 2))
+    df = gradjit.autodiff(_straight_line, "forward", Dual, Dual, Dual, width=width)
+    df(cam, dcam, X, dX, out, dout)
+    text = df._cache[next(iter(df._cache))].text               # lane-major: no variant
+    assert re.search(rf"fmul <{width} x double>", text)       # packed, not per lane
+    assert re.search(rf"insertelement <{width} x double>", text)
+    d1 = gradjit.autodiff(_straight_line, "forward", Dual, Dual, Dual)
+    h = 1e-6
+    for k in range(width):
+        dout1 = np.zeros(2)
+        d1(cam, dcam[k].copy(), X, dX[k].copy(), np.zeros(2), dout1)
+        assert_close(dout[k], dout1, rtol=1e-13, atol=1e-14, err_msg=f"lane {k}")
+        op, om = np.zeros(2), np.zeros(2)
+        _straight_line(cam + h * dcam[k], X + h * dX[k], op)
+        _straight_line(cam - h * dcam[k], X - h * dX[k], om)
+        assert_close(dout[k], (op - om) / (2 * h), rtol=1e-6, atol=1e-8)
+
+
+def test_lane_major_tangents_in_loops():
+    # in a function with loops lane-major loads keep per-lane code (LLVM's loop
+    # vectorizer vectorizes each lane across iterations; speed: benchmarks/lanes.py)
+    rng = np.random.default_rng(19)
+    n, width = 8, 3
+    x, w, y = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n), np.zeros(n)
+    dx, dw, dy = (rng.standard_normal((width, n)) for _ in range(3))
+    df = gradjit.autodiff(_lane_major_input, "forward", Dual, Dual, Dual, width=width)
+    df(x, dx, w, dw, y, dy)
+    for k in range(width):
+        want = (np.exp(x) * (dx[k] * w + dw[k])) * np.roll(x, -1) + \
+            np.exp(x) * w * np.roll(dx[k], -1)
+        assert_close(dy[k], want, rtol=1e-13, atol=1e-14)
 
 
 # --- batched reverse mode ---------------------------------------------------------

@@ -725,9 +725,11 @@ class VectorForward(Derivative):
     arguments' layout.
 
     On the CPU the N tangents of a scalar float are one ``<N x double>`` vector
-    wherever they come from interleaved memory, so the tangent code runs as SIMD
-    instructions across the lanes; values read lane by lane (from lane-major
-    tangents, or returned by calls) keep per-lane code.
+    wherever they come from interleaved memory, or from lane-major memory in a
+    loop-free function (gathered), so the tangent code runs as SIMD instructions
+    across the lanes; values read lane by lane in functions with loops (from
+    lane-major tangents, where LLVM vectorizes each lane's code across iterations
+    instead) or returned by calls keep per-lane code.
 
     Called from Python; within ``@njit`` code pass the trailing output array
     yourself, ``df(*args, dret)``, with lanes laid out like their primal
