@@ -73,6 +73,52 @@ def test_jvp_and_vjp_with_defaults_and_keywords():
     np.testing.assert_allclose(pullback(0.5), 0.5 * _loss_grad_x(X, 4.0), rtol=1e-13)
 
 
+@njit
+def _kwonly(x, *, scale=2.0, w=None):
+    s = 0.0
+    for i in range(x.shape[0]):
+        v = scale * math.sin(x[i]) ** 2
+        s += v if w is None else w[i] * v
+    return s
+
+
+@njit
+def _kwonly_array(x, *, scale=2.0):
+    return scale * np.sin(x) ** 2
+
+
+def test_keyword_only_parameters():
+    # they bind after the positional parameters, in order: argnums 1 is scale, 2 is w
+    np.testing.assert_allclose(gradjit.grad(_kwonly)(X), _loss_grad_x(X, 2.0), rtol=1e-13)
+    w = np.linspace(0.5, 1.5, X.size)
+    value, (gx, gscale, gw) = gradjit.value_and_grad(_kwonly, argnums=(0, 1, 2))(
+        X, w=w, scale=0.7)
+    assert value == pytest.approx(_kwonly(X, scale=0.7, w=w), rel=1e-15)
+    np.testing.assert_allclose(gx, w * _loss_grad_x(X, 0.7), rtol=1e-13)
+    assert gscale == pytest.approx(fd_grad(lambda s: _kwonly(X, scale=s, w=w), (0.7,), 0),
+                                   rel=1e-7)
+    np.testing.assert_allclose(gw, 0.7 * np.sin(X) ** 2, rtol=1e-13)
+    t = np.cos(np.arange(7.0))
+    _, tangent = gradjit.jvp(_kwonly)((X,), (t,))
+    assert tangent == pytest.approx(float(_loss_grad_x(X, 2.0) @ t), rel=1e-13)
+    out, pullback = gradjit.vjp(_kwonly_array)(X, scale=3.0)       # array output
+    np.testing.assert_allclose(out, 3.0 * np.sin(X) ** 2, rtol=1e-15)
+    np.testing.assert_allclose(pullback(t), t * _loss_grad_x(X, 3.0), rtol=1e-13)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bias'"):
+        gradjit.grad(_kwonly)(X, bias=1.0)
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        gradjit.grad(_kwonly)(X, 0.7)
+
+
+def test_variable_parameters_raise_type_error():
+    @njit
+    def h(*xs):
+        return xs[0][0]
+
+    with pytest.raises(TypeError, match=r"variable parameters \(xs\)"):
+        gradjit.grad(h)(X)
+
+
 def test_calls_that_do_not_bind_raise_type_error():
     g = gradjit.grad(_loss)
     with pytest.raises(TypeError, match="unexpected keyword argument 'bias'"):

@@ -34,6 +34,9 @@ def _with_out(disp):
     if w is None:
         params = list(inspect.signature(disp.py_func).parameters)
         names = [f"a{k}" for k in range(len(params))]
+        # keyword-only parameters too are passed by position: Numba's typing binds
+        # them that way (and fails to bind them by keyword: "missing a required
+        # argument")
         # an element loop: ``out[...] = r`` would compile Numba's shape-error path
         src = (f"def _gradjit_out({', '.join(names + ['out'])}):\n"
                f"    r = _fn({', '.join(names)})\n"
@@ -52,31 +55,35 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 
 def _binder(disp):
     """``bind(args, kwargs) -> args``: the arguments of a call of ``disp``'s Python
-    function, keywords and defaults included, as one positional tuple (JAX's
-    convention: ``argnums`` count positional parameters; keyword arguments are
-    passed through and never differentiated unless named by ``argnums``).
+    function, keywords and defaults included, as one tuple in parameter order
+    (JAX's convention: ``argnums`` count positional parameters; keyword arguments
+    are passed through and never differentiated unless named by ``argnums``).
+    Keyword-only parameters (``def f(x, *, scale=1.0)``) come last, in their
+    order, as Numba's compiled function takes them.
 
     Raises ``TypeError`` as Python does for a call that does not bind, and for
-    keyword-only parameters (which Numba does not compile).
+    ``*args`` / ``**kwargs`` parameters.
     """
     py = disp.py_func
     sig = inspect.signature(py)
     params = list(sig.parameters.values())
     plain = all(p.kind in _POSITIONAL for p in params)
+    var = [p.name for p in params if p.kind in (inspect.Parameter.VAR_POSITIONAL,
+                                                inspect.Parameter.VAR_KEYWORD)]
     n = len(params)
 
     def bind(args, kwargs):
         if plain and not kwargs and len(args) == n:
             return args
+        if var:
+            raise TypeError(f"{py.__name__}(): variable parameters ({', '.join(var)}) "
+                            "are not supported")
         try:
             b = sig.bind(*args, **kwargs)
         except TypeError as e:
             raise TypeError(f"{py.__name__}(): {e}") from None
         b.apply_defaults()
-        if b.kwargs:
-            raise TypeError(f"{py.__name__}(): keyword-only parameters "
-                            f"({', '.join(b.kwargs)}) are not supported")
-        return b.args
+        return b.args + tuple(b.kwargs.values())
     return bind
 
 
@@ -362,9 +369,10 @@ def grad(fn=None, argnums=0, has_aux=False):
     float scalar argument, a new ndarray of the argument's shape and dtype for a
     float array.  Usable as ``@gradjit.grad`` above ``@njit``.  Keyword arguments
     and parameter defaults work as in a call of ``fn``; ``argnums`` counts the
-    parameters in order, so a keyword-passed parameter it names is differentiated
-    too (``jax.grad`` raises there instead); a negative ``argnums`` counts back
-    from the last argument passed by position, as in JAX.
+    parameters in order (keyword-only ones after the others), so a keyword-passed
+    parameter it names is differentiated too (``jax.grad`` raises there instead);
+    a negative ``argnums`` counts back from the last argument passed by position,
+    as in JAX.  ``*args`` / ``**kwargs`` parameters raise ``TypeError``.
 
     With ``has_aux=True`` (JAX's), ``fn`` returns a pair ``(value, aux)`` with a
     float scalar ``value``; the call returns ``(grads, aux)``, ``aux`` as ``fn``
