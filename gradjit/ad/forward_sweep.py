@@ -408,7 +408,8 @@ class ForwardSweep(LaneSweep):
     # whose Jacobian a caller's loop takes per element, say) has nothing to
     # vectorize per-lane code, so there each such load's lanes are gathered into
     # a vector (N loads and inserts) and what is computed from it is packed: the
-    # width-15 BA residual Jacobian, 22.3 ms per lane, 9.6 ms gathered.
+    # width-15 BA residual Jacobian, 17-27 ms per lane, 8-12 ms gathered
+    # (benchmarks/lanes.py).
 
     def _vty(self, ty) -> str:
         return f"<{len(self.lanes)} x {ty}>"
