@@ -398,6 +398,22 @@ def test_frexp(mode):
                          err_msg=f"frexp at {x}")
 
 
+@njit
+def m_frexp_mantissa(x):
+    return 3.0 * math.frexp(x)[0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_frexp_at_zero_and_infinity(mode):
+    """C's frexp returns m = x, e = 0 at x = 0 and x = +-inf: dm/dx = 1 there (not
+    inf / inf); elsewhere 2^-e; NaN stays NaN."""
+    for x, want in ((math.inf, 3.0), (-math.inf, 3.0), (0.0, 3.0), (-0.0, 3.0),
+                    (6.0, 3.0 / 8.0), (-0.2, 3.0 * 4.0)):
+        got = ad_grads(mode, m_frexp_mantissa, (x,))[0]
+        assert got == want, f"frexp at {x}: {got}"
+    assert math.isnan(ad_grads(mode, m_frexp_mantissa, (math.nan,))[0])
+
+
 NP_BINARY = ["arctan2", "hypot", "copysign", "power"]
 
 

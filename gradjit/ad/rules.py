@@ -219,10 +219,11 @@ RULES["ldexp"] = [lambda b, ty, a, r: b.math("exp2", ty, b.assign(f"sitofp i32 {
                   None]
 RULES["numba_ldexp"] = RULES["numba_ldexpf"] = RULES["ldexp"]
 # math.frexp(x) = (m, e) with m = x * 2**-e (exact): the partial of m in x is 2**-e,
-# that is m / x (exact, a power of two), and 1 at x = 0 (m = 0, e = 0); the exponent
-# goes through the pointer argument (an int: no partial)
-RULES["frexp"] = [lambda b, ty, a, r: b.select(b.fcmp("oeq", ty, a(0), b.const(0.0, ty)), ty,
-                                               b.const(1.0, ty), b.fdiv(ty, r(), a(0))),
+# that is m / x (exact, a power of two), and 1 where m = x, e = 0: at x = 0 and at
+# x = +-inf (C's frexp), the x with x == x + x; the exponent goes through the
+# pointer argument (an int: no partial)
+RULES["frexp"] = [lambda b, ty, a, r: b.select(b.fcmp("oeq", ty, a(0), b.fadd(ty, a(0), a(0))),
+                                               ty, b.const(1.0, ty), b.fdiv(ty, r(), a(0))),
                   None]
 RULES["numba_frexp"] = RULES["numba_frexpf"] = RULES["frexp"]
 RULES["fmin"] = RULES["minnum"]
