@@ -67,9 +67,9 @@ def _seeds(dcam, dX, dw):
 def forward_lane_major(cams, X, w, obs, feats, jac):
     dcam, dX, dw = np.zeros((W, N_CAM_PARAMS)), np.zeros((W, 3)), np.zeros(W)
     _seeds(dcam, dX, dw)
-    err, derr = np.empty(2), np.empty((W, 2))
+    err, derr, dret = np.empty(2), np.empty((W, 2)), np.empty(W)
     for i in range(w.shape[0]):
-        fwd(cams[obs[i, 0]], dcam, X[obs[i, 1]], dX, w[i], dw, feats[i], err, derr)
+        fwd(cams[obs[i, 0]], dcam, X[obs[i, 1]], dX, w[i], dw, feats[i], err, derr, dret)
         for r in range(2):
             for j in range(W):
                 jac[i, r, j] = derr[j, r]
@@ -80,9 +80,10 @@ def forward_interleaved(cams, X, w, obs, feats, jac):
     dcam, dX = np.zeros((N_CAM_PARAMS, W)).T, np.zeros((3, W)).T
     dw = np.zeros(W)
     _seeds(dcam, dX, dw)
-    err = np.empty(2)
+    err, dret = np.empty(2), np.empty(W)
     for i in range(w.shape[0]):
-        fwd(cams[obs[i, 0]], dcam, X[obs[i, 1]], dX, w[i], dw, feats[i], err, jac[i].T)
+        fwd(cams[obs[i, 0]], dcam, X[obs[i, 1]], dX, w[i], dw, feats[i], err,
+            jac[i].T, dret)
 
 
 @numba.njit

@@ -520,48 +520,6 @@ def test_vector_derivative_from_njit_names_its_trailing_arrays():
     np.testing.assert_allclose(g[0], [want, 2 * want, 3 * want], rtol=1e-6)
 
 
-@njit
-def _scale_into(x, a, y):
-    for i in range(x.shape[0]):
-        y[i] = a * math.sin(x[i])
-
-
-def test_njit_vector_forward_without_return_tangents():
-    """The return tangents' array may be left out from @njit code when the return is
-    not differentiated (a function returning nothing, or ret=Const); it is needed
-    (ActivityError) when the return is Dual."""
-    n, w = 5, 3
-    x, a = np.linspace(0.1, 1.0, n), 1.7
-    dx = np.arange(w * n, dtype=np.float64).reshape(w, n) / 7.0
-    da = np.array([1.0, 0.0, -2.0])
-    fv = gradjit.autodiff(_scale_into, "forward", Dual, Dual, Dual, width=w)
-
-    @njit
-    def use(x, dx, a, da, y, dy):
-        fv(x, dx, a, da, y, dy)                    # no (w,) array after dy
-
-    y, dy = np.zeros(n), np.zeros((w, n))
-    use(x, dx, a, da, y, dy)
-    np.testing.assert_allclose(y, a * np.sin(x), rtol=1e-15)
-    for k in range(w):
-        np.testing.assert_allclose(dy[k], da[k] * np.sin(x) + a * np.cos(x) * dx[k], rtol=1e-13)
-
-    fc = gradjit.autodiff(_quad3, "forward", Dual, Const, Const, ret=Const, width=w)
-    fd = gradjit.autodiff(_quad3, "forward", Dual, Const, Const, width=w)
-
-    @njit
-    def value_only(x, dx):
-        return fc(x, dx, 0.5, 2.0)
-
-    @njit
-    def tangents_missing(x, dx):
-        return fd(x, dx, 0.5, 2.0)
-
-    assert value_only(x, dx) == pytest.approx(_quad3(x, 0.5, 2.0), rel=1e-15)
-    with pytest.raises(gradjit.ActivityError, match=r"return \(Dual\) need an array.*left out"):
-        tangents_missing(x, dx)
-
-
 # --- the arrays after the activities' arguments of a width-N call from @njit code
 
 

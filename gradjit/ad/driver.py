@@ -56,7 +56,6 @@ class Plan:
     return_primal: bool = True
     return_derivative: bool = False  # forward: the tangent of the return
     seed: bool = False               # reverse: df takes a trailing seed
-    ret_tangents: bool = True        # vector forward: df takes the return tangents' array
     seed_int: str = ""               # ... given as an int: "signed" / "unsigned" (bool)
     ret_shadow_array: bool = False   # forward: the returned array's tangent array comes back
     ret_aux: str = None              # has_aux: LLVM type of the returned tuple, whose first

@@ -404,10 +404,6 @@ class Derivative:
         plan.ret_meminfos = cpu.meminfo_offsets(full_rt)
         plan.ret_array = bool(plan.ret_meminfos)
         plan.ret_active = ret is not A.Const
-        if plan.ret_active and not plan.ret_tangents:
-            raise ActivityError(f"the tangents of {name}'s return ({ret.__name__}) need an "
-                                "array; " + _vector_trailing_args(self.mode, self.width,
-                                                                  self.activities))
         if self.has_aux:
             plan.ret_aux = cpu.return_llvm(full_rt)
         parts, rtypes = [], []
@@ -462,9 +458,7 @@ def _vector_trailing_args(mode, n, acts) -> str:
     activities' arguments (from Python these are made by the call)."""
     if mode == "forward":
         return (f"called from @njit code, a width-{n} forward derivative takes after the "
-                f"activities' arguments an output array of shape ({n},) for the return's tangents "
-                "(left out when the return is not differentiated: the function returns "
-                "nothing, or ret=Const)")
+                f"activities' arguments an output array of shape ({n},) for the return's tangents")
     rows = max(1, sum(1 for a in acts if a is A.Active))
     return (f"called from @njit code, a width-{n} reverse derivative takes after the "
             f"activities' arguments the seeds (shape ({n},), with an Active return), then an "
@@ -478,11 +472,7 @@ def plan_arguments(fname, params, acts, mode, argtys, width=1):
     n = sum(2 if a.shadowed else 1 for a in acts)
     if width > 1:
         n += 1                                  # the return tangents' output array
-    # a vector forward call from @njit code may leave out the return tangents'
-    # array when the return is not differentiated (checked once the return's
-    # activity is known)
-    short = width > 1 and mode == "forward" and len(argtys) == n - 1
-    if len(argtys) not in (n, n + 1) and not short:
+    if len(argtys) not in (n, n + 1):
         if width > 1:
             raise ActivityError(f"the derivative of {fname} got {len(argtys)} arguments; "
                                 + _vector_trailing_args(mode, width, acts))
@@ -543,12 +533,11 @@ def plan_arguments(fname, params, acts, mode, argtys, width=1):
                 trailing_arrays("reverse", width, acts, argtys, k)
             except ActivityError as e:
                 raise ActivityError(f"{e}; {_vector_trailing_args(mode, width, acts)}") from None
-        elif k < len(argtys) and not (isinstance(argtys[k], types.Array) and
-                                      isinstance(argtys[k].dtype, types.Float) and
-                                      argtys[k].ndim == 1):
-            raise ActivityError(f"the tangents of the return: got {argtys[k]}; "
+        elif not (k < len(argtys) and isinstance(argtys[k], types.Array) and
+                  isinstance(argtys[k].dtype, types.Float) and argtys[k].ndim == 1):
+            raise ActivityError(f"the tangents of the return: got "
+                                f"{argtys[k] if k < len(argtys) else None}; "
                                 + _vector_trailing_args(mode, width, acts))
-        plan.ret_tangents = not short
     plan.seed = len(argtys) == n + 1
     if plan.seed and width == 1:
         st = argtys[-1]
@@ -743,9 +732,7 @@ class VectorForward(Derivative):
     instead) or returned by calls keep per-lane code.
 
     Called from Python; within ``@njit`` code pass the trailing output array
-    yourself, ``df(*args, dret)`` (or ``df(*args)`` when the return is not
-    differentiated: ``fn`` returns nothing, or ``ret=Const``), with lanes laid out
-    like their primal
+    yourself, ``df(*args, dret)``, with lanes laid out like their primal
     (``dret`` contiguous, of length N); other layouts raise ``ValueError`` there.
     """
 
