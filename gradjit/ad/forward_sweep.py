@@ -464,11 +464,11 @@ class ForwardSweep(LaneSweep):
 
     def _lane_native_values(self) -> set:
         """Scalar floats whose tangents are made lane by lane: those read from
-        lane-major memory or returned by calls, and what is computed from them.
-        Building their vectors would cost N inserts each (more than the
-        arithmetic it enables), so their code stays per lane; the rest is packed.
-        In a loop-free function they are gathered instead (see above).  A
-        forward closure over the uses (phis included): linear in the function."""
+        lane-major memory (in functions with loops, where LLVM vectorizes the
+        per-lane code across iterations; in loop-free ones they are gathered, see
+        above) or returned by calls, and what is computed from them; the rest is
+        packed.  A forward closure over the uses (phis included): linear in the
+        function."""
         gather = not has_cycle(self.fn)
         users, native = {}, set()
         for ins in self.fn.instructions():

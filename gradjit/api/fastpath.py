@@ -60,8 +60,9 @@ class Plan:
 
     ``entry``: the derivative's compiled entry (an ``@njit`` dispatcher taking
     each argument followed, for a Duplicated one, by its shadow, then the seed);
-    ``acts``: the activities (which arguments get a shadow); ``gather``: per gradient asked for, ``(is_scalar,
-    k)``, its place among the derivative's scalar results or the shadows;
+    ``acts``: the activities (which arguments get a shadow); ``gather``: per
+    gradient asked for, ``(is_scalar, k)``, its place among the derivative's
+    scalar results or the shadows;
     ``single``: return that one gradient bare; ``check_overlap``: the derivative
     writes argument memory (arrays sharing memory take the slow path).
     """
