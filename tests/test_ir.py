@@ -1,6 +1,7 @@
 """IR layer and analyses on real Numba output: round trips, dominators, loops,
 activity, TypeTrees."""
 import math
+import os
 
 import llvmlite.binding as llvm
 import numba
@@ -139,7 +140,6 @@ def test_profiling_metadata_on_function_headers(tmp_path):
     definitions (``define ... !dbg !4 {``); the derivative module must not keep
     references to metadata it dropped.  Run in a fresh process (Numba reads the
     variable at import); the gradient is checked against the analytic one."""
-    import os
     import subprocess
     import sys
     script = tmp_path / "prof.py"
@@ -158,6 +158,48 @@ def test_profiling_metadata_on_function_headers(tmp_path):
     env = dict(os.environ, NUMBA_ENABLE_PROFILING="1")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_allocator_compiled_before_import_is_linked(tmp_path):
+    """Numba's array allocator compiled before ``import gradjit`` (no raw IR: its
+    optimized library shares it as ``linkonce_odr``) and called from an array
+    constructor compiled afterwards: the capture keeps its definition whatever
+    the link order (it used to be dropped, and the AD saw an unknown call)."""
+    import subprocess
+    import sys
+    script = tmp_path / "early.py"
+    script.write_text(
+        "import numpy as np, numba\n"
+        "@numba.njit\n"
+        "def early(n):\n"
+        "    return np.zeros((3, n)).sum()\n"
+        "early(3)\n"
+        "import gradjit\n"
+        "@numba.njit\n"
+        "def scratch(x):\n"
+        "    p = np.zeros((3, x.shape[0]))\n"
+        "    for i in range(x.shape[0]):\n"
+        "        p[0, i] = x[i]\n"
+        "    return p\n"
+        "@numba.njit\n"
+        "def f(x):\n"
+        "    p = scratch(x)\n"
+        "    t = np.empty((x.shape[0], 2, 2))\n"
+        "    for i in range(x.shape[0]):\n"
+        "        t[i, 1, 0] = np.sin(p[0, i])\n"
+        "    s = 0.0\n"
+        "    for i in range(x.shape[0]):\n"
+        "        s += t[i, 1, 0] * x[i]\n"
+        "    return s\n"
+        "x = np.linspace(0.1, 2.0, 7)\n"
+        "g = gradjit.grad(f)(x)\n"
+        "assert np.allclose(g, np.cos(x) * x + np.sin(x), rtol=1e-12, atol=1e-14), g\n"
+        "print('ok')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

@@ -169,24 +169,41 @@ def _defines(mod, name) -> bool:
         return False
 
 
+# linkages whose definitions the linker drops when nothing in the destination
+# module refers to them yet
+_DISCARDABLE = {"linkonce_any", "linkonce_odr", "weak_any", "weak_odr",
+                "available_externally"}
+
+
 def _link(mod, text):
     """Link the library text ``text`` into ``mod``.  Numba libraries each carry
     copies of shared helpers (``__excinfo_unwrap_args...`` constants, callees
     compiled into several libraries): symbols ``mod`` already defines become
-    ``linkonce_odr`` in the incoming copy, so the linker keeps one."""
+    ``linkonce_odr`` in the incoming copy, so the linker keeps one.  A symbol
+    ``mod`` does not define yet is kept whatever its linkage: an optimized
+    library (compiled before gradjit's hook) shares its functions as
+    ``linkonce_odr``, which the linker would drop when the module that calls
+    them comes later in the link order (:func:`capture` internalizes all but the
+    target afterwards)."""
     other = llvm.parse_assembly(text)
     for f in other.functions:
-        if not f.is_declaration and _defines(mod, f.name):
+        if f.is_declaration:
+            continue
+        if _defines(mod, f.name):
             f.linkage = "linkonce_odr"
+        elif f.linkage.name in _DISCARDABLE:
+            f.linkage = "external"
     for g in other.global_variables:
         if g.is_declaration:
             continue
         try:
             mine = mod.get_global_variable(g.name)
         except NameError:
-            continue
-        if not mine.is_declaration:
+            mine = None
+        if mine is not None and not mine.is_declaration:
             g.linkage = "linkonce_odr"
+        elif g.linkage.name in _DISCARDABLE:
+            g.linkage = "external"
     mod.link_in(other)
 
 
