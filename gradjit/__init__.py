@@ -13,10 +13,12 @@ from .api.activities import (Active, ActiveOnly, Const, Dual, DualOnly,  # noqa:
                              Duplicated, DuplicatedNoNeed)
 from .api.autodiff import Derivative, Forward, Reverse, autodiff  # noqa: E402
 from .api.kernels import emulate  # noqa: E402
+from .api.sparsity import JacobianColoring  # noqa: E402
 from .api.transforms import grad, jvp, value_and_grad, vjp  # noqa: E402
 from .errors import ActivityError, ActivityWarning, UnsupportedError  # noqa: E402
 
 __all__ = ["autodiff", "grad", "value_and_grad", "jvp", "vjp", "Const", "Active",
            "ActiveOnly", "Duplicated", "DuplicatedNoNeed", "Dual", "DualOnly",
-           "Reverse", "Forward", "ActivityError", "ActivityWarning", "UnsupportedError", "Derivative", "emulate"]
+           "Reverse", "Forward", "ActivityError", "ActivityWarning", "UnsupportedError", "Derivative", "emulate",
+           "JacobianColoring"]
 __version__ = "0.1.0"

@@ -64,11 +64,14 @@ way a Numba user would write them (explicit loops, small helper functions,
 scratch arrays).  :func:`ht_objective_reference` is an independent vectorised
 NumPy/SciPy implementation (rotations from :mod:`scipy.spatial.transform`,
 batched matrix products) used to test them.  The Jacobian is computed with
-gradjit's forward mode, one tangent sweep per column, from an ``@njit`` loop
-that calls the derivative (:func:`ht_jacobian`): 26 (simple) or 28
-(complicated) directions -- the 26 unit vectors of ``theta`` and, for the
-complicated variant, the two "all ``us[:, k]`` at once" directions, which are
-exact because residual ``i`` depends on ``us[i]`` only.
+gradjit's vector forward mode, one primal sweep carrying several tangent lanes
+(:func:`ht_jacobian`).  The lanes are compressed directions (Curtis, Powell &
+Reid 1974): the ``theta`` columns are colored from the model's structure
+(:func:`ht_sparsity`, :class:`gradjit.JacobianColoring`) so that columns that
+never affect the same residual -- the joints of different fingers, the three
+translations -- share a lane, 8 to 10 lanes instead of 26; for the complicated
+variant two more lanes carry the "all ``us[:, k]`` at once" directions, which
+are exact because residual ``i`` depends on ``us[i]`` only.
 
 Data.  ``kernels/data/ht`` holds GradBench's (= ADBench's) hand model
 (``model/``: bones, triangles and the 544 vertices of the "small" model; the
@@ -369,58 +372,187 @@ def _derivative(variant, mode, width=1):
     return df
 
 
-_SEEDS = {}
+_US_SEEDS = {}
 
 
-def _seeds(variant, us_shape):
-    """Tangent seeds of the vector forward mode: lane ``k < 2`` of the complicated
-    variant seeds ``us[:, k] = 1`` on every row, the others the unit vectors of
-    ``theta`` (cached per shape)."""
-    key = (variant, us_shape)
-    got = _SEEDS.get(key)
-    if got is None:
-        off = 2 if variant == "complicated" else 0
-        dtheta = np.zeros((N_THETA + off, N_THETA))
-        dtheta[off:, :] = np.eye(N_THETA)
-        dus = None
-        if off:
-            # lane axis fastest (``dus[:, i, j]`` contiguous), the layout gradjit
-            # reads in place and loads as one vector per element
-            dus = np.zeros(us_shape + (N_THETA + off,)).transpose(2, 0, 1)
-            dus[0, :, 0] = 1.0
-            dus[1, :, 1] = 1.0
-        got = _SEEDS[key] = (dtheta, dus)
-    return got
+def _us_seeds(us_shape, lanes):
+    """Tangent seed of ``us`` for the complicated variant's forward Jacobian:
+    lane ``k < 2`` seeds ``us[:, k] = 1`` on every row (exact, since residual ``i``
+    depends on ``us[i]`` only), the other lanes 0.  Lane axis fastest
+    (``dus[:, i, j]`` contiguous), the layout gradjit reads in place and loads as
+    one vector per element.  Cached per shape and width (it depends on neither
+    ``theta`` nor the data)."""
+    key = (us_shape, lanes)
+    dus = _US_SEEDS.get(key)
+    if dus is None:
+        dus = np.zeros(us_shape + (lanes,)).transpose(2, 0, 1)
+        dus[0, :, 0] = 1.0
+        dus[1, :, 1] = 1.0
+        _US_SEEDS[key] = dus
+    return dus
+
+
+def _pose_entry_masks(n_bones):
+    """``(3, n_bones + 3)`` int64: bit ``t`` of entry ``[i, c]`` is set when pose
+    parameter ``P[i, c]`` is ``theta[t]`` (:func:`to_pose_params`, read off by
+    tracing where each ``theta`` entry lands)."""
+    theta = np.arange(N_THETA, dtype=np.float64) + 2.0  # distinct from 0 and 1
+    pose = to_pose_params(theta, n_bones)
+    masks = np.zeros(pose.shape, np.int64)
+    hit = pose >= 2.0
+    masks[hit] = np.left_shift(1, (pose[hit] - 2.0).astype(np.int64))
+    return masks
+
+
+@numba.njit(cache=True)
+def _sparsity(pose_masks, parents, weights, triangles, correspondences, complicated):
+    """The sparsity pattern of the residuals' Jacobian with respect to ``theta``:
+    ``(indptr, indices, rows)``, a CSR pattern of the distinct pattern rows and
+    the pattern row ``rows[r]`` of each residual ``r``.
+
+    Residual ``3 i + j`` depends on the global rotation (``theta[0:3]``), on the
+    translation ``theta[3 + j]`` (``y = R x + t``), and on the parameters of every
+    bone that skins one of its vertices and of that bone's ancestors.  Points
+    whose vertices (simple) or triangle (complicated) depend on the same bones'
+    parameters share their three pattern rows, so the pattern has a few dozen
+    rows on a hand model, whatever ``N``.  Time ``O(N + K B)`` for ``K``
+    distinct referenced vertices or triangles and ``B`` bones.
+    """
+    n_bones = parents.shape[0]
+    bone = np.empty(n_bones, np.int64)
+    for b in range(n_bones):
+        m = pose_masks[0, b + 3] | pose_masks[1, b + 3] | pose_masks[2, b + 3]
+        if parents[b] >= 0:
+            m |= bone[parents[b]]
+        bone[b] = m
+    rotation = pose_masks[0, 0] | pose_masks[1, 0] | pose_masks[2, 0]
+    n = correspondences.shape[0]
+    n_items = triangles.shape[0] if complicated else weights.shape[0]
+    # slot[item]: the distinct mask index of a referenced vertex / triangle
+    slot = np.full(n_items, -1, np.int64)
+    size = 64
+    while size < 2 * min(n, n_items):
+        size *= 2
+    table_key = np.full(size, -1, np.int64)  # open addressing: mask -> index
+    table_val = np.empty(size, np.int64)
+    masks = np.empty(min(n, n_items), np.int64)
+    used = 0
+    rows = np.empty(3 * n, np.int64)
+    for i in range(n):
+        c = correspondences[i]
+        if slot[c] < 0:
+            m = rotation
+            for corner in range(3 if complicated else 1):
+                v = triangles[c, corner] if complicated else c
+                for b in range(n_bones):
+                    if weights[v, b] != 0.0:
+                        m |= bone[b]
+            h = ((m * 0x2545F4914F6CDD1D) >> 32) & (size - 1)  # high bits of a multiplicative hash
+            while table_key[h] != -1 and table_key[h] != m:
+                h = (h + 1) & (size - 1)
+            if table_key[h] == -1:
+                table_key[h] = m
+                table_val[h] = used
+                masks[used] = m
+                used += 1
+            slot[c] = table_val[h]
+        for j in range(3):
+            rows[3 * i + j] = 3 * slot[c] + j
+    indptr = np.zeros(3 * used + 1, np.int64)
+    indices = np.empty(3 * used * N_THETA, np.int64)
+    k = 0
+    for s in range(used):
+        for j in range(3):
+            m = masks[s] | pose_masks[j, 2]  # component j's translation only
+            for col in range(N_THETA):
+                if (m >> col) & 1:
+                    indices[k] = col
+                    k += 1
+            indptr[3 * s + j + 1] = k
+    return indptr, indices[:k], rows
+
+
+_POSE_MASKS = {}
+
+
+def ht_sparsity(p):
+    """The theta part of problem ``p``'s Jacobian as a column coloring:
+    ``(coloring, rows)``, a :class:`gradjit.JacobianColoring` of the distinct
+    pattern rows and the pattern row of each residual (for ``decompress``).
+
+    Built from the model's structure (which bones skin each vertex, the bone
+    hierarchy, which ``theta`` entries pose which bone), never from ``theta``.
+    """
+    import gradjit
+
+    n_bones = p.parents.shape[0]
+    masks = _POSE_MASKS.get(n_bones)
+    if masks is None:
+        masks = _POSE_MASKS[n_bones] = _pose_entry_masks(n_bones)
+    indptr, indices, rows = _sparsity(masks, p.parents, p.weights, p.triangles,
+                                      p.correspondences, p.complicated)
+    return gradjit.JacobianColoring.from_csr(indptr, indices, N_THETA), rows
+
+
+def _colored(p):
+    """Does ``ht_jacobian(p)`` use the colored lanes: ``N <= 2 V`` (see there)."""
+    return p.correspondences.shape[0] <= 2 * p.base_positions.shape[0]
 
 
 def ht_jacobian(p, mode="forward"):
     """The eval's Jacobian of problem ``p``: ``(3N, 26)`` or ``(3N, 28)``.
 
-    * ``"forward"`` (the benchmarked one): gradjit's vector forward mode, one
-      primal sweep carrying all 26 (28) columns as tangent lanes;
+    * ``"colored"``: gradjit's compressed vector forward mode.  The ``theta``
+      columns are colored (:func:`ht_sparsity`: columns that never share a
+      residual share a tangent lane; 8 to 10 lanes instead of 26 on GradBench's
+      hand model), one primal sweep carries all lanes, and the result is
+      decompressed into the dense Jacobian.  The complicated variant adds two
+      lanes for the ``us`` columns.
+    * ``"dense"``: the same with one lane per column (26 or 28 lanes), written
+      straight into the Jacobian;
+    * ``"forward"`` (the benchmarked one): ``"colored"`` while ``N <= 2 V``
+      (``V`` vertices), else ``"dense"``.  The colored sweep saves lanes on the
+      skinning of all ``V`` vertices but adds a pass over the compressed
+      ``3N x p`` result; past ``N ~ 2 V`` that pass costs more than the lanes
+      save (measured crossover between ``N = 12800`` and ``25600`` for
+      ``V = 10000``, see ``benchmarks/results/2026-12-03-ht-coloring-*``).
     * ``"reverse"``: gradjit's reverse mode, one sweep per residual (``3N``
       sweeps, for testing).
     """
     m = p.n_residuals
     complicated = p.complicated
     variant = "complicated" if complicated else "simple"
-    ncols = N_THETA + (2 if complicated else 0)
-    off = ncols - N_THETA
-    err = np.empty(m)
+    off = 2 if complicated else 0
+    ncols = N_THETA + off
     if mode == "forward":
-        # Every residual is written by the objective, so every tangent is too:
-        # the output tangents need no zeroing.  The tangents are passed as the
-        # transpose of the row-major Jacobian (lane axis fastest): gradjit then
-        # writes each residual's ``ncols`` derivatives next to each other.
-        jac = np.empty((m, ncols))
-        df = _derivative(variant, "forward", width=ncols)
-        if complicated:
-            dtheta, dus = _seeds(variant, p.us.shape)
-            df(p.theta, dtheta, p.us, dus, *p.model_args(), p.triangles, p.correspondences,
-               p.points, err, jac.T)
+        mode = "colored" if _colored(p) else "dense"
+    err = np.empty(m)
+    if mode in ("colored", "dense"):
+        if mode == "colored":
+            coloring, rows = ht_sparsity(p)
+            dtheta_lanes = coloring.seeds()
         else:
-            dtheta, _ = _seeds(variant, None)
-            df(p.theta, dtheta, *p.model_args(), p.correspondences, p.points, err, jac.T)
+            dtheta_lanes = np.eye(N_THETA)
+        lanes = off + dtheta_lanes.shape[0]
+        dtheta = np.zeros((lanes, N_THETA))
+        dtheta[off:] = dtheta_lanes
+        df = _derivative(variant, "forward", width=lanes)
+        # Every residual is written by the objective, so every tangent is too:
+        # the output tangents need no zeroing.  They are passed as the transpose
+        # of a row-major (m, lanes) array (lane axis fastest): gradjit then
+        # writes each residual's lanes next to each other.
+        jac = np.empty((m, ncols))
+        compressed = jac if mode == "dense" else np.empty((m, lanes))
+        if complicated:
+            df(p.theta, dtheta, p.us, _us_seeds(p.us.shape, lanes), *p.model_args(),
+               p.triangles, p.correspondences, p.points, err, compressed.T)
+            if mode == "colored":
+                jac[:, :2] = compressed[:, :2]
+        else:
+            df(p.theta, dtheta, *p.model_args(), p.correspondences, p.points, err,
+               compressed.T)
+        if mode == "colored":
+            coloring.decompress(compressed[:, off:], out=jac[:, off:], rows=rows)
         return jac
     if mode != "reverse":
         raise ValueError(f"unknown mode {mode!r}")
@@ -662,6 +794,14 @@ def evaluate(function, p):
     if function == DERIVATIVE:
         return ht_jacobian(p, "forward")
     raise ValueError(f"ht has no function {function!r}")
+
+
+def compile_key(function, p):
+    """What else decides whether ``evaluate`` compiles anew (not timed): the
+    number of tangent lanes of the Jacobian (:func:`ht_jacobian`)."""
+    if function != DERIVATIVE:
+        return None
+    return ht_sparsity(p)[0].n_colors if _colored(p) else "dense"
 
 
 def output(function, result):

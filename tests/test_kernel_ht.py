@@ -97,17 +97,47 @@ def test_jacobian_matches_finite_differences(variant):
             assert np.max(np.abs(d)) < 1e-9
 
 
+@pytest.mark.parametrize("mode", ["colored", "dense"])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_forward_matches_reverse(variant):
-    """The @njit-driven forward sweeps and reverse mode (one sweep per residual)
-    give the same Jacobian."""
+def test_forward_matches_reverse(variant, mode):
+    """The vector forward sweep (colored lanes or one lane per column) and reverse
+    mode (one sweep per residual) give the same Jacobian."""
     p = problem(variant, first=5)
-    fwd = ht.ht_jacobian(p, "forward")
+    fwd = ht.ht_jacobian(p, mode)
     rev = ht.ht_jacobian(p, "reverse")
     assert rev.shape == fwd.shape == (15, 28 if variant == "complicated" else 26)
     np.testing.assert_allclose(fwd, rev, rtol=1e-12, atol=1e-13)
     # a second reverse pass gives the same (the seeds are consumed, shadows fresh)
     np.testing.assert_array_equal(ht.ht_jacobian(p, "reverse"), rev)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_sparsity_pattern_covers_the_jacobian(variant, mirrored):
+    """The pattern built from the model's structure contains every non-zero of the
+    dense (one lane per column) Jacobian, misses none of its columns, and lets
+    fewer lanes than columns reproduce it exactly."""
+    p = problem(variant, n=400)._replace(is_mirrored=mirrored)
+    coloring, rows = ht.ht_sparsity(p)
+    pattern = coloring.decompress(np.ones((p.n_residuals, coloring.n_colors)), rows=rows)
+    dense = ht.ht_jacobian(p, "dense")
+    theta_cols = dense[:, 2:] if p.complicated else dense
+    assert np.all(pattern[theta_cols != 0] == 1)
+    # the pattern is tight: every entry it claims is a true non-zero somewhere
+    assert np.count_nonzero(theta_cols) == np.count_nonzero(pattern)
+    assert coloring.n_colors < ht.N_THETA
+    np.testing.assert_allclose(ht.ht_jacobian(p, "colored"), dense, rtol=1e-14, atol=0)
+
+
+def test_forward_picks_dense_lanes_for_many_points():
+    """Past N = 2 V points the benchmarked mode writes the dense Jacobian directly
+    (the colored result would need an extra pass); both give the same."""
+    p = problem("simple", model="small", n=1600)  # V = 544
+    assert not ht._colored(p) and ht._colored(problem("simple", model="small", n=800))
+    assert ht.compile_key(ht.DERIVATIVE, p) == "dense"
+    dense = ht.ht_jacobian(p, "dense")
+    np.testing.assert_array_equal(ht.ht_jacobian(p, "forward"), dense)
+    np.testing.assert_allclose(ht.ht_jacobian(p, "colored"), dense, rtol=1e-14, atol=0)
 
 
 def test_big_model_is_gradbench_layout():

@@ -84,7 +84,11 @@ class Tool:
         min_seconds = float(inp.get("min_seconds", 0))
         prepared = mod.prepare(function, inp)
         timings = []
-        key = (module, function, _signature(prepared))
+        # a module whose compiled code depends on more than the types (ht: the
+        # number of tangent lanes its coloring needs) says so in ``compile_key``
+        extra = getattr(mod, "compile_key", None)
+        key = (module, function, _signature(prepared),
+               extra(function, prepared) if extra else None)
         if key not in self.compiled:
             t = time.perf_counter_ns()
             result = mod.evaluate(function, prepared)
