@@ -47,18 +47,32 @@ def _transpose(indptr, indices, n):
 
 @numba.njit(cache=True)
 def _greedy_colors(indptr, indices, n):
-    """Greedy distance-2 column coloring in largest-first order.
+    """Greedy distance-2 column coloring in largest-first order: ``(colors,
+    n_colors)``.
 
-    Columns are visited by decreasing number of non-zeros (ties by index); each
-    takes the smallest color that no column sharing a row with it has yet.  Time
+    Checks the CSR arrays first (raises ``ValueError``).  Columns are visited by
+    decreasing number of non-zeros (ties by index); each takes the smallest
+    color that no column sharing a row with it has yet.  Time
     ``O(sum_i nnz_i ** 2)`` over the rows ``i``.
     """
+    m = indptr.shape[0] - 1
+    if m < 0 or indptr[0] != 0 or indptr[m] != indices.shape[0]:
+        raise ValueError("the pattern's CSR row pointers must start at 0, never "
+                         "decrease and end at the number of indices")
+    for i in range(m):
+        if indptr[i + 1] < indptr[i]:
+            raise ValueError("the pattern's CSR row pointers must start at 0, never "
+                             "decrease and end at the number of indices")
+    for k in range(indices.shape[0]):
+        if indices[k] < 0 or indices[k] >= n:
+            raise ValueError("the pattern's column indices must lie in [0, n_cols)")
     colptr, rows = _transpose(indptr, indices, n)
     degree = colptr[1:] - colptr[:-1]
     order = np.argsort(-degree, kind="mergesort")
     colors = np.full(n, -1, np.int64)
     # forbidden[c] == j: color c is taken by a neighbour of column j
     forbidden = np.full(n + 1, -1, np.int64)
+    n_colors = 0
     for t in range(n):
         j = order[t]
         for q in range(colptr[j], colptr[j + 1]):
@@ -71,7 +85,8 @@ def _greedy_colors(indptr, indices, n):
         while forbidden[c] == j:
             c += 1
         colors[j] = c
-    return colors
+        n_colors = max(n_colors, c + 1)
+    return colors, n_colors
 
 
 @numba.njit(cache=True)
@@ -168,22 +183,16 @@ class JacobianColoring:
         indptr = np.ascontiguousarray(indptr, dtype=np.int64)
         indices = np.ascontiguousarray(indices, dtype=np.int64)
         self = cls.__new__(cls)
-        self._set(indptr, indices, (indptr.shape[0] - 1, int(n_cols)))
+        self._set(indptr, indices, (max(indptr.shape[0] - 1, 0), int(n_cols)))
         return self
 
     def _set(self, indptr, indices, shape):
-        m, n = shape
-        if indptr.ndim != 1 or indptr.shape[0] != m + 1 or indptr[0] != 0 or \
-                indptr[-1] != indices.shape[0] or (m and np.any(np.diff(indptr) < 0)):
-            raise ValueError("the pattern's CSR row pointers must start at 0, never "
-                             "decrease and end at the number of indices")
-        if indices.size and (indices.min() < 0 or indices.max() >= n):
-            raise ValueError(f"the pattern's column indices must lie in [0, {n})")
-        self.shape = (int(m), int(n))
+        if indptr.ndim != 1 or indices.ndim != 1:
+            raise ValueError("the pattern's CSR arrays must be 1-D")
+        self.shape = (int(shape[0]), int(shape[1]))
         self._indptr = indptr
         self._indices = indices
-        self.colors = _greedy_colors(indptr, indices, n)
-        self.n_colors = int(self.colors.max()) + 1 if n else 0
+        self.colors, self.n_colors = _greedy_colors(indptr, indices, self.shape[1])
 
     def seeds(self, width=None, dtype=np.float64):
         """The seed matrix ``S``, ``(width, n)``: ``S[c, j] = 1`` if column ``j``
