@@ -205,6 +205,45 @@ def test_allocator_compiled_before_import_is_linked(tmp_path):
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
 
+_STRIDED_GLOBAL = np.arange(300000.0)[::2]  # Numba makes a dynamic global for it
+
+
+@numba.njit
+def _reads_strided_global(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += _STRIDED_GLOBAL[i] * x[i] * x[i]
+    return s
+
+
+@numba.njit
+def _calls_reader(x):
+    return _reads_strided_global(x) * 2.0
+
+
+_d_calls_reader = gradjit.autodiff(_calls_reader, "reverse", gradjit.Duplicated)
+
+
+@numba.njit
+def _twice_through_a_caller(x, dx):
+    return _once_through_a_caller(x, dx) + _d_calls_reader(x, dx, 1.0)
+
+
+@numba.njit
+def _once_through_a_caller(x, dx):
+    return _d_calls_reader(x, dx, 1.0)
+
+
+def test_derivative_with_global_linked_twice_into_one_library():
+    """A derivative reaching a Numba global (a strided global array) linked into a
+    library twice (directly and through a callee): its globals keep their
+    linkage, so the copies merge (it failed with 'symbol multiply defined')."""
+    x = np.linspace(0.1, 1.0, 5)
+    dx = np.zeros(5)
+    _twice_through_a_caller(x, dx)
+    np.testing.assert_allclose(dx, 2 * 2 * 2 * _STRIDED_GLOBAL[:5] * x, rtol=1e-14)
+
+
 def test_aggregate_merges_are_split():
     """Phis and selects of pointer-carrying aggregates (Numba's array structs) become
     per-field values, so the activity analysis sees the data pointers."""

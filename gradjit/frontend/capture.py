@@ -179,12 +179,14 @@ def _link(mod, text):
     """Link the library text ``text`` into ``mod``.  Numba libraries each carry
     copies of shared helpers (``__excinfo_unwrap_args...`` constants, callees
     compiled into several libraries): symbols ``mod`` already defines become
-    ``linkonce_odr`` in the incoming copy, so the linker keeps one.  A symbol
+    ``linkonce_odr`` in the incoming copy, so the linker keeps one.  A function
     ``mod`` does not define yet is kept whatever its linkage: an optimized
     library (compiled before gradjit's hook) shares its functions as
     ``linkonce_odr``, which the linker would drop when the module that calls
-    them comes later in the link order (:func:`capture` internalizes all but the
-    target afterwards)."""
+    them comes later in the link order (:func:`capture` internalizes every
+    function but the target afterwards).  Global variables keep their linkage:
+    they are not internalized, and an external copy in every library a
+    derivative is linked into would be defined twice."""
     other = llvm.parse_assembly(text)
     for f in other.functions:
         if f.is_declaration:
@@ -199,11 +201,9 @@ def _link(mod, text):
         try:
             mine = mod.get_global_variable(g.name)
         except NameError:
-            mine = None
-        if mine is not None and not mine.is_declaration:
+            continue
+        if not mine.is_declaration:
             g.linkage = "linkonce_odr"
-        elif g.linkage.name in _DISCARDABLE:
-            g.linkage = "external"
     mod.link_in(other)
 
 
