@@ -69,7 +69,8 @@ gradjit's vector forward mode, one primal sweep carrying several tangent lanes
 Reid 1974): the ``theta`` columns are colored from the model's structure
 (:func:`ht_sparsity`, :class:`gradjit.JacobianColoring`) so that columns that
 never affect the same residual -- the joints of different fingers, the three
-translations -- share a lane, 8 to 10 lanes instead of 26; for the complicated
+translations -- share a lane, 8 to 10 lanes instead of 26 (while ``N <= 2 V``;
+beyond, one lane per column: see :func:`ht_jacobian`); for the complicated
 variant two more lanes carry the "all ``us[:, k]`` at once" directions, which
 are exact because residual ``i`` depends on ``us[i]`` only.
 
@@ -352,7 +353,8 @@ def _derivative(variant, mode, width=1):
     Forward: ``theta`` (and ``us``) and ``err`` are ``Dual``; reverse: they are
     ``Duplicated``; the model and the data are ``Const``.  ``width`` > 1 is the
     vector mode: one primal sweep carries ``width`` tangents (the forward Jacobian
-    uses 26 lanes, or 28 with the two ``us`` columns).
+    uses one lane per color of ``theta``'s columns, plus two for ``us``; or 26
+    and 28 lanes with one lane per column).
     """
     key = (variant, mode, width)
     df = _DERIVATIVES.get(key)
@@ -515,7 +517,7 @@ def ht_jacobian(p, mode="forward"):
       skinning of all ``V`` vertices but adds a pass over the compressed
       ``3N x p`` result; past ``N ~ 2 V`` that pass costs more than the lanes
       save (measured crossover between ``N = 12800`` and ``25600`` for
-      ``V = 10000``, see ``benchmarks/results/2026-12-03-ht-coloring-*``).
+      ``V = 10000``, see ``benchmarks/results/2026-12-03-x86_64-2cpu-default-ht-coloring.md``).
     * ``"reverse"``: gradjit's reverse mode, one sweep per residual (``3N``
       sweeps, for testing).
     """
@@ -801,7 +803,7 @@ def compile_key(function, p):
     number of tangent lanes of the Jacobian (:func:`ht_jacobian`)."""
     if function != DERIVATIVE:
         return None
-    return ht_sparsity(p)[0].n_colors if _colored(p) else "dense"
+    return ht_sparsity(p)[0].lanes if _colored(p) else "dense"
 
 
 def output(function, result):

@@ -110,6 +110,25 @@ def test_compressed_forward_mode_matches_dense_and_finite_differences(dtype):
     np.testing.assert_allclose(J, fd, rtol=tol, atol=tol)
 
 
+def test_one_color_runs_two_lanes():
+    """An elementwise function's Jacobian is diagonal: one color, but ``lanes`` is 2
+    (width 1 is the scalar mode) and the padded lane is ignored."""
+    n = 6
+    coloring = gradjit.JacobianColoring(np.eye(n))
+    assert coloring.n_colors == 1 and coloring.lanes == 2
+
+    @numba.njit
+    def square(x, out):
+        for i in range(x.shape[0]):
+            out[i] = x[i] * x[i]
+
+    df = gradjit.autodiff(square, "forward", Dual, Dual, width=coloring.lanes)
+    x = np.linspace(-1.0, 1.0, n)
+    compressed = np.empty((n, coloring.lanes))
+    df(x, coloring.seeds(), np.empty(n), compressed.T)
+    np.testing.assert_array_equal(coloring.decompress(compressed), np.diag(2 * x))
+
+
 def test_rows_map_and_padding_lanes():
     """A Jacobian whose rows come in two patterns is colored from those two
     rows; padded seed lanes are zero and ignored by decompress."""
@@ -148,6 +167,10 @@ def test_errors():
         coloring.decompress(np.zeros((2, 1)), rows=np.array([0, 3]))
     with pytest.raises(ValueError, match="integer"):
         coloring.decompress(np.zeros((2, 1)), rows=np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="integer"):
+        gradjit.JacobianColoring.from_csr(np.array([0.0, 1.0]), np.array([0.0]), 2)
+    with pytest.raises(ValueError):
+        coloring.colors[0] = 5  # read-only
     empty = gradjit.JacobianColoring(np.zeros((2, 0)))
-    assert empty.n_colors == 0 and empty.seeds().shape == (0, 0)
+    assert empty.n_colors == 0 and empty.seeds().shape == (2, 0)
     assert empty.decompress(np.zeros((2, 0))).shape == (2, 0)

@@ -145,8 +145,11 @@ class JacobianColoring:
             :meth:`from_csr` to pass CSR index arrays directly.
 
     Attributes:
-        colors: ``(n,)`` int64, the color (tangent lane) of each column.
+        colors: ``(n,)`` int64, read-only, the color (tangent lane) of each column.
         n_colors: the number of colors ``p`` (``0`` for a pattern with no column).
+        lanes: ``max(n_colors, 2)``, the ``width`` to give
+            :func:`gradjit.autodiff` (``width=1`` is the scalar mode, whose
+            shadows have no lane axis); lanes past ``n_colors`` are seeded 0.
         shape: ``(m, n)``.
 
     Raises:
@@ -155,9 +158,9 @@ class JacobianColoring:
     Example (``f(x, out)`` writes ``out = F(x)``, ``x`` of length ``n``)::
 
         coloring = gradjit.JacobianColoring(pattern)
-        df = gradjit.autodiff(f, "forward", Dual, Dual, width=coloring.n_colors)
-        seeds = coloring.seeds()                      # (p, n)
-        compressed = np.empty((m, coloring.n_colors))
+        df = gradjit.autodiff(f, "forward", Dual, Dual, width=coloring.lanes)
+        seeds = coloring.seeds()                      # (lanes, n)
+        compressed = np.empty((m, coloring.lanes))
         df(x, seeds, out, compressed.T)  # compressed = J @ seeds.T
         J = coloring.decompress(compressed)           # (m, n), dense
 
@@ -178,10 +181,15 @@ class JacobianColoring:
 
         Raises:
             ValueError: ``indptr`` does not start at 0, decreases, or does not end
-                at ``len(indices)``, or a column index is outside ``[0, n_cols)``.
+                at ``len(indices)``, a column index is outside ``[0, n_cols)``, or
+                the arrays are not integer arrays.
         """
-        indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-        indices = np.ascontiguousarray(indices, dtype=np.int64)
+        indptr, indices = np.asarray(indptr), np.asarray(indices)
+        for a in (indptr, indices):
+            if a.size and a.dtype.kind not in "iu":
+                raise ValueError(f"the pattern's CSR arrays must be integer arrays, got {a.dtype}")
+        indptr = indptr.astype(np.int64)
+        indices = indices.astype(np.int64)
         self = cls.__new__(cls)
         self._set(indptr, indices, (max(indptr.shape[0] - 1, 0), int(n_cols)))
         return self
@@ -190,23 +198,29 @@ class JacobianColoring:
         if indptr.ndim != 1 or indices.ndim != 1:
             raise ValueError("the pattern's CSR arrays must be 1-D")
         self.shape = (int(shape[0]), int(shape[1]))
-        self._indptr = indptr
-        self._indices = indices
-        self.colors, self.n_colors = _greedy_colors(indptr, indices, self.shape[1])
+        # own copies: decompress indexes with them unchecked
+        self._indptr = indptr.copy()
+        self._indices = indices.copy()
+        colors, n_colors = _greedy_colors(self._indptr, self._indices, self.shape[1])
+        colors.flags.writeable = False
+        self.colors = colors
+        self.n_colors = n_colors
+        self.lanes = max(n_colors, 2)
 
     def seeds(self, width=None, dtype=np.float64):
         """The seed matrix ``S``, ``(width, n)``: ``S[c, j] = 1`` if column ``j``
         has color ``c``, else 0; the tangent seed of the vector forward mode.
 
         Args:
-            width: lanes (default ``n_colors``); more than ``n_colors`` pads with
-                zero lanes (to keep one compiled width for several patterns).
+            width: lanes (default :attr:`lanes`, ``max(n_colors, 2)``); more than
+                ``n_colors`` pads with zero lanes (also to keep one compiled
+                width for several patterns).
             dtype: float64 or float32.
 
         Raises:
             ValueError: ``width < n_colors``.
         """
-        width = self.n_colors if width is None else int(width)
+        width = self.lanes if width is None else int(width)
         if width < self.n_colors:
             raise ValueError(f"width {width} is less than the {self.n_colors} colors")
         s = np.zeros((width, self.shape[1]), dtype=dtype)
