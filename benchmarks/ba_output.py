@@ -36,33 +36,28 @@ from kernels import ba  # noqa: E402
 
 @numba.njit
 def _fill_structure(obs, n, m, rows, cols, vals):
-    """``ba_jacobian_fill``'s writes, with constants for the derivatives."""
+    """The CSR arrays ``ba_jacobian_fill`` writes (same entries, same order),
+    with a constant for every derivative."""
     p = obs.shape[0]
-    xoff = ba.N_CAM_PARAMS * n
+    k = ba.N_CAM_PARAMS
+    per_row = k + 3 + 1  # camera, point, weight
+    xoff = k * n
     woff = xoff + 3 * m
-    nz = 0
     rows[0] = 0
     for i in range(p):
-        ci = obs[i, 0]
-        pi = obs[i, 1]
+        cam0 = k * obs[i, 0]
+        pt0 = xoff + 3 * obs[i, 1] - k
         for r in range(2):
-            for j in range(ba.N_CAM_PARAMS):
-                cols[nz] = ba.N_CAM_PARAMS * ci + j
-                vals[nz] = 0.5 * j
-                nz += 1
-            for j in range(3):
-                cols[nz] = xoff + 3 * pi + j
-                vals[nz] = 0.25 * j
-                nz += 1
-            cols[nz] = woff + i
-            vals[nz] = 1.0
-            nz += 1
-            rows[2 * i + r + 1] = nz
+            start = (2 * i + r) * per_row
+            for j in range(per_row):
+                cols[start + j] = cam0 + j if j < k else (pt0 + j if j < k + 3 else woff + i)
+                vals[start + j] = 0.5
+            rows[2 * i + r + 1] = start + per_row
+    base = 2 * p * per_row
     for i in range(p):
-        cols[nz] = woff + i
-        vals[nz] = 2.0
-        nz += 1
-        rows[2 * p + i + 1] = nz
+        cols[base + i] = woff + i
+        vals[base + i] = 2.0
+        rows[2 * p + i + 1] = base + i + 1
 
 
 def csr_writes(cams, X, w, obs, feats):

@@ -106,17 +106,6 @@ def _decompress(compressed, indptr, indices, colors, rows, out):
             out[i, j] = compressed[i, colors[j]]
 
 
-@numba.njit(cache=True)
-def _decompress_identity(compressed, indptr, indices, colors, out):
-    n = out.shape[1]
-    for i in range(out.shape[0]):
-        for j in range(n):
-            out[i, j] = 0.0
-        for k in range(indptr[i], indptr[i + 1]):
-            j = indices[k]
-            out[i, j] = compressed[i, colors[j]]
-
-
 def _csr_of(pattern):
     """``(indptr, indices, (m, n))`` of a scipy.sparse matrix or a 2-D array-like
     (non-zero entries are the structural non-zeros)."""
@@ -248,7 +237,10 @@ class JacobianColoring:
         """
         compressed = np.asarray(compressed)
         m, n = self.shape
-        big_m = m if rows is None else len(rows)
+        rows = np.arange(m) if rows is None else np.asarray(rows)
+        if rows.ndim != 1 or rows.dtype.kind not in "iu":
+            raise ValueError("rows must be a 1-D integer array")
+        big_m = rows.shape[0]
         if compressed.ndim != 2 or compressed.shape[0] != big_m or \
                 compressed.shape[1] < self.n_colors:
             raise ValueError(f"compressed Jacobian of shape {compressed.shape}: expected "
@@ -257,11 +249,5 @@ class JacobianColoring:
             out = np.empty((big_m, n), dtype=compressed.dtype)
         elif out.shape != (big_m, n):
             raise ValueError(f"out has shape {out.shape}, expected {(big_m, n)}")
-        if rows is None:
-            _decompress_identity(compressed, self._indptr, self._indices, self.colors, out)
-            return out
-        rows = np.asarray(rows)
-        if rows.ndim != 1 or rows.dtype.kind not in "iu":
-            raise ValueError("rows must be a 1-D integer array")
         _decompress(compressed, self._indptr, self._indices, self.colors, rows, out)
         return out
