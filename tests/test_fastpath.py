@@ -235,3 +235,20 @@ def test_an_argument_named_twice_gets_two_gradient_arrays(rng):
         np.testing.assert_array_equal(a, b)
         a[:] = 0.0
         assert b.any()
+
+
+def test_argument_types_match_numba_typeof():
+    """The cached array types are Numba's, for every layout, rank, dtype and
+    writability (and the uncached kinds pass through)."""
+    import numba
+    from gradjit.api.fastpath import argument_types
+    readonly = np.zeros(3)
+    readonly.flags.writeable = False
+    args = [np.zeros(3), np.zeros((3, 4)), np.zeros((3, 4)).T, np.zeros((3, 4))[:, ::2],
+            np.zeros((1, 4)), np.zeros(()), np.zeros(0), np.zeros(5, np.float32),
+            np.zeros(4, np.int32), np.zeros(3, np.complex128), np.zeros(3, np.bool_),
+            np.zeros((2, 3), order="F")[:, :1], readonly,
+            np.zeros(3, dtype=[("a", "f8"), ("b", "i4")]), 1.0, 3, np.float32(2), (1.0, 2)]
+    want = tuple(numba.typeof(a) for a in args)
+    assert argument_types(args) == want
+    assert argument_types(args) == want  # from the cache

@@ -147,7 +147,7 @@ class Derivative:
         for user, tmp in writebacks:
             user[...] = tmp
         if self._unwarned:
-            self._warn_const_written(self.compile(tuple(numba.typeof(a) for a in args)))
+            self._warn_const_written(self.compile(fastpath.argument_types(args)))
         return out
 
     _unwarned = 0        # compiled signatures whose ActivityWarning is still to come
@@ -180,7 +180,7 @@ class Derivative:
         else:
             return                          # no Const array: nothing to check
         if const_array_overlaps(self.params, self.activities, args):
-            _raise_const_alias(self, args, self.compile(tuple(numba.typeof(a) for a in args)))
+            _raise_const_alias(self, args, self.compile(fastpath.argument_types(args)))
 
     def _may_write(self, args):
         """``(const_written, writes_args)`` of the compiled signature of ``args``, as
@@ -193,7 +193,7 @@ class Derivative:
             return (True, True)
         got = self._writes.get(key)
         if got is None:
-            c = self.compile(tuple(numba.typeof(a) for a in args))
+            c = self.compile(fastpath.argument_types(args))
             got = self._writes[key] = (bool(c.const_written), bool(c.writes_args))
         return got
 
@@ -204,12 +204,12 @@ class Derivative:
         :meth:`_may_write` of ``args`` where the caller has it already."""
         if not self._cache:
             # first call: compile here so errors reach the user as gradjit's own
-            self.compile(tuple(numba.typeof(a) for a in args))
+            self.compile(fastpath.argument_types(args))
         try:
             return self._entry_for(args, writes)(*args)
         except numba.core.errors.TypingError:
             # a new signature whose derivative failed to build: raise the real error
-            self.compile(tuple(numba.typeof(a) for a in args))
+            self.compile(fastpath.argument_types(args))
             raise
 
     def _check_shadows(self, args):
@@ -291,7 +291,7 @@ class Derivative:
                       if k < len(args) and isinstance(args[k], np.ndarray)]
             if len(arrays) > 1 and any(np.may_share_memory(a, b) for i, a in enumerate(arrays)
                                        for b in arrays[i + 1:]):
-                argtys = tuple(numba.typeof(a) for a in args)
+                argtys = fastpath.argument_types(args)
                 if self.compile(argtys).writes_args:
                     if self._jit_alias is None:
                         call = cpu.make_intrinsic(lambda t: self._resolve(t, alias=True))
@@ -764,7 +764,7 @@ class VectorForward(Derivative):
         writebacks = _vector_shadows(self, args, skip=self.interleave)
         dret = np.zeros(n)                    # the return's tangents (always passed)
         args.append(dret)
-        compiled = self.compile(tuple(numba.typeof(a) for a in args))
+        compiled = self.compile(fastpath.argument_types(args))
         self._warn_const_written(compiled)
         _raise_const_alias(self, args, compiled)
         out = self._entry_for(args)(*args)
@@ -816,7 +816,7 @@ class VectorReverse(Derivative):
         rows = sum(1 for a in self.activities if a is A.Active)
         gout = np.zeros((max(1, rows), n))
         args.append(gout)
-        compiled = self.compile(tuple(numba.typeof(a) for a in args))
+        compiled = self.compile(fastpath.argument_types(args))
         self._warn_const_written(compiled)
         _raise_const_alias(self, args, compiled)
         out = self._entry_for(args)(*args)

@@ -46,6 +46,31 @@ def arg_key(a):
     return None
 
 
+_ARRAY_TYPES = {}
+
+
+def argument_types(args) -> tuple:
+    """``tuple(numba.typeof(a) for a in args)``, with the types of plain ndarrays
+    of numbers kept per (dtype, rank, layout, writability): ``numba.typeof``
+    builds a new ``types.Array`` each time (about 8 us; 0.15 ms a call for the
+    13 arrays of the HT derivative).  Same types as Numba's (layout ``C`` before
+    ``F`` before ``A``, as ``numba.np.numpy_support.map_layout``); record dtypes
+    and other objects go to ``numba.typeof``."""
+    out = []
+    for a in args:
+        if type(a) is np.ndarray and a.dtype.kind in "biufc":
+            f = a.flags
+            key = (a.dtype, a.ndim, "C" if f.c_contiguous else "F" if f.f_contiguous else "A",
+                   f.writeable)
+            t = _ARRAY_TYPES.get(key)
+            if t is None:
+                t = _ARRAY_TYPES[key] = numba.typeof(a)
+            out.append(t)
+        else:
+            out.append(numba.typeof(a))
+    return tuple(out)
+
+
 def pattern(args):
     """The call pattern of ``args`` (a tuple of :func:`arg_key`), or None when an
     argument keeps the call on the slow path (or the fast path is off)."""

@@ -21,7 +21,7 @@ _wrappers = {}
 
 
 def _return_type(disp, args):
-    argtys = tuple(numba.typeof(a) for a in args)
+    argtys = fastpath.argument_types(args)
     disp.compile(argtys)
     return disp.overloads[argtys].signature.return_type
 
@@ -143,7 +143,7 @@ def _with_scratch_shadows(cache, acts, args, shadowed, build):
     if got is None:
         def const_written(acts):
             df, dfargs = build(acts)[:2]
-            return df.compile(tuple(numba.typeof(a) for a in dfargs)).const_written
+            return df.compile(fastpath.argument_types(dfargs)).const_written
         try:
             base, written = acts, const_written(acts)
         except UnsupportedError as e:
@@ -307,7 +307,7 @@ class _Reverse:
         if acts != asked:
             return None
         df, dfargs = built[0], built[1]
-        compiled = df.compile(tuple(numba.typeof(a) for a in dfargs))
+        compiled = df.compile(fastpath.argument_types(dfargs))
         return fastpath.Plan(df._jit_checked, acts, self._gather(acts, len(acts), order),
                              self.single, check_overlap=bool(compiled.writes_args))
 
